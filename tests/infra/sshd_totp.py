@@ -1,0 +1,320 @@
+"""A second, private sshd on 127.0.0.1 acting as an HPC login node with 2FA.
+
+``auth='totp'`` (default): publickey AND keyboard-interactive TOTP
+(pam_google_authenticator with RATE_LIMIT 10 30, WINDOW_SIZE 3, DISALLOW_REUSE),
+i.e. like real clusters: a code works once per 30 s window, so a client must
+authenticate ONCE and multiplex.  ``auth='key'``: publickey only.
+
+Isolation: the binary is started through a symlink ``sshd-mlops-<port>`` because
+sshd names its PAM service after argv[0]; so ``/etc/pam.d/sshd-mlops-<port>`` is
+ours alone (removed at stop).  Host key, client key, the TOTP secret file
+and the VERBOSE log all live in the instance's workdir; the public key goes to
+``~user/.ssh/authorized_keys_mlops_<port>`` (``AuthorizedKeysFile``; one file per
+instance so several servers for one user do not clash; removed at stop; it is not
+in the workdir because StrictModes refuses key files on paths through /tmp).
+
+Environment for exec sessions (``ssh host cmd``, paramiko ``exec_command``):
+``setenv={'SLURM_CONF': ...}`` becomes sshd ``SetEnv``; it applies to every
+session type without relying on shell start-up files.
+"""
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import paramiko
+import pyotp
+
+from ._util import (InfraError, check_traversable, children_of, log_tail, run,
+                    shared_tmpdir, stop_pid, wait_for)
+from .ports import free_port
+from .users import ensure_user
+
+SSHD = "/usr/sbin/sshd"
+PAM_DIR = Path("/etc/pam.d")
+
+
+class TotpSshServer:
+    """Context manager: ``with TotpSshServer() as srv: t = srv.transport()``.
+
+    Attributes: host, port, user, home, client_key_path, host_key_path,
+    totp_secret (never log it), known_hosts_line, log_path, workdir.
+    """
+
+    def __init__(self, workdir=None, user: str = "mlopshpc", port: int = None,
+                 auth: str = "totp", setenv: dict = None, max_sessions: int = 50):
+        if auth not in ("totp", "key"):
+            raise ValueError("auth must be 'totp' or 'key'")
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir else shared_tmpdir("mlops-sshd-")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.user, self.auth, self.host = user, auth, "127.0.0.1"
+        self.port = port or free_port()
+        self.setenv = dict(setenv or {})
+        self.max_sessions = max_sessions
+        self.name = f"sshd-mlops-{self.port}"
+        self.pam_path = PAM_DIR / self.name
+        self.log_path = self.workdir / "sshd.log"
+        self.config_path = self.workdir / "sshd_config"
+        self.host_key_path = self.workdir / "ssh_host_ed25519_key"
+        self.client_key_path = self.workdir / "client_ed25519"
+        self.totp_secret = None
+        self._proc = None
+        self._used_steps = set()
+
+    # ---------------------------------------------------------------- setup
+    def start(self):
+        check_traversable(self.workdir)  # the user's sshd child reads files here
+        pw = ensure_user(self.user)
+        self.uid, self.gid, self.home = pw.pw_uid, pw.pw_gid, pw.pw_dir
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privsep dir
+        self._keygen(self.host_key_path, "mlops-test-host")
+        self._keygen(self.client_key_path, "mlops-test-client")
+        # StrictModes rejects any path through /tmp (mode 1777), so the key
+        # file lives in the user's ~/.ssh, but one file per instance/port.
+        sshdir = Path(self.home) / ".ssh"
+        sshdir.mkdir(mode=0o700, exist_ok=True)
+        os.chown(sshdir, self.uid, self.gid)
+        self.authorized_keys_path = sshdir / f"authorized_keys_mlops_{self.port}"
+        self.authorized_keys_path.write_text(Path(f"{self.client_key_path}.pub").read_text())
+        self.authorized_keys_path.chmod(0o644)  # root-owned, not writable by others: OK for sshd
+        pam = ["account required pam_unix.so", "session required pam_unix.so"]
+        if self.auth == "totp":
+            self._write_totp_file()
+            pam.insert(0, "auth required pam_google_authenticator.so "
+                          f"secret={self.workdir}/ga/${{USER}}")
+        else:
+            pam.insert(0, "auth required pam_deny.so")  # keyboard-interactive never passes
+        self.pam_path.write_text("# written by tests/infra/sshd_totp.py\n" + "\n".join(pam) + "\n")
+        link = self.workdir / self.name
+        if not link.is_symlink():
+            link.symlink_to(SSHD)
+        self._write_config()
+        run([str(link), "-t", "-f", str(self.config_path)], timeout=30)
+        self._spawn()
+        return self
+
+    def _keygen(self, path: Path, comment: str):
+        for p in (path, Path(f"{path}.pub")):
+            if p.exists():
+                p.unlink()
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+        path.chmod(0o600)
+
+    def _write_totp_file(self):
+        # Fresh random secret per instance.  The file sits in a dir owned by
+        # the user because the PAM module runs with the user's fsuid and
+        # rewrites it (DISALLOW_REUSE / RATE_LIMIT state) via a temp file.
+        self.totp_secret = pyotp.random_base32()
+        gadir = self.workdir / "ga"
+        gadir.mkdir(mode=0o700, exist_ok=True)
+        f = gadir / self.user
+        f.write_text(f'{self.totp_secret}\n" RATE_LIMIT 10 30\n" WINDOW_SIZE 3\n'
+                     '" DISALLOW_REUSE\n" TOTP_AUTH\n')
+        f.chmod(0o600)
+        for p in (gadir, f):
+            os.chown(p, self.uid, self.gid)
+
+    def _write_config(self):
+        methods = "publickey,keyboard-interactive" if self.auth == "totp" else "publickey"
+        lines = [
+            f"Port {self.port}", f"ListenAddress {self.host}",
+            f"HostKey {self.host_key_path}", f"PidFile {self.workdir}/sshd.pid",
+            f"AuthorizedKeysFile .ssh/{self.authorized_keys_path.name}",
+            "PubkeyAuthentication yes", "PasswordAuthentication no",
+            f"KbdInteractiveAuthentication {'yes' if self.auth == 'totp' else 'no'}",
+            "UsePAM yes", f"AuthenticationMethods {methods}",
+            f"AllowUsers {self.user}", "PermitRootLogin no",
+            "Subsystem sftp internal-sftp", f"MaxSessions {self.max_sessions}",
+            "MaxStartups 50:30:100", "LogLevel VERBOSE", "PrintMotd no",
+            "X11Forwarding no", "AllowTcpForwarding no",
+        ]
+        if self.setenv:
+            lines.append("SetEnv " + " ".join(f'"{k}={v}"' for k, v in self.setenv.items()))
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    def _spawn(self):
+        marker = f"Server listening on {self.host} port {self.port}"
+        before = self.log_text().count(marker)
+        out = open(self.workdir / "sshd.stderr", "ab")
+        # -D: stay in foreground so Popen.pid IS the listener; -E: log to file
+        self._proc = subprocess.Popen(
+            [str(self.workdir / self.name), "-D", "-E", str(self.log_path),
+             "-f", str(self.config_path)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, close_fds=True)
+        out.close()
+
+        def up():
+            if self._proc.poll() is not None:
+                raise InfraError(f"sshd exited rc={self._proc.returncode}")
+            return self.log_text().count(marker) > before
+        try:
+            wait_for(up, 15, f"sshd on {self.host}:{self.port}",
+                     logs=[self.log_path, self.workdir / "sshd.stderr"])
+        except InfraError as exc:
+            if self._proc.poll() is None:
+                stop_pid(self._proc)
+            raise exc
+
+    # ---------------------------------------------------------------- info
+    @property
+    def known_hosts_line(self) -> str:
+        """``[127.0.0.1]:PORT ssh-ed25519 AAAA...`` as OpenSSH writes it."""
+        kind, b64 = Path(f"{self.host_key_path}.pub").read_text().split()[:2]
+        return f"[{self.host}]:{self.port} {kind} {b64}"
+
+    def host_public_key(self) -> paramiko.PKey:
+        return paramiko.Ed25519Key(filename=str(self.host_key_path))
+
+    def write_known_hosts(self, path) -> Path:
+        Path(path).write_text(self.known_hosts_line + "\n")
+        return Path(path)
+
+    def write_ssh_config(self, path, alias: str = "hpc", known_hosts=None, control_dir=None) -> Path:
+        """An OpenSSH client config (``ssh -F path alias cmd``); pins the host key."""
+        kh = Path(known_hosts or Path(path).with_suffix(".known_hosts"))
+        self.write_known_hosts(kh)
+        lines = [f"Host {alias}", f"  HostName {self.host}", f"  Port {self.port}",
+                 f"  User {self.user}", f"  IdentityFile {self.client_key_path}",
+                 "  IdentitiesOnly yes", f"  UserKnownHostsFile {kh}",
+                 "  StrictHostKeyChecking yes", "  BatchMode no"]
+        if control_dir:
+            lines += [f"  ControlPath {control_dir}/%C", "  ControlMaster auto",
+                      "  ControlPersist 600"]
+        Path(path).write_text("\n".join(lines) + "\n")
+        return Path(path)
+
+    def otp(self, fresh: bool = True, max_wait: float = 31) -> str:
+        """Current TOTP code.  With ``fresh`` (default), if this instance already
+        handed out the code of the current 30 s step, wait for the next step:
+        DISALLOW_REUSE would refuse it anyway."""
+        totp = pyotp.TOTP(self.totp_secret)
+        step = int(time.time()) // 30
+        if fresh and step in self._used_steps:
+            time.sleep(min(max_wait, (step + 1) * 30 - time.time() + 0.2))
+            step = int(time.time()) // 30
+        self._used_steps.add(step)
+        return totp.at(step * 30)
+
+    def wrong_otp(self) -> str:
+        """A 6-digit code that is not valid in the current +-1 step window."""
+        totp, now = pyotp.TOTP(self.totp_secret), time.time()
+        valid = {totp.at(now + d) for d in (-60, -30, 0, 30, 60)}
+        return next(c for c in (f"{i:06d}" for i in range(1000, 10 ** 6, 7919)) if c not in valid)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def count_connections(self) -> int:
+        """TCP connections sshd accepted (one per client login attempt)."""
+        return len(re.findall(r"^.*Connection from \S+ port \d+ on ", self.log_text(), re.M))
+
+    def count_auth_attempts(self) -> int:
+        """Completed-or-failed logins: each ``Accepted``/``Failed`` line for the
+        final method (keyboard-interactive in totp mode, publickey in key mode)."""
+        method = "keyboard-interactive" if self.auth == "totp" else "publickey"
+        return len(re.findall(rf"(Accepted|Failed) {method}\S* for ", self.log_text()))
+
+    def count_logins(self) -> int:
+        """Fully authenticated logins (``Accepted`` for the final method)."""
+        method = "keyboard-interactive" if self.auth == "totp" else "publickey"
+        return len(re.findall(rf"Accepted {method}\S* for ", self.log_text()))
+
+    # ---------------------------------------------------------------- client
+    def transport(self, code: str = None, timeout: float = 15) -> paramiko.Transport:
+        """A logged-in paramiko Transport (key, then TOTP ``code`` or otp()).
+
+        SSHClient.connect cannot do key + OTP prompt, hence a bare Transport.
+        The server key is compared with the pinned one before sending anything.
+        """
+        t = paramiko.Transport((self.host, self.port))
+        try:
+            t.start_client(timeout=timeout)
+            if t.get_remote_server_key() != self.host_public_key():
+                raise paramiko.SSHException("host key mismatch")
+            key = paramiko.Ed25519Key(filename=str(self.client_key_path))
+            remaining = t.auth_publickey(self.user, key)
+            if "keyboard-interactive" in remaining:
+                answer = code if code is not None else self.otp()
+                t.auth_interactive(self.user, lambda title, inst, prompts: [answer for _ in prompts])
+            if not t.is_authenticated():
+                raise paramiko.AuthenticationException(f"not authenticated, remaining {remaining}")
+        except Exception:
+            t.close()
+            raise
+        return t
+
+    # ---------------------------------------------------------------- control
+    def set_env(self, env: dict):
+        """Replace the SetEnv variables and restart the listener (same port)."""
+        self.setenv = dict(env)
+        self._write_config()
+        self._restart()
+
+    def rotate_host_key(self) -> str:
+        """New host key + restart: clients pinning the old key must refuse."""
+        self._keygen(self.host_key_path, "mlops-test-host")
+        self._restart()
+        return self.known_hosts_line
+
+    def _restart(self):
+        if self._proc is not None:
+            stop_pid(self._proc)
+        self._spawn()
+
+    def stop(self):
+        if self._proc is not None:
+            # per-connection sshd children outlive the listener: stop them too
+            kids = children_of(self._proc.pid)
+            stop_pid(self._proc)
+            for k in kids:
+                stop_pid(k, timeout=3)
+            self._proc = None
+        self.pam_path.unlink(missing_ok=True)
+        if getattr(self, "authorized_keys_path", None):
+            self.authorized_keys_path.unlink(missing_ok=True)
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        if self._proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def exec_command(transport: paramiko.Transport, cmd: str, timeout: float = 120,
+                 stdin: bytes = None):
+    """Run ``cmd`` on a new channel of ``transport``; return (rc, stdout, stderr).
+
+    Bounded: raises TimeoutError if the command has not finished in ``timeout``.
+    """
+    ch = transport.open_session(timeout=15)
+    try:
+        ch.settimeout(timeout)
+        ch.exec_command(cmd)
+        if stdin is not None:
+            ch.sendall(stdin)
+        ch.shutdown_write()
+        out, err = bytearray(), bytearray()
+        deadline = time.monotonic() + timeout
+        while True:
+            while ch.recv_ready():
+                out += ch.recv(65536)
+            while ch.recv_stderr_ready():
+                err += ch.recv_stderr(65536)
+            if ch.exit_status_ready() and not ch.recv_ready() and not ch.recv_stderr_ready():
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"remote command timed out after {timeout}s: {cmd}")
+            time.sleep(0.02)
+        return ch.recv_exit_status(), out.decode(errors="replace"), err.decode(errors="replace")
+    finally:
+        ch.close()

@@ -1,0 +1,67 @@
+"""The run directory: the same shape locally (runs/<run-id>/) and on the cluster.
+
+    run.json        provenance: commit, pipeline, images, parameters hash, created, by whom
+    envs/           written by the params stage (one <config-id>.env each + index.json)
+    data/           written by the data stage
+    results/<id>/   metrics.json, log, wandb/ of one configuration
+    state/          stage logs, job ids, tasks/<config-id>.json (one status per configuration)
+"""
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+import secrets
+import subprocess
+from pathlib import Path
+
+# Final states a configuration can end in, shared by the local runner, the cluster and collect.
+STATES = ("pending", "running", "completed", "failed", "timeout", "out-of-memory", "cancelled")
+
+
+def new_run_id(prefix: str = "local") -> str:
+    """Unique, sortable and safe in paths, env files and W&B ids."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{prefix}-{stamp}-{secrets.token_hex(2)}"
+
+
+def git_commit(root: Path) -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return os.environ.get("CI_COMMIT_SHA", "unknown")
+
+
+def create(runs_root: Path, run_id: str, provenance: dict) -> Path:
+    """Make a fresh run directory; refuses to reuse one, so no run overwrites another."""
+    run = Path(runs_root) / run_id
+    run.mkdir(parents=True, exist_ok=False, mode=0o700)
+    for sub in ("state/tasks", "results"):
+        (run / sub).mkdir(parents=True, mode=0o700)
+    record = {
+        "run_id": run_id,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "by": os.environ.get("GITLAB_USER_LOGIN") or getpass.getuser(),
+        **provenance,
+    }
+    (run / "run.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return run
+
+
+def write_task_state(run: Path, config_id: str, state: dict) -> None:
+    path = Path(run) / "state" / "tasks" / f"{config_id}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"config_id": config_id, **state}, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def read_task_states(run: Path) -> dict[str, dict]:
+    states = {}
+    for path in sorted((Path(run) / "state" / "tasks").glob("*.json")):
+        try:
+            states[path.stem] = json.loads(path.read_text())
+        except json.JSONDecodeError:  # a task killed mid-write: treat as unknown
+            continue
+    return states
