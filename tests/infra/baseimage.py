@@ -162,3 +162,16 @@ def save_archive(store_env: dict, name: str, dest, fmt: str = "docker-archive") 
     run(["podman", "save", "--format", fmt, "-o", str(dest), name],
         env=store_env, timeout=600)
     return dest
+
+
+def destroy_store(store_env: dict, workdir) -> None:
+    """Delete a private store made by ``private_store``.
+
+    Not ``podman system reset``: for root it would also delete the machine's
+    podman networks in /etc/containers/networks, which are not ours.  Removing
+    containers and images first also unmounts their overlay layers.
+    """
+    for cmd in (["buildah", "rm", "--all"], ["podman", "rm", "-a", "-f"],
+                ["podman", "rmi", "-a", "-f"]):
+        subprocess.run(cmd, env=store_env, capture_output=True, timeout=300)
+    shutil.rmtree(workdir, ignore_errors=True)

@@ -63,6 +63,7 @@ class TotpSshServer:
         self.totp_secret = None
         self._proc = None
         self._used_steps = set()
+        self._orphans = []
 
     # ---------------------------------------------------------------- setup
     def start(self):
@@ -263,18 +264,26 @@ class TotpSshServer:
         return self.known_hosts_line
 
     def _restart(self):
+        # established connections keep running under the old listener's
+        # children (like a real sshd restart); remember them for stop()
         if self._proc is not None:
+            self._orphans += children_of(self._proc.pid)
             stop_pid(self._proc)
         self._spawn()
 
     def stop(self):
         if self._proc is not None:
             # per-connection sshd children outlive the listener: stop them too
-            kids = children_of(self._proc.pid)
+            self._orphans += children_of(self._proc.pid)
             stop_pid(self._proc)
-            for k in kids:
-                stop_pid(k, timeout=3)
             self._proc = None
+        for k in self._orphans:
+            try:  # PIDs may have been reused since: only stop sshd processes
+                if os.readlink(f"/proc/{k}/exe") == SSHD:
+                    stop_pid(k, timeout=3)
+            except OSError:
+                pass
+        self._orphans = []
         self.pam_path.unlink(missing_ok=True)
         if getattr(self, "authorized_keys_path", None):
             self.authorized_keys_path.unlink(missing_ok=True)
