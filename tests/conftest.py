@@ -88,3 +88,13 @@ def make_venv(project: Path) -> Path:
 def rendered(tmp_path):
     """A rendered default project."""
     return render(tmp_path)
+
+
+TIERS = ("unit", "render", "project", "pipeline", "infra", "e2e", "security", "update")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test must belong to a tier, or scripts/test.sh would never run it."""
+    untiered = [item.nodeid for item in items if not any(item.get_closest_marker(t) for t in TIERS)]
+    if untiered:
+        raise pytest.UsageError("tests without a tier marker (see pyproject.toml): " + ", ".join(untiered))

@@ -5,10 +5,53 @@ that cannot import their neighbours, so they add this package to sys.path and ca
 """
 from __future__ import annotations
 
+import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 from . import options
+
+# Files the post-gen hook writes (not in the template source); the render tests expect exactly these.
+GENERATED_FILES: tuple[str, ...] = ()
+
+
+# How the hook was started, which decides what it may do:
+#   interactive      a person ran cookiecutter/cruft create in a terminal: it may ask (hidden prompts)
+#   non-interactive  no terminal, or CI: never ask, skip what needs a person, still validate
+#   update           cruft update/diff re-rendering old and new template versions in temp dirs:
+#                    no prompts, no credential checks, output a pure function of the answers
+RENDER_MODES = ("interactive", "non-interactive", "update")
+RENDER_MODE_ENV = "MLOPS_RENDER_MODE"   # forces a mode (tests, wrappers); unset = detect
+# cruft renders both versions with cookiecutter's generate_files into a fresh
+# tempfile.TemporaryDirectory(): <tempdir>/tmpXXXXXXXX/<slug> (cruft 2.x, _commands/utils/generate.py).
+_PY_TEMPDIR = re.compile(r"^tmp[a-z0-9_]{8}$")
+
+
+def render_mode(project_dir: Path, answers: dict, environ=None, stdin=None) -> str:
+    """interactive, non-interactive or update (see RENDER_MODES) for this run of a hook.
+
+    cruft puts `_commit` into the context and no `_repo_dir` (plain cookiecutter sets `_repo_dir`);
+    `cruft create` renders into the user's directory, update and diff into a Python temp dir.
+    Mistaking a create in such a dir for an update only skips prompts, the safe direction.
+    """
+    environ = os.environ if environ is None else environ
+    stdin = sys.stdin if stdin is None else stdin
+    forced = environ.get(RENDER_MODE_ENV, "")
+    if forced:
+        if forced not in RENDER_MODES:
+            raise ValueError(f"{RENDER_MODE_ENV}={forced!r}: use one of {', '.join(RENDER_MODES)}")
+        return forced
+    parent = Path(project_dir).resolve().parent
+    by_cruft = "_commit" in answers and "_repo_dir" not in answers
+    if by_cruft and _PY_TEMPDIR.match(parent.name) and parent.parent == Path(tempfile.gettempdir()).resolve():
+        return "update"
+    try:
+        tty = stdin is not None and stdin.isatty()
+    except (ValueError, OSError):   # closed or unusual stdin
+        tty = False
+    return "interactive" if tty and not environ.get("CI") else "non-interactive"
 
 
 def _report(problems: list[options.Problem], out=sys.stderr) -> int:

@@ -54,6 +54,9 @@ OPTIONS: tuple[Option, ...] = (
            "Images and run directories go below `<workdir>/<slug>/` (a workspace path is a good choice)."),
     Option("hpc_auth", ["totp", "command-key", "key"], "How CI logs in to the cluster",
            "totp: SSH key + one-time code; command-key: a restricted automation key; key: plain SSH key."),
+    Option("hpc_ssh_key", "~/.ssh/id_ed25519", "Path of your SSH private key for the cluster (a path, not the key)",
+           "Checked locally by `mlops check-credentials` (exists, mode 0600, matches its .pub); the key itself "
+           "never enters the project: CI gets it from the HPC_SSH_PRIVATE_KEY file variable."),
     Option("scheduler", ["slurm", "none"], "Batch scheduler on the cluster",
            "slurm: job arrays with afterok dependencies; none: run on the host with bounded parallelism."),
     Option("slurm_partition", "", "SLURM partition (empty = cluster default)", "`--partition` of every job."),
@@ -126,6 +129,22 @@ def _jump_problem(value: str) -> Problem | None:
     return problem
 
 
+def _ssh_key_problem(value: str) -> Problem | None:
+    """The answer must be a path to a key file: a pasted key would end up in .cruft.json and the replay file."""
+    field = "hpc_ssh_key"
+    if "PRIVATE KEY" in value or "\n" in value or value.startswith(("ssh-", "ecdsa-", "sk-")):
+        return Problem(field, "looks like a key, not a path to a key file (answers are stored in plain text "
+                              "in .cruft.json)", "give the path of the private key file, e.g. '~/.ssh/id_ed25519', "
+                              "and remove the pasted key from your shell history")
+    if not value.strip():
+        return Problem(field, "is empty", "give the path of your private key, e.g. '~/.ssh/id_ed25519'")
+    if value.endswith(".pub"):
+        return Problem(field, f"{value!r} is a public key file", f"give the private key beside it: {value[:-4]!r}")
+    if len(value) > 1024 or any(c in value for c in "\0\r\t"):
+        return Problem(field, f"{value[:40]!r}... is not a usable file path", "give a path such as '~/.ssh/id_ed25519'")
+    return None
+
+
 def validate(answers: dict) -> list[Problem]:
     """Every problem with a set of answers (empty list = fine). Keys starting with '_' are ignored."""
     a = {k: ("" if v is None else str(v).strip() if not isinstance(v, str) else v)
@@ -175,6 +194,9 @@ def validate(answers: dict) -> list[Problem]:
         elif a["hpc_jump_host"].rpartition("@")[2].partition(":")[0] == a["hpc_host"]:
             problems.append(Problem("hpc_jump_host", "is the same host as hpc_host",
                                     "leave hpc_jump_host empty when the login node is reachable directly"))
+    problem = _ssh_key_problem(a["hpc_ssh_key"])
+    if problem:
+        problems.append(problem)
     workdir = a["hpc_workdir"]
     if not workdir.startswith("/"):
         problems.append(Problem("hpc_workdir", f"{workdir!r} is not an absolute path",

@@ -6,9 +6,16 @@ variables listed for the chosen options. Never values: only names, kinds and fla
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 CLUSTER_JOBS = ("deploy", "run", "status", "collect", "cancel")
+# Every job that reaches the cluster declares `environment: hpc/...`; scoping the secrets to it keeps
+# them out of every other job (build, test, lint) even on protected branches.
+ENVIRONMENT_SCOPE = "hpc/*"
+MANIFEST = Path(".gitlab") / "ci-variables.yml"
+LOCAL_FILE = Path(".gitlab-ci-local-variables.yml")   # gitignored; holds secrets, mode 0600
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,8 @@ class Variable:
     needed: object = field(default=lambda answers: True, compare=False)
     manual: bool = False      # typed by a person when starting a manual job, never stored in the project
     secret: bool = True
+    environment_scope: str = ENVIRONMENT_SCOPE
+    raw: bool = True          # GitLab does not expand `$` inside the value (keys and secrets are opaque)
 
 
 VARIABLES: tuple[Variable, ...] = (

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# THE test command (README quotes it, .ci/run calls it). Runs the tiers in order, each in its own
+# pytest process so that a failure says where it is: a test belongs to the FIRST tier it is marked
+# with. All tiers run even if one fails; the exit code and the last line sum them up.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+tiers=(unit render project pipeline infra e2e security update)
+# Content-keyed things later tiers reuse (debootstrap base image, one private container store).
+export MLOPS_TEST_CACHE=${MLOPS_TEST_CACHE:-$(mktemp -d /tmp/mlops-test-cache.XXXXXX)}
+reports=$(mktemp -d /tmp/mlops-test-reports.XXXXXX)
+failed=()
+earlier=""
+for tier in "${tiers[@]}"; do
+  expr="$tier${earlier:+ and not ($earlier)}"
+  echo "=== tier $tier: pytest -m \"$expr\" ==="
+  start=$SECONDS
+  python3 -m pytest -m "$expr" --junitxml="$reports/$tier.xml" "$@"
+  rc=$?
+  echo "=== tier $tier: exit $rc in $((SECONDS - start))s ==="
+  # 5 = no test selected in this tier (allowed only while a tier is empty)
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then failed+=("$tier"); fi
+  earlier="${earlier:+$earlier or }$tier"
+done
+python3 - "$reports" <<'PY'
+import sys, pathlib, xml.etree.ElementTree as ET
+tot = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+for f in sorted(pathlib.Path(sys.argv[1]).glob("*.xml")):
+    for suite in ET.parse(f).getroot().iter("testsuite"):
+        for k in tot:
+            tot[k] += int(suite.get(k, 0))
+bad = tot["failures"] + tot["errors"]
+print(f"total: {tot['tests'] - bad - tot['skipped']} passed, {bad} failed, {tot['skipped']} skipped")
+PY
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "failed tiers: ${failed[*]}"
+  exit 1
+fi

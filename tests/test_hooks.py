@@ -1,0 +1,35 @@
+"""Bad answers are rejected by the pre-gen hook with the field and the fix, leaving nothing behind."""
+import pytest
+from cookiecutter.exceptions import FailedHookException
+
+from conftest import render
+
+pytestmark = pytest.mark.render
+
+
+@pytest.mark.parametrize("answers, expected", [
+    ({"project_name": "Deep Learning!"}, "project_slug: 'deep-learning!' is not a valid slug"),
+    ({"hpc_port": "70000"}, "hpc_port: '70000' is not a TCP port. Fix: use a number from 1 to 65535"),
+    ({"hpc_host": "https://hpc.example.org"}, "hpc_host: 'https://hpc.example.org' contains a URL scheme"),
+    ({"hpc_host": "login node.example.org"}, "hpc_host: 'login node.example.org' contains spaces"),
+    ({"hpc_workdir": "work/mlops"}, "hpc_workdir: 'work/mlops' is not an absolute path"),
+    ({"scheduler": "none", "slurm_account": "ml-lab"}, "slurm_account: is set to 'ml-lab' but scheduler is 'none'"),
+    ({"use_gpu": "yes"}, "use_gpu: 'yes' has no effect with ml_framework 'scikit-learn'"),
+    ({"hpc_auth": "command-key", "hpc_jump_host": "jump.example.org"}, "hpc_auth: 'command-key' cannot be used"),
+])
+def test_rejected_render_names_the_field_and_leaves_nothing(tmp_path, capfd, answers, expected):
+    out = tmp_path / "out"
+    with pytest.raises(FailedHookException):
+        render(out, **answers)
+    err = capfd.readouterr().err
+    assert expected in err and "Fix:" in err
+    assert "nothing was generated" in err
+    leftovers = [p for p in out.iterdir() if p.name != ".cookiecutter-home"]
+    assert leftovers == []
+
+
+def test_several_problems_are_reported_at_once(tmp_path, capfd):
+    with pytest.raises(FailedHookException):
+        render(tmp_path, hpc_port="0", hpc_workdir="rel")
+    err = capfd.readouterr().err
+    assert "hpc_port:" in err and "hpc_workdir:" in err
