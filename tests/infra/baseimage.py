@@ -7,6 +7,7 @@ here with debootstrap (~30-60 s, ~210 MB; cached by the caller's directory).
 Everything goes into a PRIVATE containers store (``private_store``) so tests
 never touch or depend on the machine's default /var/lib/containers store.
 """
+import fcntl
 import glob
 import os
 import re
@@ -74,6 +75,15 @@ def build_base_rootfs(cache_dir, suite: str = "bookworm", packages=BASE_PACKAGES
     if stamp.exists() and rootfs.is_dir():
         return rootfs
     cache.mkdir(parents=True, exist_ok=True)
+    # two sessions sharing a cache dir: the second waits, then reuses
+    with open(cache / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.exists() and rootfs.is_dir():
+            return rootfs
+        return _debootstrap(cache, rootfs, stamp, suite, packages, timeout)
+
+
+def _debootstrap(cache, rootfs, stamp, suite, packages, timeout):
     tmp = cache / f"rootfs.tmp{os.getpid()}"
     for stale in [rootfs, *cache.glob("rootfs.tmp*")]:
         shutil.rmtree(stale, ignore_errors=True)

@@ -1,5 +1,16 @@
 """Rootless podman (and charliecloud) for the ssh test user: the "cluster" side.
 
+Two ways to configure the user's podman:
+ * ``RootlessPodmanStore(user)`` (preferred): a PRIVATE store per instance.  Its
+   ``.env`` (CONTAINERS_STORAGE_CONF, CONTAINERS_CONF, XDG_RUNTIME_DIR) goes
+   into the sshd ``SetEnv`` (``TotpSshServer(setenv=...)``), so only sessions of
+   that server use it; concurrent test sessions using the same unix user do not
+   share images, locks or the pause process, and cleanup cannot hurt them.
+ * ``setup_rootless_podman(user)`` / ``cleanup_rootless_podman(user)``: the
+   user's global ~/.config/containers + default store (what a real cluster
+   account looks like).  Its cleanup resets that user's whole store: do not use
+   it while another session uses the same user.
+
 What works on this machine kind (Debian bookworm, podman 4.3, runc 1.1.5):
  * rootless podman with ``~/.config/containers/storage.conf`` driver overlay
    (kernel overlay, no fuse-overlayfs needed) and containers.conf runtime=runc,
@@ -12,13 +23,13 @@ What works on this machine kind (Debian bookworm, podman 4.3, runc 1.1.5):
    ``cleanup_rootless_podman`` stops by the PID in its pause.pid file.
 See ``charliecloud_probe`` for charliecloud.
 """
+import fcntl
 import os
 import pwd
 import shutil
-import subprocess
 from pathlib import Path
 
-from ._util import pid_alive, run, stop_pid
+from ._util import pid_alive, run, shared_tmpdir, stop_pid
 
 STORAGE_CONF = '[storage]\ndriver = "overlay"\n'
 CONTAINERS_CONF = """[containers]
@@ -58,28 +69,98 @@ def ensure_subids(user: str, count: int = 65536) -> tuple:
     """
     result = None
     for path in ("/etc/subuid", "/etc/subgid"):
-        p = Path(path)
-        lines = p.read_text().splitlines() if p.exists() else []
-        mine = [l for l in lines if l.split(":")[0] == user]
-        if mine:
-            start, n = map(int, mine[0].split(":")[1:3])
-        else:
-            start = max([100000] + [int(a) + int(b) for _, a, b in
-                                    (l.split(":")[:3] for l in lines if l.count(":") >= 2)])
-            n = count
-            with p.open("a") as fh:
+        with open(path, "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)  # concurrent sessions: no duplicate lines
+            fh.seek(0)
+            lines = fh.read().splitlines()
+            mine = [ln for ln in lines if ln.split(":")[0] == user]
+            if mine:
+                start, n = map(int, mine[0].split(":")[1:3])
+            else:
+                start = max([100000] + [int(a) + int(b) for _, a, b in
+                                        (ln.split(":")[:3] for ln in lines if ln.count(":") >= 2)])
+                n = count
                 fh.write(f"{user}:{start}:{n}\n")
         result = result or (start, n)
     return result
 
 
-def setup_rootless_podman(user: str, home=None, reset: bool = True) -> dict:
+class RootlessPodmanStore:
+    """A private rootless podman store for ``user`` under ``workdir``.
+
+    ``with RootlessPodmanStore("mlopshpc") as st:
+    TotpSshServer(setenv={**st.env, ...})`` -> every ``podman``/``ch-convert``
+    run in that server's sessions uses this store.  ``run(cmd)`` runs a command
+    locally as the user with the same env.  Cleanup: remove containers, stop
+    the pause process by its PID (from the private XDG_RUNTIME_DIR), delete.
+    """
+
+    def __init__(self, user: str, workdir=None):
+        self.user = user
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir else shared_tmpdir("mlops-pod-")
+        w = self.workdir
+        self.env = {"CONTAINERS_STORAGE_CONF": str(w / "storage.conf"),
+                    "CONTAINERS_CONF": str(w / "containers.conf"),
+                    # private runtime dir => private pause process + locks
+                    "XDG_RUNTIME_DIR": str(w / "xdg")}
+
+    def setup(self):
+        pw = pwd.getpwnam(self.user)
+        ensure_subids(self.user)
+        w = self.workdir
+        w.mkdir(parents=True, exist_ok=True)
+        for sub in ("storage", "run", "xdg", "tmp"):
+            (w / sub).mkdir(mode=0o700, exist_ok=True)
+            os.chown(w / sub, pw.pw_uid, pw.pw_gid)
+        (w / "storage.conf").write_text(
+            STORAGE_CONF + f'graphroot = "{w}/storage"\nrunroot = "{w}/run"\n')
+        (w / "containers.conf").write_text(CONTAINERS_CONF + f'tmp_dir = "{w}/tmp"\n')
+        for f in ("storage.conf", "containers.conf"):
+            (w / f).chmod(0o644)
+        return self
+
+    def run(self, cmd, **kw):
+        return run_as(self.user, cmd, env={**self.env, **kw.pop("env", {})}, **kw)
+
+    def pause_pids(self) -> list:
+        return _pause_pid_from(Path(self.env["XDG_RUNTIME_DIR"]), pwd.getpwnam(self.user).pw_uid)
+
+    def cleanup(self):
+        if (self.workdir / "storage.conf").exists():
+            self.run(["podman", "rm", "-a", "-f"], check=False, timeout=120)
+        for pid in self.pause_pids():
+            stop_pid(pid, timeout=5)
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.setup()
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+
+def _pause_pid_from(runtime_dir: Path, uid: int) -> list:
+    f = runtime_dir / "libpod" / "tmp" / "pause.pid"
+    try:
+        pid = int(f.read_text().strip())
+        # only if it still belongs to that user (PIDs get reused)
+        if os.stat(f"/proc/{pid}").st_uid == uid and pid_alive(pid):
+            return [pid]
+    except (OSError, ValueError):
+        pass
+    return []
+
+
+def setup_rootless_podman(user: str, home=None, reset: bool = False) -> dict:
     """Configure rootless podman for ``user``; returns the written paths.
 
     Writes ~/.config/containers/{storage,containers}.conf (owned by the user),
     adds subuid/subgid entries if missing, and (``reset``) wipes a store left
     by an earlier session, e.g. one created with the vfs driver, which podman
     would refuse to open with overlay ("database graph driver mismatch").
+    Global to the user: prefer RootlessPodmanStore when sessions may overlap.
     """
     pw = pwd.getpwnam(user)
     home = Path(home or pw.pw_dir)
@@ -92,8 +173,8 @@ def setup_rootless_podman(user: str, home=None, reset: bool = True) -> dict:
     (cfgdir / "containers.conf").write_text(CONTAINERS_CONF)
     for d in (home / ".config", cfgdir, cfgdir / "storage.conf", cfgdir / "containers.conf"):
         os.chown(d, pw.pw_uid, pw.pw_gid)
-    # re-read subuid ranges and restart the user namespace holder
-    run_as(user, ["podman", "system", "migrate"], check=False, timeout=60)
+    if reset:  # re-read subuid ranges, restart the user namespace holder
+        run_as(user, ["podman", "system", "migrate"], check=False, timeout=60)
     return {"storage_conf": cfgdir / "storage.conf",
             "containers_conf": cfgdir / "containers.conf", "subuid": subids}
 
@@ -101,27 +182,20 @@ def setup_rootless_podman(user: str, home=None, reset: bool = True) -> dict:
 def pause_pids(user: str) -> list:
     """PIDs of the user's rootless "podman pause" process (from pause.pid files)."""
     uid = pwd.getpwnam(user).pw_uid
-    pids = []
-    for base in (f"/tmp/podman-run-{uid}", f"/run/user/{uid}"):
-        f = Path(base) / "libpod" / "tmp" / "pause.pid"
-        try:
-            pid = int(f.read_text().strip())
-        except (OSError, ValueError):
-            continue
-        try:  # only if it still belongs to that user (PIDs get reused)
-            if os.stat(f"/proc/{pid}").st_uid == uid and pid_alive(pid):
-                pids.append(pid)
-        except OSError:
-            pass
-    return pids
+    return [p for base in (f"/tmp/podman-run-{uid}", f"/run/user/{uid}")
+            for p in _pause_pid_from(Path(base), uid)]
 
 
 def cleanup_rootless_podman(user: str):
     """Remove the user's containers/images (``podman system reset -f``) and
-    stop the leftover pause process by PID.  Safe to call when nothing is there."""
+    stop the leftover pause process by PID.  Safe to call when nothing is there,
+    NOT while another session uses podman as the same user."""
     run_as(user, ["podman", "system", "reset", "-f"], check=False, timeout=120)
     for pid in pause_pids(user):
         stop_pid(pid, timeout=5)
+    uid = pwd.getpwnam(user).pw_uid
+    for d in (f"/tmp/podman-run-{uid}", f"/tmp/containers-user-{uid}"):  # runtime dirs
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def fuse_usable_by_others() -> bool:

@@ -69,7 +69,7 @@ class LocalSlurm:
         self._spawn("slurmctld", ["/usr/sbin/slurmctld", "-D"], self.logs / "slurmctld.log")
         wait_for(lambda: self.run(["scontrol", "ping"], check=False).stdout.count("UP") > 0,
                  30, "slurmctld to answer ping", logs=[self.logs / "slurmctld.log"])
-        self._spawn("slurmd", ["/usr/sbin/slurmd", "-D"], self.logs / "slurmd.log")
+        self._spawn("slurmd", ["/usr/sbin/slurmd", "-D", "-N", self.node], self.logs / "slurmd.log")
         self.wait_idle()
         return self
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import paramiko
 import pyotp
 
-from ._util import (InfraError, check_traversable, children_of, log_tail, run,
+from ._util import (InfraError, check_traversable, children_of, pid_alive, run,
                     shared_tmpdir, stop_pid, wait_for)
 from .ports import free_port
 from .users import ensure_user
@@ -64,6 +64,7 @@ class TotpSshServer:
         self._proc = None
         self._used_steps = set()
         self._orphans = []
+        self._masters = []  # (ssh_config, alias, pid) of OpenSSH ControlMasters
 
     # ---------------------------------------------------------------- setup
     def start(self):
@@ -250,6 +251,24 @@ class TotpSshServer:
             raise
         return t
 
+    def openssh_master(self, ssh_config, alias: str = "hpc", timeout: float = 30) -> int:
+        """Open an OpenSSH ControlMaster (config from ``write_ssh_config(...,
+        control_dir=...)``), answering the TOTP prompt with sshpass; later
+        ``ssh -F cfg alias cmd`` / scp / sftp reuse it without a code.
+
+        ``ssh ... true`` (not -fN: the master would die with sshpass); the code
+        goes through the SSHPASS env var, not argv.  Returns the master's PID
+        (stopped in ``stop()`` if still running).
+        """
+        env = {**os.environ, "SSHPASS": self.otp()}
+        run(["sshpass", "-e", "-P", "Verification code", "ssh", "-F", str(ssh_config),
+             "-o", "BatchMode=no", alias, "true"], env=env, timeout=timeout,
+            stdin=subprocess.DEVNULL)
+        cp = run(["ssh", "-F", str(ssh_config), "-O", "check", alias], timeout=10)
+        pid = int(re.search(r"pid=(\d+)", cp.stdout + cp.stderr).group(1))
+        self._masters.append((str(ssh_config), alias, pid))
+        return pid
+
     # ---------------------------------------------------------------- control
     def set_env(self, env: dict):
         """Replace the SetEnv variables and restart the listener (same port)."""
@@ -272,6 +291,11 @@ class TotpSshServer:
         self._spawn()
 
     def stop(self):
+        for cfg, alias, pid in self._masters:
+            subprocess.run(["ssh", "-F", cfg, "-O", "exit", alias], capture_output=True, timeout=10)
+            if pid_alive(pid):
+                stop_pid(pid, timeout=3)
+        self._masters = []
         if self._proc is not None:
             # per-connection sshd children outlive the listener: stop them too
             self._orphans += children_of(self._proc.pid)

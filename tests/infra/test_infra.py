@@ -96,6 +96,20 @@ def test_changed_host_key_refused_by_openssh():
     assert not srv.pam_path.exists()
 
 
+def test_openssh_controlmaster_one_login():
+    """OpenSSH path: one TOTP login (sshpass) opens a master; ssh/scp reuse it.
+    Own server, so its fresh secret has no code used yet in this window."""
+    with TotpSshServer(auth="totp") as srv:
+        cfg = srv.write_ssh_config(srv.workdir / "ssh_config", alias="hpc",
+                                   control_dir=srv.workdir)
+        srv.openssh_master(cfg, "hpc")
+        for i in range(5):
+            cp = subprocess.run(["ssh", "-F", str(cfg), "hpc", f"echo {i}"],
+                                capture_output=True, text=True, timeout=30)
+            assert cp.stdout.strip() == str(i), cp.stderr
+        assert srv.count_connections() == 1 and srv.count_logins() == 1
+
+
 # ------------------------------------------------------------------ SLURM
 def test_slurm_array_and_afterok_over_ssh(ssh_run, slurm_cluster):
     d = f"~/infra-slurm-{os.getpid()}"
@@ -129,6 +143,11 @@ def test_slurm_max_array_size(ssh_run, slurm_cluster):
     rc, out, err = ssh_run(f"cd /tmp && sbatch --parsable -o /dev/null --array=0-{SLURM_MAX_ARRAY_SIZE - 1} --wrap true")
     assert rc == 0, err
     slurm_cluster.wait_job(out.strip(), timeout=120)
+
+
+def test_srun_over_ssh(ssh_run):
+    rc, out, err = ssh_run("srun -n1 sh -c 'echo $SLURM_JOB_ID-$SLURM_NTASKS'", timeout=60)
+    assert rc == 0 and out.strip().endswith("-1"), err
 
 
 def test_slurm_loopback_only(slurm_cluster):

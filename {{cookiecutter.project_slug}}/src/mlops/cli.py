@@ -52,6 +52,153 @@ def _cmd_config_check(args) -> int:
     return 2 if problems else 0
 
 
+def _cmd_check_credentials(args) -> int:
+    from . import credentials
+    cfg = config_mod.load()
+    results = credentials.check_all(cfg.answers(), interactive=sys.stdin.isatty() and not credentials.in_ci(),
+                                    online=args.online)
+    problems = credentials.report(results)
+    return 2 if problems and (args.strict or credentials.strict()) else 0
+
+
+def _cmd_variables(args) -> int:
+    from . import variables
+    cfg = config_mod.load()
+    answers = cfg.answers()
+    if args.variables_command == "write":
+        print(f"wrote {variables.write_manifest(cfg.root, answers)}")
+        return 0
+    if args.variables_command == "local":
+        path = cfg.root / variables.LOCAL_FILE
+        if args.remove:
+            path.unlink(missing_ok=True)
+            print(f"removed {path}")
+            return 0
+        path, problems = variables.write_local(cfg.root, answers)
+        for problem in problems:
+            print(f"mlops variables local: {problem}", file=sys.stderr)
+        if problems:
+            print("mlops variables local: nothing was written", file=sys.stderr)
+            return 2
+        print(f"wrote {path} (mode 0600, gitignored; values are not shown)")
+        return 0
+    project = args.project or os.environ.get("CI_PROJECT_PATH")
+    if not project:
+        raise UsageError("variables upload: --project: give the GitLab project path, e.g. group/"
+                         f"{cfg.slug} (or its numeric id)")
+    url = args.url or f"https://{cfg['project'].get('gitlab_host', 'gitlab.com')}"
+    return variables.upload(answers, project, url, os.environ.get("GITLAB_TOKEN"), apply=args.apply)
+
+
+def _cmd_template_check(args) -> int:
+    from . import template
+    return template.check(strict=args.strict)
+
+
+def _cmd_template_answers(args) -> int:
+    import json
+    from . import template
+    doc = template.replay_file() if args.replay else template.answers()
+    print(json.dumps(doc, indent=2))
+    return 0
+
+
+def _cmd_build(args) -> int:
+    from . import images
+    s = images.settings(builder=args.builder, push=not args.no_push, registry_image=args.registry_image,
+                        tag=args.tag, out_dir=args.out, cache_dir=args.cache)
+    images.build(s, names=args.images, force=args.force)
+    return 0
+
+
+def _cmd_images_keys(args) -> int:
+    from . import images
+    for name, key in images.keys(images.settings(push=False)).items():
+        print(f"{name}\t{key}")
+    return 0
+
+
+def _cmd_images_show(args) -> int:
+    import json
+    from . import images
+    print(json.dumps(images.read_manifest(args.manifest), indent=1, sort_keys=True))
+    return 0
+
+
+# --- cluster verbs: each opens ONE SSH session (mlops.transport) and calls one module function
+def _cluster_session():
+    from .transport import Session
+    cfg = config_mod.load()
+    return cfg, Session.from_config(cfg)
+
+
+def _cmd_deploy(args) -> int:
+    from . import deploy
+    cfg, session = _cluster_session()
+    with session:
+        result = deploy.deploy(session, cfg, args.manifest)
+    if args.report:
+        deploy.write_report(result, args.report)
+    return 0
+
+
+def _cmd_submit(args) -> int:
+    import signal
+    from . import images, rundir, scheduler
+    cfg, session = _cluster_session()
+    run_id = scheduler.resolve_run_id(cfg, args.run_id) if args.failed_only else \
+        (scheduler.run_id_from_env(args.run_id) or rundir.new_run_id("laptop"))
+    manifest = images.read_manifest(args.manifest)
+    with session:
+        scheduler.submit(session, cfg, manifest, run_id, failed_only=args.failed_only)
+        if not args.wait:
+            return 0
+        # Cancelling the CI job (SIGTERM) cancels the cluster jobs too.
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            view = scheduler.wait(session, cfg, run_id, args.wait)
+        except KeyboardInterrupt:
+            scheduler.cancel(session, cfg, run_id)
+            return 1
+    print(f"run {run_id}: {scheduler.format_counts(view['counts'])}")
+    return 0 if view["counts"]["completed"] == len(view["configs"]) else 1
+
+
+def _cmd_status(args) -> int:
+    import json
+    from . import scheduler
+    cfg, session = _cluster_session()
+    run_id = scheduler.resolve_run_id(cfg, args.run_id)
+    with session:
+        view = scheduler.wait(session, cfg, run_id, args.wait) if args.wait else scheduler.status(session, cfg, run_id)
+    if args.json:
+        print(json.dumps({k: v for k, v in view.items() if k != "attempts"}, indent=1, sort_keys=True))
+    else:
+        print(f"run {run_id} ({view['run_dir']}): {scheduler.format_counts(view['counts'])}")
+        for name, state in view["stages"].items():
+            print(f"  stage {name:<6} {state}")
+        for c in sorted(view["configs"].values(), key=lambda c: c["index"]):
+            print(f"  {c['index']:>4} {c['config_id']} {c['status']}")
+    return 0
+
+
+def _cmd_collect(args) -> int:
+    from . import collect, scheduler
+    cfg, session = _cluster_session()
+    run_id = scheduler.resolve_run_id(cfg, args.run_id)
+    with session:
+        result = collect.collect(session, cfg, run_id, args.out, wait=args.wait)
+    return 0 if result["counts"]["completed"] == len(result["rows"]) else 1
+
+
+def _cmd_cancel(args) -> int:
+    from . import scheduler
+    cfg, session = _cluster_session()
+    with session:
+        scheduler.cancel(session, cfg, scheduler.resolve_run_id(cfg, args.run_id))
+    return 0
+
+
 class UsageError(Exception):
     pass
 
@@ -80,15 +227,93 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--run-id", default=None, help="name of the run directory (default: local-<time>-<random>)")
     p_run.set_defaults(func=_cmd_run)
 
+    p_build = sub.add_parser("build", help="build, save and push the images (unchanged ones come from the cache)")
+    p_build.add_argument("images", nargs="*", help="only these images (default: all stages)")
+    p_build.add_argument("--builder", default=os.environ.get("MLOPS_BUILDER") or None,
+                         help="must match mlops.toml build.builder (default: $MLOPS_BUILDER, the CI input)")
+    p_build.add_argument("--no-push", action="store_true", help="only build and save the archives")
+    p_build.add_argument("--registry-image", default=None, help="push to REF/<name>:TAG (default: $MLOPS_REGISTRY_IMAGE, else $CI_REGISTRY_IMAGE)")
+    p_build.add_argument("--tag", default=None, help="image tag (default: $CI_COMMIT_SHA, else the git commit)")
+    p_build.add_argument("--out", type=Path, default=None, help="archives + images.json (default: images/)")
+    p_build.add_argument("--cache", type=Path, default=None, help="build cache (default: .mlops-cache/images/)")
+    p_build.add_argument("--force", action="store_true", help="rebuild even when the cache has the image")
+    p_build.set_defaults(func=_cmd_build)
+
+    p_images = sub.add_parser("images", help="inspect image input keys and the images manifest")
+    isub = p_images.add_subparsers(dest="images_command", required=True, metavar="ACTION")
+    isub.add_parser("keys", help="print each image's input key (what decides a rebuild)").set_defaults(
+        func=_cmd_images_keys)
+    p_show = isub.add_parser("show", help="print images/images.json")
+    p_show.add_argument("--manifest", type=Path, default=Path("images/images.json"))
+    p_show.set_defaults(func=_cmd_images_show)
+
+    # Cluster verbs (each is also a CI job in .gitlab/ci/cluster.yml).
+    run_help = "run id (default: $MLOPS_RUN_ID, p$CI_PIPELINE_ID, else the last submit from here)"
+    p = sub.add_parser("deploy", help="upload and convert this commit's images on the cluster (unchanged ones: 0 bytes)")
+    p.add_argument("--manifest", type=Path, default=Path("images/images.json"), help="images manifest of mlops build")
+    p.add_argument("--report", type=Path, default=None, help="also write what was uploaded as JSON here")
+    p.set_defaults(func=_cmd_deploy)
+    p = sub.add_parser("submit", help="start the sweep on the cluster (params -> data -> model array)")
+    p.add_argument("--manifest", type=Path, default=Path("images/images.json"), help="images manifest of mlops build")
+    p.add_argument("--run-id", default=None, help=run_help)
+    p.add_argument("--failed-only", action="store_true", help="rerun only the configurations that did not complete")
+    p.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                   help="wait for the sweep; SIGTERM (cancelling the job) cancels the cluster jobs")
+    p.set_defaults(func=_cmd_submit)
+    p = sub.add_parser("status", help="state of each configuration of a run")
+    p.add_argument("--run-id", default=None, help=run_help)
+    p.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="poll until every configuration is final")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_status)
+    p = sub.add_parser("collect", help="download results; write junit.xml, metrics.txt, summary and plot")
+    p.add_argument("--run-id", default=None, help=run_help)
+    p.add_argument("--out", type=Path, default=Path("results"), help="artifacts directory")
+    p.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="first wait until the sweep is final")
+    p.set_defaults(func=_cmd_collect)
+    p = sub.add_parser("cancel", help="cancel the cluster jobs of a run")
+    p.add_argument("--run-id", default=None, help=run_help)
+    p.set_defaults(func=_cmd_cancel)
+
     p_config = sub.add_parser("config", help="check mlops.toml")
     csub = p_config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     csub.add_parser("check", help="validate mlops.toml with the template's rules").set_defaults(func=_cmd_config_check)
+
+    p = sub.add_parser("check-credentials", help="check the SSH key, known_hosts, TOTP, W&B and GitLab credentials "
+                                                 "on this machine (never prints a secret)")
+    p.add_argument("--online", action="store_true", help="also log in to the cluster and ask GitLab about the token")
+    p.add_argument("--strict", action="store_true", help="exit 2 when something is missing or wrong "
+                                                          "(also: MLOPS_STRICT_CREDENTIALS=1)")
+    p.set_defaults(func=_cmd_check_credentials)
+
+    p_var = sub.add_parser("variables", help="the CI/CD variable manifest .gitlab/ci-variables.yml and its values")
+    vsub = p_var.add_subparsers(dest="variables_command", required=True, metavar="ACTION")
+    vsub.add_parser("write", help="regenerate .gitlab/ci-variables.yml from mlops.toml").set_defaults(func=_cmd_variables)
+    p = vsub.add_parser("upload", help="set the variables on the GitLab project (dry run unless --apply; "
+                                        "token from $GITLAB_TOKEN)")
+    p.add_argument("--project", default=None, help="GitLab project path or id (default: $CI_PROJECT_PATH)")
+    p.add_argument("--url", default=None, help="GitLab URL (default: https://<project.gitlab_host>)")
+    p.add_argument("--apply", action="store_true", help="really send them (default: only say what would be set)")
+    p.set_defaults(func=_cmd_variables)
+    p = vsub.add_parser("local", help="write the untracked 0600 .gitlab-ci-local-variables.yml for gitlab-ci-local")
+    p.add_argument("--remove", action="store_true", help="delete the file instead")
+    p.set_defaults(func=_cmd_variables)
+
+    p_tpl = sub.add_parser("template", help="this project's link to the template (cruft)")
+    tsub = p_tpl.add_subparsers(dest="template_command", required=True, metavar="ACTION")
+    p = tsub.add_parser("check", help="has the template moved on? (cruft check; a warning, not a failure)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 3 when out of date, 4 when it cannot tell (CI shows these as warnings)")
+    p.set_defaults(func=_cmd_template_check)
+    p = tsub.add_parser("answers", help="print the template answers from mlops.toml as JSON")
+    p.add_argument("--replay", action="store_true", help="as a cookiecutter replay file ({\"cookiecutter\": ...})")
+    p.set_defaults(func=_cmd_template_answers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from .params import ParamsError
     from .local import StageFailed
+    from .images import BuildError
 
     args = build_parser().parse_args(argv)
     try:
@@ -100,6 +325,20 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, config_mod.ConfigError) as exc:
         print(f"mlops: {exc}", file=sys.stderr)
         return 2
+    except BuildError as exc:
+        print(f"mlops build: {exc}", file=sys.stderr)
+        return 2 if exc.bad_input else 1
     except StageFailed as exc:
         print(f"mlops: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # the cluster verbs' errors: bad setup -> 2, the work failed -> 1
+        from .transport import TransportError, RemoteError
+        from .scheduler import SubmitError
+        from .deploy import DeployError
+        if isinstance(exc, (TransportError, SubmitError)):
+            print(f"mlops {args.command}: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, (RemoteError, DeployError)):
+            print(f"mlops {args.command}: {exc}", file=sys.stderr)
+            return 1
+        raise

@@ -14,7 +14,7 @@ from pathlib import Path
 from . import options
 
 # Files the post-gen hook writes (not in the template source); the render tests expect exactly these.
-GENERATED_FILES: tuple[str, ...] = ()
+GENERATED_FILES: tuple[str, ...] = (".gitlab/ci-variables.yml",)
 
 
 # How the hook was started, which decides what it may do:
@@ -68,6 +68,37 @@ def pre_gen(answers: dict) -> int:
     return _report(options.validate(answers))
 
 
+def _no_input_requested(pid: int | None = None) -> bool:
+    """True when the cookiecutter process that runs this hook was given --no-input or --replay.
+
+    Hooks run as a child process of cookiecutter and cannot see its options, so read its command line
+    (Linux /proc; elsewhere the TTY test of render_mode decides alone).
+    """
+    try:
+        argv = Path(f"/proc/{pid or os.getppid()}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(a in (b"--no-input", b"--replay") or a.startswith(b"--replay-file") for a in argv)
+
+
 def post_gen(project_dir: Path, answers: dict) -> int:
-    """After rendering: validate again (cruft renders without a pre-gen template path)."""
-    return _report(options.validate(answers))
+    """After rendering: validate again (cruft renders without a pre-gen template path), write the variable
+    manifest, then check this machine's credentials (never fails the render unless strict mode is on)."""
+    from . import credentials, variables
+
+    rc = _report(options.validate(answers))
+    if rc:
+        return rc
+    variables.write_manifest(Path(project_dir), answers)
+    mode = render_mode(Path(project_dir), answers)
+    if mode == "update":
+        return 0   # cruft re-renders in temp dirs: the output is a function of the answers alone
+    interactive = mode == "interactive" and not _no_input_requested()
+    print("mlops-template: checking this machine's credentials (nothing is stored; "
+          "run `mlops check-credentials` again any time):")
+    problems = credentials.report(credentials.check_all(answers, interactive=interactive))
+    if problems and credentials.strict():
+        print(f"mlops-template: {credentials.STRICT_VAR} is set and {problems} credential problem(s) remain: "
+              "failing the render", file=sys.stderr)
+        return 1
+    return 0

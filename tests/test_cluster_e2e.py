@@ -1,0 +1,398 @@
+"""End to end on a real local "cluster": sshd with PAM TOTP, single-node SLURM, rootless podman.
+
+Nothing is faked: the rendered project's own `mlops deploy/submit/status/collect/cancel` log in
+with key + one-time code (one login per command), upload the images built by `mlops build`
+(buildah), and the sweep runs as SLURM jobs in rootless podman as an unprivileged user.
+Faults: a crashing configuration, a wrong code, a changed host key, a cut upload, a model-only
+change (0 bytes for the other images), `--failed-only`, cancel; plus scheduler=none and
+charliecloud on the same login node. Needs root (it creates the cluster user and daemons).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import struct
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pyotp
+import pytest
+
+from conftest import render
+from infra._util import shared_tmpdir
+from infra.baseimage import DEFAULT_IMAGE, build_base_rootfs, import_base_image, private_store
+from infra.fixtures import rootless_podman, slurm_cluster, ssh_server  # noqa: F401 (fixtures)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
+
+# 4 configurations with MaxArraySize 3: the model stage must be split into two arrays.
+SLURM_MAX_ARRAY_SIZE = 3
+PARAMETERS = {"fixed": {"horizon": 24, "test_fraction": 0.2, "seed": 0},
+              "grid": {"window": [24, 48], "alpha": [0.1, 10.0]}, "max_configurations": 100}
+CRASH = '    if WINDOW == 48 and ALPHA == 10.0:  # e2e fault: this configuration crashes\n' \
+        '        raise RuntimeError("diverged: injected by the e2e test")\n'
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+class Codes:
+    """One-time codes as a person or the TOTP secret gives them; never the same step twice
+    (the server's DISALLOW_REUSE), using the +-1 step window the server accepts."""
+
+    def __init__(self, secret: str):
+        self.totp, self.used = pyotp.TOTP(secret), set()
+
+    def next(self) -> str:
+        for _ in range(3):
+            now = int(time.time() // 30)
+            for step in (now - 1, now, now + 1):
+                if step not in self.used:
+                    self.used.add(step)
+                    return self.totp.at(step * 30)
+            time.sleep((now + 1) * 30 - time.time() + 0.5)
+        raise AssertionError("no fresh one-time code")
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return Path(os.environ.get("MLOPS_TEST_CACHE") or tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def store_env(cache_dir) -> dict:
+    """The shared private container store (buildah --layers cache reused across tiers) + base image."""
+    env = private_store(cache_dir / "containers")
+    import_base_image(env, DEFAULT_IMAGE, rootfs=build_base_rootfs(cache_dir / "base-rootfs"))
+    return env
+
+
+@pytest.fixture(scope="module")
+def cluster(ssh_server, rootless_podman, tmp_path_factory):
+    """Login details as a user would set them: key file, pinned known_hosts, codes."""
+    workdir = shared_tmpdir("mlops-e2e-hpc-")
+    shutil.chown(workdir, ssh_server.user, ssh_server.user)
+    secrets = tmp_path_factory.mktemp("secrets")
+    known = secrets / "known_hosts"
+    ssh_server.write_known_hosts(known)
+    yield {"server": ssh_server, "workdir": workdir, "known_hosts": known, "codes": Codes(ssh_server.totp_secret)}
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def mlops(project: Path, cluster: dict, *args, code: str | None = None, known_hosts=None, timeout=900,
+          env_extra=None, popen=False):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CI_", "HPC_", "MLOPS_RUN", "WANDB_"))}
+    env.update({"PYTHONPATH": str(project / "src"), "HPC_SSH_PRIVATE_KEY": str(cluster["server"].client_key_path),
+                "HPC_KNOWN_HOSTS": str(known_hosts or cluster["known_hosts"]),
+                "HPC_OTP": code if code is not None else cluster["codes"].next(), **(env_extra or {})})
+    argv = [sys.executable, "-m", "mlops", *args]
+    if popen:
+        return subprocess.Popen(argv, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+    return subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def ok(proc) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, f"rc={proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc
+
+
+def build(project: Path, store_env: dict, *images: str) -> dict:
+    env = {**store_env, "PYTHONPATH": str(project / "src"), "MLOPS_BASE_IMAGE": DEFAULT_IMAGE,
+           # this machine intercepts TLS: lend the host CA bundle to pip for the build only
+           "MLOPS_BUILD_EXTRA_ARGS": f"-v {CA_BUNDLE}:{CA_BUNDLE}:ro"}
+    proc = subprocess.run([sys.executable, "-m", "mlops", "build", "--no-push", *images], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads((project / "images" / "images.json").read_text())
+
+
+def git_commit(project: Path, message: str):
+    git = ["git", "-c", "user.name=e2e", "-c", "user.email=e2e@example.org"]
+    if not (project / ".git").exists():
+        subprocess.run(["git", "init", "-q", "-b", "main"], cwd=project, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", message], cwd=project, check=True)
+
+
+def set_toml(project: Path, section: str, key: str, value: str):
+    """Edit one key of mlops.toml (the user's settings file) in place."""
+    path = project / "mlops.toml"
+    lines, current = path.read_text().splitlines(), None
+    for i, line in enumerate(lines):
+        if line.startswith("["):
+            current = line.strip("[] ")
+        elif current == section and line.split("=")[0].strip() == key:
+            lines[i] = f"{key} = {value}"
+            break
+    else:
+        raise AssertionError(f"{section}.{key} not in mlops.toml")
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def project(cluster, store_env, tmp_path_factory) -> Path:
+    srv = cluster["server"]
+    proj = render(tmp_path_factory.mktemp("render"), hpc_host=srv.host, hpc_port=srv.port, hpc_user=srv.user,
+                  hpc_workdir=str(cluster["workdir"]), hpc_auth="totp", scheduler="slurm",
+                  container_runtime="podman", wandb_mode="offline")
+    (proj / "params" / "parameters.json").write_text(json.dumps(PARAMETERS, indent=1))
+    # the single test node has 2 CPUs and 4000 MB: size the tasks for it
+    set_toml(proj, "scheduler", "cpus_per_task", "1")
+    set_toml(proj, "scheduler", "mem", '"300M"')
+    set_toml(proj, "scheduler", "parallel", "2")
+    train = proj / "model" / "train.py"
+    text = train.read_text()
+    anchor = "def main():\n"
+    train.write_text(text.replace(anchor, anchor + CRASH, 1))
+    git_commit(proj, "e2e project")
+    build(proj, store_env)
+    return proj
+
+
+def config_id(**parameters) -> str:
+    sys.path.insert(0, str(Path(__file__).parents[1] / "{{cookiecutter.project_slug}}" / "src"))
+    from mlops.params import config_id as cid
+    return cid({**PARAMETERS["fixed"], **parameters})
+
+
+CRASHING = dict(window=48, alpha=10.0)
+
+
+def read_wandb_records(path: Path) -> dict:
+    """config, group, tags, name and id of an offline run from its run-<id>.wandb file
+    (LevelDB-log framing around wandb_internal_pb2.Record)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, found, pos = path.read_bytes(), {}, 7
+    block, chunks = 32768, b""
+    while pos + 7 <= len(data):
+        if block - (pos % block) < 7:
+            pos += block - (pos % block)
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        chunks += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST
+            rec = pb.Record()
+            try:
+                rec.ParseFromString(chunks)
+            except Exception:
+                chunks = b""
+                continue
+            chunks = b""
+            if rec.HasField("run"):
+                r = rec.run
+                found.update(run_id=r.run_id, group=r.run_group, tags=list(r.tags), name=r.display_name,
+                             project=r.project, config={i.key: json.loads(i.value_json) for i in r.config.update})
+        elif length == 0 and kind == 0:
+            break
+    return found
+
+
+# ---------------------------------------------------------------- the main sweep
+
+@pytest.fixture(scope="module")
+def sweep(project, cluster, tmp_path_factory):
+    """deploy -> submit -> collect --wait, with one crashing configuration."""
+    t0 = time.monotonic()
+    deploy = ok(mlops(project, cluster, "deploy", "--report", "deploy.json"))
+    t_deploy = time.monotonic() - t0
+    submit = ok(mlops(project, cluster, "submit", "--run-id", "p101"))
+    out = tmp_path_factory.mktemp("artifacts") / "results"
+    collect = mlops(project, cluster, "collect", "--run-id", "p101", "--out", str(out), "--wait", "600")
+    print(f"\ndeploy {t_deploy:.1f}s; sweep+collect {time.monotonic() - t0 - t_deploy:.1f}s")
+    return {"deploy": deploy, "submit": submit, "collect": collect, "out": out,
+            "report": json.loads((project / "deploy.json").read_text()),
+            "run_dir": Path(cluster["workdir"]) / project.name / "runs" / "p101"}
+
+
+def test_deploy_uploads_and_converts_every_image(sweep, project):
+    images = json.loads((project / "images" / "images.json").read_text())["images"]
+    report = sweep["report"]["images"]
+    for name in ("params", "data", "model"):
+        assert report[name]["uploaded"] and report[name]["converted"]
+        assert report[name]["bytes_uploaded"] == (project / images[name]["archive"]).stat().st_size
+        assert report[name]["digest"] == images[name]["digest"]
+
+
+def test_sweep_runs_on_slurm_with_dependencies_and_split_arrays(sweep):
+    assert "submitted params job" in sweep["submit"].stderr
+    jobs = json.loads((sweep["run_dir"] / "state" / "jobs.json").read_text())
+    first = jobs[0]
+    assert first["max_array_size"] == SLURM_MAX_ARRAY_SIZE
+    assert [c["indices"] for c in first["model"]] == [[0, 1, 2], [3]]
+    script = (sweep["run_dir"] / "state" / "jobs" / "model-1-0.sbatch").read_text()
+    assert "#SBATCH --array=0-2%2" in script and "#SBATCH --mem=300M" in script
+
+
+def test_collect_brings_every_result_and_reports(sweep):
+    c = sweep["collect"]
+    assert c.returncode == 1, c.stderr      # the work ran; one configuration failed
+    out, run = sweep["out"], sweep["out"] / "p101"
+    summary = json.loads((out / "summary.json").read_text())
+    by_id = {r["config_id"]: r for r in summary["configurations"]}
+    assert len(by_id) == 4
+    bad = config_id(**CRASHING)
+    assert by_id[bad]["status"] == "failed"
+    for cid, row in by_id.items():
+        if cid != bad:
+            assert row["status"] == "completed", row
+            assert {"mae", "rmse", "mase"} <= set(row["metrics"])
+            assert (run / "results" / cid / "metrics.json").is_file()
+    suite = ET.parse(out / "junit.xml").getroot()
+    assert suite.get("tests") == "4" and suite.get("failures") == "1"
+    failure = [tc for tc in suite.iter("testcase") if tc.find("failure") is not None]
+    assert failure[0].get("name").startswith(bad) and "diverged" in failure[0].find("failure").text
+    metrics = dict(line.split() for line in (out / "metrics.txt").read_text().splitlines())
+    assert metrics["configurations_completed"] == "3" and metrics["configurations_failed"] == "1"
+    assert float(metrics["mae_min"]) > 0
+    assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(run.glob("envs/*.env")), "env files stay on the cluster"
+
+
+def test_wandb_offline_runs_grouped_tagged_named(sweep, project):
+    images = json.loads((project / "images" / "images.json").read_text())["images"]
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
+    run = sweep["out"] / "p101"
+    seen = 0
+    for cid_dir in (run / "results").iterdir():
+        if not cid_dir.is_dir() or cid_dir.name == config_id(**CRASHING):
+            continue
+        files = list(cid_dir.glob("wandb/offline-run-*/run-*.wandb"))
+        assert len(files) == 1, cid_dir
+        rec = read_wandb_records(files[0])
+        assert rec["group"] == "p101" and rec["name"] == cid_dir.name and rec["run_id"] == f"p101-{cid_dir.name}"
+        assert f"commit={commit[:12]}" in rec["tags"]
+        assert f"model@{images['model']['digest'][:19]}" in rec["tags"]
+        assert rec["config"]["window"] in (24, 48) and rec["config"]["horizon"] == 24
+        seen += 1
+    assert seen == 3
+
+
+def test_env_files_and_run_dir_are_private(sweep, cluster):
+    run = sweep["run_dir"]
+    assert stat.S_IMODE(run.stat().st_mode) == 0o700
+    envs = list((run / "envs").glob("*.env"))
+    assert len(envs) == 4
+    for path in [*envs, run / "state" / "stage.env", run / "run.json"]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    text = "".join(p.read_text() for p in envs)
+    assert '"' not in text and "'" not in text
+    store = Path(cluster["workdir"]) / run.parents[1].name / "images"
+    for archive in store.glob("*.tar.gz"):
+        assert stat.S_IMODE(archive.stat().st_mode) & 0o077 == 0 or stat.S_IMODE(store.stat().st_mode) == 0o700
+
+
+# ---------------------------------------------------------------- faults
+
+def test_wrong_code_fails_at_once_with_one_attempt(project, cluster, sweep):
+    srv = cluster["server"]
+    before = srv.count_auth_attempts()
+    t0 = time.monotonic()
+    proc = mlops(project, cluster, "status", "--run-id", "p101", code=srv.wrong_otp())
+    assert proc.returncode == 2
+    assert "refused the one-time code" in proc.stderr and "Not retrying" in proc.stderr
+    assert time.monotonic() - t0 < 30
+    time.sleep(0.5)
+    assert srv.count_auth_attempts() - before == 1
+
+
+def test_changed_or_unknown_host_key_is_refused_before_login(project, cluster, sweep, tmp_path):
+    srv = cluster["server"]
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    kind, b64 = (tmp_path / "other.pub").read_text().split()[:2]
+    changed = tmp_path / "changed"
+    changed.write_text(f"[{srv.host}]:{srv.port} {kind} {b64}\n")
+    unknown = tmp_path / "unknown"
+    unknown.write_text(f"[{srv.host}]:1 {kind} {b64}\n")
+    before = srv.count_auth_attempts()
+    proc = mlops(project, cluster, "status", "--run-id", "p101", code="000000", known_hosts=changed)
+    assert proc.returncode == 2 and "does NOT match the pinned one" in proc.stderr, proc.stderr
+    proc = mlops(project, cluster, "status", "--run-id", "p101", code="000000", known_hosts=unknown)
+    assert proc.returncode == 2 and "is not in the pinned known_hosts" in proc.stderr, proc.stderr
+    assert srv.count_auth_attempts() == before, "no credential may be sent to an unverified host"
+
+
+@pytest.fixture(scope="module")
+def fixed(project, cluster, sweep, store_env):
+    """The crash is fixed in model/ only: rebuild, then a deploy that is cut mid-upload, then one that completes."""
+    train = project / "model" / "train.py"
+    train.write_text(train.read_text().replace(CRASH, ""))
+    git_commit(project, "fix the crash")
+    old = json.loads((project / "images" / "images.json").read_text())["images"]
+    new = build(project, store_env)["images"]
+    assert new["params"]["digest"] == old["params"]["digest"] and new["model"]["digest"] != old["model"]["digest"]
+    store = Path(cluster["workdir"]) / project.name / "images"
+    part = store / f"model-{new['model']['digest'].split(':')[1]}.tar.gz.part"
+    proc = mlops(project, cluster, "deploy", popen=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if part.exists() and part.stat().st_size > 2_000_000:
+            proc.send_signal(signal.SIGKILL)   # the connection is cut mid-upload
+            break
+        time.sleep(0.02)
+    cut_output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == -signal.SIGKILL, f"upload finished before it could be cut:\n{cut_output}"
+    cut_size = part.stat().st_size
+    size = (project / new["model"]["archive"]).stat().st_size
+    assert 0 < cut_size < size
+    resumed = ok(mlops(project, cluster, "deploy", "--report", "deploy2.json"))
+    return {"cut_size": cut_size, "size": size, "resumed": resumed,
+            "report": json.loads((project / "deploy2.json").read_text())}
+
+
+def test_model_only_change_uploads_zero_bytes_for_params_and_data(fixed):
+    images = fixed["report"]["images"]
+    assert images["params"]["bytes_uploaded"] == 0 and images["data"]["bytes_uploaded"] == 0
+    assert not images["params"]["converted"] and not images["data"]["converted"]
+    assert images["model"]["uploaded"] and images["model"]["converted"]
+
+
+def test_cut_upload_is_completed_and_verified_by_next_deploy(fixed):
+    model = fixed["report"]["images"]["model"]
+    assert f"resuming at {fixed['cut_size']:,}" in fixed["resumed"].stderr
+    assert model["bytes_uploaded"] == fixed["size"] - fixed["cut_size"]
+
+
+def test_failed_only_completes_the_crashed_configuration(project, cluster, fixed, tmp_path):
+    proc = ok(mlops(project, cluster, "submit", "--failed-only", "--run-id", "p101"))
+    assert "model array" in proc.stderr and "1 tasks" in proc.stderr, proc.stderr
+    out = tmp_path / "results"
+    for _ in range(2):  # collecting twice is harmless
+        ok(mlops(project, cluster, "collect", "--run-id", "p101", "--out", str(out), "--wait", "600"))
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["counts"]["completed"] == 4, summary["counts"]
+    bad = config_id(**CRASHING)
+    assert json.loads((out / "p101" / "state" / "tasks" / f"{bad}.json").read_text())["attempt"] == 2
+    assert len(list((out / "p101" / "results" / bad).glob("wandb/offline-run-*"))) >= 1
+
+
+def test_cancel_cancels_the_cluster_jobs(project, cluster, fixed):
+    ok(mlops(project, cluster, "submit", "--run-id", "p102"))
+    ok(mlops(project, cluster, "cancel", "--run-id", "p102"))
+    proc = ok(mlops(project, cluster, "status", "--run-id", "p102", "--json", "--wait", "60"))
+    view = json.loads(proc.stdout)
+    assert view["counts"]["cancelled"] == 4, view["counts"]
+
+
+# ---------------------------------------------------------------- other runtimes / scheduler
+
+@pytest.mark.parametrize("setting", [("scheduler", "kind", '"none"'), ("cluster", "runtime", '"charliecloud"')],
+                         ids=["scheduler-none", "charliecloud"])
+def test_variant_runs_end_to_end(project, cluster, fixed, setting, tmp_path):
+    variant = tmp_path / project.name
+    shutil.copytree(project, variant, ignore=shutil.ignore_patterns(".mlops", "deploy*.json"))
+    set_toml(variant, *setting)
+    run_id = f"v-{setting[2].strip(chr(34))}"
+    ok(mlops(variant, cluster, "deploy"))
+    ok(mlops(variant, cluster, "submit", "--run-id", run_id))
+    out = tmp_path / "results"
+    ok(mlops(variant, cluster, "collect", "--run-id", run_id, "--out", str(out), "--wait", "600"))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["completed"] == 4, summary

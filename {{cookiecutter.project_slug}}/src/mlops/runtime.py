@@ -1,0 +1,162 @@
+"""Container runtimes on the cluster: how an image archive is converted, and how a stage is run.
+
+Pure functions that return argv lists / shell text; the transport sends them, unit tests read them.
+Every runtime gets the same contract (docs/ARCHITECTURE.md): the run directory bind-mounted at
+/project, the stage's env file, working directory /app, the image's ENTRYPOINT as the command.
+
+    runtime       convert (once per image digest)                        run
+    apptainer     apptainer build X.sif docker-archive:X.tar.gz          apptainer run --env-file ... X.sif
+    singularity   singularity build X.sif docker-archive:X.tar.gz        singularity run ...
+    podman        gzip -dc X.tar.gz | podman load; podman tag            podman run --env-file ... REF
+    charliecloud  (podman load, then) ch-convert -i podman REF DIR       ch-run --set-env=FILE DIR -- ENTRYPOINT
+
+Env files are NAME=value with no quotes (mlops.params): podman reads them literally, apptainer and
+charliecloud parse the same lines the same way because values avoid shell-special characters.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import stages
+
+RUNTIMES = ("apptainer", "singularity", "podman", "charliecloud")
+MOUNT = "/project"    # where every stage sees the run directory (PROJECT_DIR in the images)
+WORKDIR = "/app"      # the Dockerfiles' WORKDIR: the stage folder
+
+
+class Raw(str):
+    """A shell word that must stay unquoted (e.g. "$ENV_FILE", expanded by the task wrapper)."""
+
+
+def shell_join(argv: list[str]) -> str:
+    return " ".join(a if isinstance(a, Raw) else shlex.quote(a) for a in argv)
+
+
+def digest_hex(digest: str) -> str:
+    """'sha256:ab12..' -> 'ab12..' (file names carry the hex only)."""
+    algo, _, hexpart = digest.partition(":")
+    if not hexpart or algo != "sha256" or not all(c in "0123456789abcdef" for c in hexpart):
+        raise ValueError(f"image digest {digest!r}: expected sha256:<hex>")
+    return hexpart
+
+
+@dataclass(frozen=True)
+class Image:
+    """One stage image on the cluster: its archive in the store and what it becomes after conversion."""
+    stage: str
+    digest: str
+    store: str          # <workdir>/<slug>/images
+    slug: str
+    runtime: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.stage}-{digest_hex(self.digest)}"
+
+    @property
+    def archive(self) -> str:
+        return f"{self.store}/{self.key}.tar.gz"
+
+    @property
+    def podman_ref(self) -> str:
+        # Tagged by digest, so an image that did not change is found again and not reloaded.
+        return f"localhost/{self.slug}-{self.stage}:{digest_hex(self.digest)[:20]}"
+
+    @property
+    def target(self) -> str:
+        """What the runtime runs: a .sif file, a podman image reference, or an unpacked directory."""
+        if self.runtime in ("apptainer", "singularity"):
+            return f"{self.store}/{self.key}.sif"
+        if self.runtime == "podman":
+            return self.podman_ref
+        if self.runtime == "charliecloud":
+            return f"{self.store}/{self.key}.ch"
+        raise ValueError(f"mlops.toml cluster.runtime: {self.runtime!r} is not one of {', '.join(RUNTIMES)}")
+
+
+def _podman_load(image: Image) -> str:
+    # `podman load -i x.tar.gz` fails on podman 4.3: decompress into its stdin instead.
+    return (f"ref=$(gzip -dc {shlex.quote(image.archive)} | podman load -q | sed -n 's/^Loaded image[^:]*: //p' "
+            f"| tail -n 1) && test -n \"$ref\" && podman tag \"$ref\" {shlex.quote(image.podman_ref)}")
+
+
+def converted_test(image: Image) -> str:
+    """Shell test that succeeds when the image is already converted (reused while its digest is unchanged)."""
+    if image.runtime == "podman":
+        return f"podman image exists {shlex.quote(image.podman_ref)}"
+    return f"test -e {shlex.quote(image.target)}"
+
+
+def convert_command(image: Image, gpu: bool = False) -> str:
+    """Shell text that converts the stored archive; writes to a temp name and renames when complete."""
+    target, part = shlex.quote(image.target), shlex.quote(image.target + ".part")
+    if image.runtime in ("apptainer", "singularity"):
+        # Documented syntax: `apptainer build IMAGE.sif docker-archive:ARCHIVE`.
+        return (f"rm -f {part} && {image.runtime} build {part} docker-archive:{shlex.quote(image.archive)} "
+                f"&& mv -f {part} {target}")
+    if image.runtime == "podman":
+        return _podman_load(image)
+    if image.runtime == "charliecloud":
+        # ch-convert reads podman's store (its "tar" input is a flattened export, not `docker save`).
+        # The bind target /project must exist in the read-only image, so create it in the directory.
+        steps = [f"({converted_test(Image(image.stage, image.digest, image.store, image.slug, 'podman'))} || "
+                 f"{{ {_podman_load(image)}; }})",
+                 f"rm -rf {part}", f"ch-convert -i podman {shlex.quote(image.podman_ref)} {part}",
+                 f"mkdir -p {part}{MOUNT}"]
+        if gpu:
+            steps.append(f"ch-fromhost --nvidia {part}")
+        steps += [f"rm -rf {target}", f"mv {part} {target}"]
+        return " && ".join(steps)
+    raise ValueError(f"mlops.toml cluster.runtime: {image.runtime!r} is not one of {', '.join(RUNTIMES)}")
+
+
+def raw_entrypoint(root: Path, stage: str) -> list[str]:
+    """The exec-form ENTRYPOINT as written in the stage's Dockerfile (charliecloud must be told it)."""
+    text = (Path(root) / stages.BY_NAME[stage].dockerfile).read_text()
+    found = stages._ENTRYPOINT.findall(text)
+    if not found:
+        raise ValueError(f"{stage}/Dockerfile: no exec-form ENTRYPOINT [\"...\"] line")
+    return json.loads(found[-1])
+
+
+def run_argv(image: Image, run_dir: str, env_file: str, gpu: bool = False,
+             entrypoint: list[str] | None = None) -> list[str]:
+    """argv that runs one stage container on the run directory with one env file.
+
+    Nothing secret is ever on this line: the env file (0600) carries the configuration.
+    """
+    bind = f"{run_dir}:{MOUNT}"
+    if image.runtime in ("apptainer", "singularity"):
+        # --cleanenv: the container sees only the env file, not the job's environment;
+        # --no-home: nothing of the user's home leaks in; --pwd: Docker's WORKDIR is not applied.
+        argv = [image.runtime, "run", "--cleanenv", "--no-home", "--env-file", env_file, "--bind", bind,
+                "--pwd", WORKDIR]
+        if gpu:
+            argv.append("--nv")
+        return argv + [image.target]
+    if image.runtime == "podman":
+        # keep-id: files written to /project belong to the cluster user (as with apptainer), not to a
+        # subordinate uid; host network as apptainer/charliecloud have (rootless slirp needs /dev/net/tun).
+        argv = ["podman", "run", "--rm", "--userns=keep-id", "--network=host", "--env-file", env_file,
+                "--volume", bind, "--workdir", WORKDIR]
+        if gpu:
+            argv += ["--device", "nvidia.com/gpu=all"]   # CDI, as documented for rootless podman + NVIDIA
+        return argv + [image.target]
+    if image.runtime == "charliecloud":
+        if not entrypoint:
+            raise ValueError("charliecloud runs no ENTRYPOINT by itself: pass the stage's entrypoint")
+        # Start from an empty environment, apply the image's ENV (--set-env without a file), then ours.
+        return ["ch-run", "--unset-env=*", "--set-env", f"--set-env={env_file}", f"--bind={bind}",
+                f"--cd={WORKDIR}", image.target, "--", *entrypoint]
+    raise ValueError(f"mlops.toml cluster.runtime: {image.runtime!r} is not one of {', '.join(RUNTIMES)}")
+
+
+def cluster_root(cfg) -> str:
+    """<workdir>/<slug> on the cluster: images/ (shared, keyed by digest) and runs/<run-id>/."""
+    workdir = str(cfg["cluster"].get("workdir", "")).rstrip("/")
+    if not workdir.startswith("/"):
+        raise ValueError(f"mlops.toml cluster.workdir: {workdir!r} must be an absolute path on the cluster")
+    return f"{workdir}/{cfg.slug}"
