@@ -1,11 +1,16 @@
 """Reject bad answers before anything is written. The rules live in the project's mlops.options."""
 import json
+import os
 import sys
 from pathlib import Path
 
 ANSWERS = json.loads(r'''{{ cookiecutter | tojson }}''')
 # The template checkout; cookiecutter passes it, cruft does not (then post_gen_project validates).
 REPO_DIR = ANSWERS.get("_repo_dir", "")
+# A relative template path is relative to where the user started cookiecutter, not to this hook's
+# working directory (the new project dir): resolve it against the user's shell directory.
+if REPO_DIR and not os.path.isabs(REPO_DIR):
+    REPO_DIR = os.path.join(os.environ.get("PWD", ""), REPO_DIR)
 PACKAGE_SRC = Path(REPO_DIR) / "{% raw %}{{cookiecutter.project_slug}}{% endraw %}" / "src"
 
 if REPO_DIR and (PACKAGE_SRC / "mlops" / "options.py").is_file():

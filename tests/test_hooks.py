@@ -33,3 +33,23 @@ def test_several_problems_are_reported_at_once(tmp_path, capfd):
         render(tmp_path, hpc_port="0", hpc_workdir="rel")
     err = capfd.readouterr().err
     assert "hpc_port:" in err and "hpc_workdir:" in err
+
+
+def test_relative_template_path_is_validated_before_generation(tmp_path):
+    """cookiecutter passes `_repo_dir` as typed; the pre-gen hook must still find the rules."""
+    import os
+    import shutil
+    import subprocess
+
+    from conftest import TEMPLATE
+
+    shutil.copytree(TEMPLATE, tmp_path / "tpl", ignore=shutil.ignore_patterns(".git", "__pycache__"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "config.yaml").write_text(f"replay_dir: {tmp_path / 'home'}\n")
+    result = subprocess.run(["cookiecutter", "--no-input", "--config-file", str(tmp_path / "home" / "config.yaml"),
+                             "./tpl", "hpc_port=0", "-o", "out"], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PWD": str(tmp_path)})
+    assert result.returncode != 0
+    assert "hpc_port: '0' is not a TCP port" in result.stderr
+    assert "pre_gen_project hook" in result.stdout + result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -110,7 +110,9 @@ def test_no_canary_leaks_from_render_commit_and_pipeline(tmp_path, monkeypatch):
         subprocess.run(["git", "add", "-A"], cwd=project, check=True)
         subprocess.run([*GIT, "commit", "-qm", "rendered"], cwd=project, check=True)
 
-        run_env = {**os.environ, "PYTHONPATH": str(project / "src"), "PIP_NO_INDEX": "1"}
+        run_env = {**os.environ, "PYTHONPATH": str(project / "src"), "PIP_NO_INDEX": "1",
+                   # offline job venvs as in tests/pipeline_support.py (pip's inverted flag: "0" = no isolation)
+                   "PIP_NO_BUILD_ISOLATION": "0", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
         local = subprocess.run([sys.executable, "-m", "mlops", "variables", "local"], cwd=project, env=run_env,
                                capture_output=True, text=True, timeout=120)
         assert local.returncode == 0, local.stderr

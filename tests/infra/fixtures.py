@@ -7,8 +7,11 @@ the ROOT conftest (tests/conftest.py; pytest forbids it in nested conftests) or
 Fixtures (scope):
   slurm_cluster (module)  LocalSlurm; MaxArraySize from the test module's
                           ``SLURM_MAX_ARRAY_SIZE`` (default 1001)
-  ssh_server (module)     TotpSshServer(auth='totp') with SetEnv SLURM_CONF of
-                          slurm_cluster, so ``ssh host sbatch ...`` just works
+  rootless_podman (module) RootlessPodmanStore for the ssh user: a private
+                          rootless store (no ~/.config, no shared pause process)
+  ssh_server (module)     TotpSshServer(auth='totp', user TEST_USER) with SetEnv
+                          of slurm_cluster.ssh_env + rootless_podman.env, so
+                          ``ssh host sbatch ...`` / ``ssh host podman ...`` just work
   ssh_transport (module)  ONE logged-in paramiko Transport (DISALLOW_REUSE: a
                           TOTP code works once per 30 s, so share the login)
   ssh_run (module)        cmd -> (rc, out, err) over ssh_transport
@@ -18,7 +21,6 @@ Fixtures (scope):
                           a docker-archive readable by the ssh user.  The rootfs
                           is cached in $MLOPS_INFRA_CACHE if set (reused across
                           sessions), else in a session tmp dir.
-  rootless_podman (module) rootless podman set up for the ssh user; reset after.
 """
 import os
 import shutil
@@ -30,10 +32,13 @@ import pytest
 from ._util import shared_tmpdir
 from .baseimage import (DEFAULT_IMAGE, build_base_rootfs, destroy_store,
                         import_base_image, private_store, save_archive)
-from .podman import cleanup_rootless_podman, setup_rootless_podman
+from .podman import RootlessPodmanStore
 from .registry import LocalRegistry
 from .slurm import LocalSlurm
 from .sshd_totp import TotpSshServer, exec_command
+from .users import ensure_user
+
+TEST_USER = "mlopshpc"
 
 __all__ = ["slurm_cluster", "ssh_server", "ssh_transport", "ssh_run", "registry",
            "base_image", "rootless_podman"]
@@ -47,8 +52,16 @@ def slurm_cluster(request):
 
 
 @pytest.fixture(scope="module")
-def ssh_server(slurm_cluster):
-    with TotpSshServer(auth="totp", setenv=slurm_cluster.ssh_env) as srv:
+def rootless_podman():
+    ensure_user(TEST_USER)
+    with RootlessPodmanStore(TEST_USER) as store:
+        yield store
+
+
+@pytest.fixture(scope="module")
+def ssh_server(slurm_cluster, rootless_podman):
+    env = {**slurm_cluster.ssh_env, **rootless_podman.env}
+    with TotpSshServer(user=TEST_USER, auth="totp", setenv=env) as srv:
         yield srv
 
 
@@ -86,10 +99,3 @@ def base_image(tmp_path_factory):
                           store_dir=store_dir)
     destroy_store(env, store_dir)
     shutil.rmtree(shared, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def rootless_podman(ssh_server):
-    info = setup_rootless_podman(ssh_server.user)
-    yield info
-    cleanup_rootless_podman(ssh_server.user)

@@ -110,32 +110,57 @@ class RootlessPodmanStore:
         ensure_subids(self.user)
         w = self.workdir
         w.mkdir(parents=True, exist_ok=True)
-        for sub in ("storage", "run", "xdg", "tmp"):
+        for sub in ("storage", "run", "xdg"):
             (w / sub).mkdir(mode=0o700, exist_ok=True)
             os.chown(w / sub, pw.pw_uid, pw.pw_gid)
+        # rootless podman ignores ``graphroot`` from a non-home storage.conf and
+        # uses ``rootless_storage_path``; set both.  Its libpod DB (graphroot/
+        # libpod) remembers runroot/tmp_dir, so it must be private too, or a
+        # session would inherit another one's paths.
         (w / "storage.conf").write_text(
-            STORAGE_CONF + f'graphroot = "{w}/storage"\nrunroot = "{w}/run"\n')
-        (w / "containers.conf").write_text(CONTAINERS_CONF + f'tmp_dir = "{w}/tmp"\n')
+            STORAGE_CONF + f'graphroot = "{w}/storage"\nrootless_storage_path = "{w}/storage"\n'
+            f'runroot = "{w}/run"\n')
+        (w / "containers.conf").write_text(
+            CONTAINERS_CONF + f'tmp_dir = "{w}/xdg/libpod/tmp"\n')
         for f in ("storage.conf", "containers.conf"):
             (w / f).chmod(0o644)
+        cp = self.run(["podman", "info", "--format", "{{.Store.GraphRoot}}"], timeout=60)
+        if cp.stdout.strip() != f"{w}/storage":  # never fall back to the shared home store
+            raise RuntimeError(f"rootless podman uses {cp.stdout.strip()!r}, not {w}/storage")
         return self
 
     def run(self, cmd, **kw):
         return run_as(self.user, cmd, env={**self.env, **kw.pop("env", {})}, **kw)
 
-    def pause_pids(self) -> list:
-        return _pause_pid_from(Path(self.env["XDG_RUNTIME_DIR"]), pwd.getpwnam(self.user).pw_uid)
+    def our_pids(self) -> list:
+        """The user's processes started with this store's XDG_RUNTIME_DIR
+        (pause process, conmon, containers): identified by env, not by name."""
+        uid = pwd.getpwnam(self.user).pw_uid
+        needle = f"XDG_RUNTIME_DIR={self.env['XDG_RUNTIME_DIR']}".encode()
+        pids = []
+        for d in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.stat(f"/proc/{d}").st_uid == uid and \
+                        needle in Path(f"/proc/{d}/environ").read_bytes().split(b"\0"):
+                    pids.append(int(d))
+            except OSError:
+                continue
+        return [p for p in pids if pid_alive(p)]
 
     def cleanup(self):
         if (self.workdir / "storage.conf").exists():
             self.run(["podman", "rm", "-a", "-f"], check=False, timeout=120)
-        for pid in self.pause_pids():
+        for pid in self.our_pids():
             stop_pid(pid, timeout=5)
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self):
-        return self.setup()
+        try:
+            return self.setup()
+        except BaseException:
+            self.cleanup()
+            raise
 
     def __exit__(self, *exc):
         self.cleanup()

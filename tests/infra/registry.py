@@ -89,7 +89,11 @@ http:
 
     def __enter__(self):
         if self._proc is None:
-            self.start()
+            try:
+                self.start()
+            except BaseException:
+                self.stop()  # a half-started instance must not leave processes/files
+                raise
         return self
 
     def __exit__(self, *exc):

@@ -186,33 +186,42 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 
     # ------------------------------------------------------------ stop
     def stop(self):
-        if self._procs.get("slurmctld") and self._procs["slurmctld"].poll() is None:
-            ids = self.run(["squeue", "-h", "-o", "%A"], check=False).stdout.split()
-            if ids:
-                self.run(["scancel", *ids], check=False)
-                try:
-                    wait_for(lambda: not self.run(["squeue", "-h"], check=False).stdout.strip(),
-                             20, "cancelled jobs to leave the queue")
-                except InfraError:
-                    pass  # killing the daemons below ends them anyway
+        try:
+            self._cancel_all()
+        except Exception:  # never let a hung client keep the daemons alive
+            pass
         for name in ("slurmd", "slurmctld", "munged"):
             p = self._procs.pop(name, None)
             if p is not None:
                 stop_pid(p)
-        # slurmstepd of still-running jobs survive slurmd; they carry our
+        # slurmstepd and job processes survive slurmd; they carry our
         # SLURM_CONF in their environment, which identifies them as ours
-        for pid in self._our_stepds():
+        for pid in self.job_pids():
             stop_pid(pid, timeout=3)
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def _our_stepds(self):
+    def _cancel_all(self):
+        if not (self._procs.get("slurmctld") and self._procs["slurmctld"].poll() is None):
+            return
+        ids = self.run(["squeue", "-h", "-o", "%A"], check=False, timeout=20).stdout.split()
+        if ids:
+            self.run(["scancel", *ids], check=False, timeout=20)
+            wait_for(lambda: not self.run(["squeue", "-h"], check=False).stdout.strip(),
+                     20, "cancelled jobs to leave the queue")
+
+    def job_pids(self) -> list:
+        """slurmstepd and job processes of THIS cluster: environ has our
+        SLURM_CONF and (comm slurmstepd or SLURM_JOB_ID set).  SSH sessions with
+        our SLURM_CONF via SetEnv but no job id are not included."""
         needle = f"SLURM_CONF={self.conf_path}".encode()
         pids = []
         for d in filter(str.isdigit, os.listdir("/proc")):
             try:
-                if Path(f"/proc/{d}/comm").read_text().strip() == "slurmstepd" and \
-                        needle in Path(f"/proc/{d}/environ").read_bytes().split(b"\0"):
+                env = Path(f"/proc/{d}/environ").read_bytes().split(b"\0")
+                if needle in env and (
+                        Path(f"/proc/{d}/comm").read_text().strip() == "slurmstepd"
+                        or any(e.startswith(b"SLURM_JOB_ID=") for e in env)):
                     pids.append(int(d))
             except OSError:
                 continue
@@ -220,7 +229,11 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 
     def __enter__(self):
         if not self._procs:
-            self.start()
+            try:
+                self.start()
+            except BaseException:
+                self.stop()  # a half-started instance must not leave processes/files
+                raise
         return self
 
     def __exit__(self, *exc):

@@ -162,9 +162,10 @@ def test_slurm_stop_ends_running_jobs():
         jid = c.run(["sbatch", "--parsable", "-o", "/dev/null", "--chdir", "/tmp",
                      "--wrap", "sleep 300"]).stdout.strip()
         wait_for(lambda: c.job_states(jid).get(jid) == "RUNNING", 30, "job running")
-        stepds = wait_for(c._our_stepds, 10, "slurmstepd of the job")
+        job_pids = wait_for(lambda: len(c.job_pids()) >= 2 and c.job_pids(), 10,
+                            "slurmstepd + job processes")
         daemons = [p.pid for p in c._procs.values()]
-    assert not any(pid_alive(p) for p in stepds + daemons)
+    assert not any(pid_alive(p) for p in job_pids + daemons)
 
 
 # ------------------------------------------------------------------ images, podman
@@ -192,7 +193,7 @@ def user_image(rootless_podman, base_image, ssh_run):
     return base_image.name
 
 
-def test_podman_rootless_run_over_ssh(user_image, user_dir, ssh_run):
+def test_podman_rootless_run_over_ssh(user_image, user_dir, ssh_run, rootless_podman):
     (user_dir / "x.env").write_text("CANARY=infra-canary-123\n")
     (user_dir / "in.txt").write_text("from-host\n")
     rc, out, err = ssh_run(
@@ -201,8 +202,9 @@ def test_podman_rootless_run_over_ssh(user_image, user_dir, ssh_run):
         "print(open(\"/project/in.txt\").read().strip())'")
     assert rc == 0, err
     assert out.split() == ["infra-canary-123", "from-host"]
-    rc, out, _ = ssh_run("podman info --format '{{.Host.OCIRuntime.Name}} {{.Store.GraphDriverName}}'")
-    assert out.split() == ["runc", "overlay"]
+    rc, out, _ = ssh_run("podman info --format '{{.Host.OCIRuntime.Name}} "
+                         "{{.Store.GraphDriverName}} {{.Store.GraphRoot}}'")
+    assert out.split() == ["runc", "overlay", f"{rootless_podman.workdir}/storage"]
 
 
 def test_charliecloud_over_ssh(user_image, user_dir, ssh_run):

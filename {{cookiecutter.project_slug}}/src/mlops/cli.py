@@ -335,10 +335,11 @@ def main(argv: list[str] | None = None) -> int:
         from .transport import TransportError, RemoteError
         from .scheduler import SubmitError
         from .deploy import DeployError
+        from .collect import CollectError
         if isinstance(exc, (TransportError, SubmitError)):
             print(f"mlops {args.command}: {exc}", file=sys.stderr)
             return 2
-        if isinstance(exc, (RemoteError, DeployError)):
+        if isinstance(exc, (RemoteError, DeployError, CollectError)):
             print(f"mlops {args.command}: {exc}", file=sys.stderr)
             return 1
         raise

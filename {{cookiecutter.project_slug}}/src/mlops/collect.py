@@ -30,6 +30,10 @@ LOG_TAIL = 30
 INCLUDE = ("run.json", "envs/index.json", "state", "results", "data/meta.json")
 
 
+class CollectError(Exception):
+    """The run cannot be reported (yet); exit code 1 (the work ran and failed, or is not there)."""
+
+
 def fetch(session, run_dir: str, dest: Path) -> int:
     """Download the run's results as one tar.gz stream and unpack it into dest; returns bytes."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -145,8 +149,10 @@ def collect(session, cfg, run_id: str, out_dir: Path, wait: float = 0, out=sys.s
         if records.get(cid, {}).get("status") != state["status"]:
             rundir.write_task_state(run, cid, {k: v for k, v in state.items() if k not in ("config_id", "index")})
     if not (run / "envs" / "index.json").is_file():
-        raise scheduler.SubmitError(f"run {run_id}: the params stage has not written envs/index.json yet "
-                                    f"(stages: {view['stages']}); collect again later")
+        logs = "".join(f"\n--- {p.name} (last lines) ---\n" + "\n".join(p.read_text(errors="replace").splitlines()[-20:])
+                       for p in sorted((run / "state").glob("*.log")))
+        raise CollectError(f"run {run_id}: no envs/index.json, so no configuration can be reported "
+                           f"(stages: {view['stages']}); if params is still pending, collect again later{logs}")
     summary_json, summary_csv = report.write_summary(run)
     rows = report.rows(run)
     junit(rows, run, run_id).write(out_dir / "junit.xml", encoding="unicode", xml_declaration=True)
