@@ -22,12 +22,12 @@ Not a test: nothing is asserted here; --smoke runs 200 configurations (tests/tes
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
 import random
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -119,6 +119,31 @@ def write_params(where: Path, n: int) -> Path:
 
 # ------------------------------------------------------------------ one step per child process
 
+def time_parts() -> dict:
+    """Wrap the functions collect.collect calls (the real ones run) to say where its time goes."""
+    from mlops import collect, report, scheduler
+
+    spent: dict[str, float] = {}
+
+    def timed(module, name):
+        real = getattr(module, name)
+
+        def wrapper(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return real(*a, **kw)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - t0
+        setattr(module, name, wrapper)
+
+    timed(scheduler, "status")
+    for name in ("fetch", "junit", "metrics_lines", "plot", "sync_wandb"):
+        timed(collect, name)
+    timed(report, "write_summary")
+    timed(report, "rows")
+    return spent
+
+
 def step(name: str, work: Path, n: int, max_array: int) -> dict:
     """Runs in a child process: import, note the baseline RSS, time the step, report peak RSS."""
     from mlops import collect, config, params, scheduler  # noqa: F401  (imports before the baseline)
@@ -157,11 +182,13 @@ def step(name: str, work: Path, n: int, max_array: int) -> dict:
     elif name == "collect":
         cfg = config.Config(work, {"project": {"slug": SLUG}, "cluster": {"workdir": str(work / "cluster")}})
         out = work / "artifacts"
-        import io
+        parts = time_parts()
+        t0 = time.perf_counter()
         result = collect.collect(LocalShell(), cfg, RUN_ID, out, out=io.StringIO())
         extra.update(rows=len(result["rows"]), stream_bytes=result["bytes"], counts={
             k: v for k, v in result["counts"].items() if v},
-            outputs=sorted(p.name for p in out.iterdir() if p.is_file()))
+            outputs=sorted(p.name for p in out.iterdir() if p.is_file()),
+            parts_s={k: round(v, 3) for k, v in parts.items()})
     else:
         raise SystemExit(f"unknown step {name}")
     seconds = time.perf_counter() - t0

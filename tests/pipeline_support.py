@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -39,7 +40,7 @@ def gcl_version() -> str | None:
 def store_env(cache_root: Path) -> dict:
     """The private containers store with the local base image in it (built once per cache root)."""
     env = baseimage.private_store(cache_root / "containers")
-    baseimage.import_base_image(env, baseimage.DEFAULT_IMAGE, cache_dir=cache_root / "base")
+    baseimage.import_base_image(env, baseimage.DEFAULT_IMAGE, cache_dir=cache_root / "base-rootfs")
     return env
 
 
@@ -93,10 +94,9 @@ def list_jobs(project: Path, home: Path, *variables: str) -> dict[str, dict]:
         args += ["--ignore-predefined-vars", names]
     proc = subprocess.run([GCL, "--home", str(home), "--no-color", *args], cwd=project, capture_output=True,
                           text=True, timeout=300)
-    out = proc.stdout
-    start = out.find("\n[")
-    assert proc.returncode == 0 and start >= 0, f"--list-json failed:\n{proc.stdout}\n{proc.stderr}"
-    return {job["name"]: job for job in json.loads(out[start:])}
+    match = re.search(r"^\[$", proc.stdout, re.MULTILINE)
+    assert proc.returncode == 0 and match, f"--list-json failed:\n{proc.stdout}\n{proc.stderr}"
+    return {job["name"]: job for job in json.loads(proc.stdout[match.start():])}
 
 
 def artifacts(project: Path, job: str) -> Path:

@@ -235,6 +235,7 @@ def test_collect_brings_every_result_and_reports(sweep):
     c = sweep["collect"]
     assert c.returncode == 1, c.stderr      # the work ran; one configuration failed
     out, run = sweep["out"], sweep["out"] / "p101"
+    assert (out / "summary.json").is_file(), c.stderr
     summary = json.loads((out / "summary.json").read_text())
     by_id = {r["config_id"]: r for r in summary["configurations"]}
     assert len(by_id) == 4

@@ -87,7 +87,8 @@ def registry():
 
 @pytest.fixture(scope="session")
 def base_image(tmp_path_factory):
-    cache = Path(os.environ.get("MLOPS_INFRA_CACHE") or tmp_path_factory.mktemp("infra-cache"))
+    cache = Path(os.environ.get("MLOPS_INFRA_CACHE") or os.environ.get("MLOPS_TEST_CACHE")
+                 or tmp_path_factory.mktemp("infra-cache"))
     rootfs = build_base_rootfs(cache / "base-rootfs")
     store_dir = tmp_path_factory.mktemp("infra-store")
     env = private_store(store_dir)

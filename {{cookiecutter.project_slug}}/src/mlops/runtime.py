@@ -138,9 +138,11 @@ def run_argv(image: Image, run_dir: str, env_file: str, gpu: bool = False,
             argv.append("--nv")
         return argv + [image.target]
     if image.runtime == "podman":
-        # keep-id: files written to /project belong to the cluster user (as with apptainer), not to a
-        # subordinate uid; host network as apptainer/charliecloud have (rootless slirp needs /dev/net/tun).
-        argv = ["podman", "run", "--rm", "--userns=keep-id", "--network=host", "--env-file", env_file,
+        # keep-id + --user: the stage runs as the cluster user (as under apptainer), so what it writes
+        # to /project is the user's, not a subordinate uid's (the images' USER 1000 would be one);
+        # host network as apptainer/charliecloud have (rootless slirp needs /dev/net/tun).
+        argv = ["podman", "run", "--rm", "--userns=keep-id", "--user", Raw("$(id -u):$(id -g)"),
+                "--network=host", "--env-file", env_file,
                 "--volume", bind, "--workdir", WORKDIR]
         if gpu:
             argv += ["--device", "nvidia.com/gpu=all"]   # CDI, as documented for rootless podman + NVIDIA
