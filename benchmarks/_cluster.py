@@ -68,12 +68,31 @@ def local_cluster(max_array_size: int = 1001):
             shutil.rmtree(cache, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def quiet():
+    """Send this process's (and its children's) stdout/stderr to /dev/null for a while."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
 def project(cluster: dict, parameters: dict, parallel: int = 2, model_files: dict | None = None) -> Path:
     """A rendered project pointed at the local cluster (podman, SLURM), sized for the one 2-CPU node."""
     srv = cluster["server"]
-    proj = render(cluster["work"] / f"render-{time.monotonic_ns()}", hpc_host=srv.host, hpc_port=srv.port,
-                  hpc_user=srv.user, hpc_workdir=str(cluster["workdir"]), hpc_auth="totp", scheduler="slurm",
-                  container_runtime="podman", wandb_mode="offline")
+    with quiet():  # the post-generation hook's credential check speaks to a person, not to this table
+        proj = render(cluster["work"] / f"render-{time.monotonic_ns()}", hpc_host=srv.host, hpc_port=srv.port,
+                      hpc_user=srv.user, hpc_workdir=str(cluster["workdir"]), hpc_auth="totp",
+                      scheduler="slurm", container_runtime="podman", wandb_mode="offline")
     (proj / "params" / "parameters.json").write_text(json.dumps(parameters, indent=1))
     e2e.set_toml(proj, "scheduler", "cpus_per_task", "1")
     e2e.set_toml(proj, "scheduler", "mem", '"300M"')

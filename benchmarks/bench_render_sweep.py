@@ -1,10 +1,12 @@
-"""Render time with hooks, and the local sweep with --jobs 1 vs --jobs 2.
+"""Render time with hooks, the local sweep with --jobs 1 vs --jobs 2, the rendered project's test suite.
 
-    python benchmarks/bench_render_sweep.py [--renders 5] [--smoke]
+    python benchmarks/bench_render_sweep.py [--renders 5] [--smoke] [--json FILE]
 
 Prints a table and the ratio; not a test (nothing is asserted). --smoke: one render, no sweep.
+The project test suite is `python -m pytest -q` inside a rendered default project (its own tests).
 """
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -28,7 +30,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--renders", type=int, default=5)
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = ap.parse_args()
+    figures = {}
     print(f"machine: {describe()}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -37,7 +41,10 @@ def main() -> None:
             renders.append(timed(["cookiecutter", "--no-input", str(TEMPLATE), "-o", str(tmp / f"r{i}")]))
         print(f"render (cookiecutter --no-input, hooks included): median {statistics.median(renders):.2f}s "
               f"over {len(renders)} renders (min {min(renders):.2f}s, max {max(renders):.2f}s)")
+        figures["render_s"] = statistics.median(renders)
         if args.smoke:
+            if args.json:
+                args.json.write_text(json.dumps(figures, indent=1))
             return
         project = tmp / "r0" / "forecasting-experiments"
         subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(project / ".venv")], check=True)
@@ -50,6 +57,12 @@ def main() -> None:
             times[jobs] = timed([mlops, "run", "--local", "--jobs", str(jobs), "--run-id", f"bench-j{jobs}"], cwd=project)
         print(f"local sweep ({n.strip().split('ok, ')[1]}): --jobs 1 {times[1]:.1f}s, --jobs 2 {times[2]:.1f}s, "
               f"speed-up {times[1] / times[2]:.2f}x (ideal on 2 cores: 2.00x)")
+        suite = timed([str(project / ".venv/bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project)
+        print(f"rendered project's test suite (pytest -q): {suite:.1f}s")
+        figures.update(sweep_jobs1_s=times[1], sweep_jobs2_s=times[2], configurations=n.strip().split("ok, ")[1],
+                       project_suite_s=suite)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

@@ -374,12 +374,31 @@ def test_failed_only_completes_the_crashed_configuration(project, cluster, fixed
     assert len(list((out / "p101" / "results" / bad).glob("wandb/offline-run-*"))) >= 1
 
 
-def test_cancel_cancels_the_cluster_jobs(project, cluster, fixed):
-    ok(mlops(project, cluster, "submit", "--run-id", "p102"))
-    ok(mlops(project, cluster, "cancel", "--run-id", "p102"))
-    proc = ok(mlops(project, cluster, "status", "--run-id", "p102", "--json", "--wait", "60"))
-    view = json.loads(proc.stdout)
-    assert view["counts"]["cancelled"] == 4, view["counts"]
+def test_cancel_cancels_the_cluster_jobs(project, cluster, fixed, slurm_cluster):
+    """A busy cluster (the node drained) keeps the jobs pending while they are cancelled two ways:
+    `mlops cancel`, and cancelling a `mlops submit --wait` job (SIGTERM, as when a CI job is cancelled)."""
+    node = ["scontrol", "update", f"nodename={slurm_cluster.node}"]
+    slurm_cluster.run([*node, "state=drain", "reason=e2e-busy"])
+    try:
+        ok(mlops(project, cluster, "submit", "--run-id", "p102"))
+        ok(mlops(project, cluster, "cancel", "--run-id", "p102"))
+        view = json.loads(ok(mlops(project, cluster, "status", "--run-id", "p102", "--json")).stdout)
+        assert view["counts"]["cancelled"] == 4, view["counts"]
+        jobs = Path(cluster["workdir"]) / project.name / "runs" / "p103" / "state" / "jobs.json"
+        proc = mlops(project, cluster, "submit", "--run-id", "p103", "--wait", "600", popen=True)
+        deadline = time.monotonic() + 120
+        while not jobs.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert jobs.exists(), proc.communicate()[0]
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0]
+        assert proc.returncode == 1 and "cancel sent to 4 job(s)" in output, output
+        record = json.loads(jobs.read_text())[0]
+        for job in [record["params"], record["data"], *(c["job"] for c in record["model"])]:
+            states = slurm_cluster.job_states(job)
+            assert states and all(s == "CANCELLED" for s in states.values()), (job, states)
+    finally:
+        slurm_cluster.run([*node, "state=resume"])
 
 
 # ---------------------------------------------------------------- other runtimes / scheduler

@@ -143,21 +143,26 @@ def _cmd_deploy(args) -> int:
 
 
 def _cmd_submit(args) -> int:
+    import json
     import signal
     from . import images, rundir, scheduler
     cfg, session = _cluster_session()
     run_id = scheduler.resolve_run_id(cfg, args.run_id) if args.failed_only else \
         (scheduler.run_id_from_env(args.run_id) or rundir.new_run_id("laptop"))
     manifest = images.read_manifest(args.manifest)
-    with session:
-        scheduler.submit(session, cfg, manifest, run_id, failed_only=args.failed_only)
-        if not args.wait:
-            return 0
-        # Cancelling the CI job (SIGTERM) cancels the cluster jobs too.
+    if args.wait:  # cancelling the CI job (SIGTERM) cancels the cluster jobs too
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with session:
         try:
+            record = scheduler.submit(session, cfg, manifest, run_id, failed_only=args.failed_only)
+            if record:  # the job ids, as the run job's artifact (state/)
+                Path("state").mkdir(exist_ok=True)
+                Path("state", f"submit-{run_id}-{record['attempt']}.json").write_text(json.dumps(record, indent=1) + "\n")
+            if not args.wait:
+                return 0
             view = scheduler.wait(session, cfg, run_id, args.wait)
         except KeyboardInterrupt:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)   # let the cancel finish
             scheduler.cancel(session, cfg, run_id)
             return 1
     print(f"run {run_id}: {scheduler.format_counts(view['counts'])}")
@@ -251,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_help = "run id (default: $MLOPS_RUN_ID, p$CI_PIPELINE_ID, else the last submit from here)"
     p = sub.add_parser("deploy", help="upload and convert this commit's images on the cluster (unchanged ones: 0 bytes)")
     p.add_argument("--manifest", type=Path, default=Path("images/images.json"), help="images manifest of mlops build")
-    p.add_argument("--report", type=Path, default=None, help="also write what was uploaded as JSON here")
+    p.add_argument("--report", type=Path, default=Path("deploy/report.json"), help="where to write what was uploaded (JSON)")
     p.set_defaults(func=_cmd_deploy)
     p = sub.add_parser("submit", help="start the sweep on the cluster (params -> data -> model array)")
     p.add_argument("--manifest", type=Path, default=Path("images/images.json"), help="images manifest of mlops build")

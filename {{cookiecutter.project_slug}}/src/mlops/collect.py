@@ -167,4 +167,8 @@ def collect(session, cfg, run_id: str, out_dir: Path, wait: float = 0, out=sys.s
     for r in rows:
         if r["status"] not in ("completed", "pending", "running"):
             print(f"  {r['status'].upper():<13} {r['config_id']} {r['parameters']}", file=out)
+            log = run / "results" / r["config_id"] / "log"
+            if log.is_file():
+                print("".join(f"      | {line}\n" for line in log.read_text(errors="replace").splitlines()[-3:]),
+                      end="", file=out)
     return {"run": run, "counts": counts, "bytes": size, "rows": rows}

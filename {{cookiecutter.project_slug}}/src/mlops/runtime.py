@@ -151,7 +151,9 @@ def run_argv(image: Image, run_dir: str, env_file: str, gpu: bool = False,
         if not entrypoint:
             raise ValueError("charliecloud runs no ENTRYPOINT by itself: pass the stage's entrypoint")
         # Start from an empty environment, apply the image's ENV (--set-env without a file), then ours.
-        return ["ch-run", "--unset-env=*", "--set-env", f"--set-env={env_file}", f"--bind={bind}",
+        set_env = f"--set-env={env_file}"
+        return ["ch-run", "--unset-env=*", "--set-env", Raw(set_env) if isinstance(env_file, Raw) else set_env,
+                f"--bind={bind}",
                 f"--cd={WORKDIR}", image.target, "--", *entrypoint]
     raise ValueError(f"mlops.toml cluster.runtime: {image.runtime!r} is not one of {', '.join(RUNTIMES)}")
 

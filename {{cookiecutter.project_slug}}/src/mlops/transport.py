@@ -117,6 +117,13 @@ def one_time_code(env=os.environ, stdin=sys.stdin) -> str:
     if env.get(OTP_VAR, "").strip():
         return env[OTP_VAR].strip()
     if env.get(TOTP_VAR, "").strip():
+        totp_now(env[TOTP_VAR])  # check the secret before waiting
+        # A code works once (DISALLOW_REUSE) and the cluster jobs run one after another (resource_group):
+        # logging in only after a fresh 30 s step has begun guarantees this login's code differs from
+        # the previous job's, which also logged in after its step began, before this job started.
+        wait = 30 - time.time() % 30 + 0.5
+        print(f"waiting {wait:.0f}s for a fresh one-time code (each code works once)", file=sys.stderr, flush=True)
+        time.sleep(wait)
         return totp_now(env[TOTP_VAR])
     if stdin is not None and stdin.isatty():
         return getpass.getpass("cluster one-time code: ").strip()

@@ -1,0 +1,212 @@
+"""The cluster commands mlops builds, checked without a cluster: runtime argv, batch scripts, states.
+
+Apptainer and Singularity cannot be installed on the template's test machines, so their commands
+are checked here against the documented syntax (`apptainer build X.sif docker-archive:X.tar.gz`,
+`apptainer run --env-file F --bind SRC:DST --nv X.sif`); podman, charliecloud and SLURM also run
+for real in the template's end-to-end tests.
+"""
+import json
+import subprocess
+
+import pytest
+
+from mlops import runtime, scheduler, transport
+from mlops.runtime import Image, Raw
+
+DIGEST = "sha256:" + "ab" * 32
+STORE = "/work/u/proj/images"
+RUN = "/work/u/proj/runs/p7"
+
+
+def image(rt, stage="model"):
+    return Image(stage, DIGEST, STORE, "proj", rt)
+
+
+@pytest.mark.parametrize("rt", ["apptainer", "singularity"])
+def test_apptainer_family_commands_follow_the_documented_syntax(rt):
+    img = image(rt)
+    assert img.target == f"{STORE}/model-{'ab' * 32}.sif"
+    convert = runtime.convert_command(img)
+    assert f"{rt} build {img.target}.part docker-archive:{img.archive}" in convert
+    assert convert.endswith(f"mv -f {img.target}.part {img.target}")
+    argv = runtime.run_argv(img, RUN, "/x/c1.env", gpu=True)
+    assert argv[:2] == [rt, "run"] and argv[-1] == img.target
+    assert argv[argv.index("--env-file") + 1] == "/x/c1.env"
+    assert argv[argv.index("--bind") + 1] == f"{RUN}:/project"
+    assert argv[argv.index("--pwd") + 1] == "/app"
+    assert "--nv" in argv and "--cleanenv" in argv
+    assert "--nv" not in runtime.run_argv(img, RUN, "/x/c1.env", gpu=False)
+
+
+def test_podman_loads_gzip_archives_through_stdin_and_runs_as_the_user():
+    img = image("podman")
+    convert = runtime.convert_command(img)
+    assert f"gzip -dc {img.archive} | podman load -q" in convert
+    assert convert.endswith(f"podman tag \"$ref\" {img.podman_ref}")
+    assert runtime.converted_test(img) == f"podman image exists {img.podman_ref}"
+    argv = runtime.run_argv(img, RUN, "/x/c1.env", gpu=True)
+    assert argv[:3] == ["podman", "run", "--rm"] and argv[-1] == img.podman_ref
+    assert "--userns=keep-id" in argv and argv[argv.index("--volume") + 1] == f"{RUN}:/project"
+    assert argv[argv.index("--device") + 1] == "nvidia.com/gpu=all"
+    assert "$(id -u):$(id -g)" in runtime.shell_join(argv)     # expanded by the task's shell
+
+
+def test_charliecloud_converts_to_a_directory_with_the_mount_point_and_runs_the_entrypoint():
+    img = image("charliecloud")
+    convert = runtime.convert_command(img, gpu=True)
+    assert f"ch-convert -i podman {img.podman_ref} {img.target}.part" in convert
+    assert f"mkdir -p {img.target}.part/project" in convert and "ch-fromhost --nvidia" in convert
+    argv = runtime.run_argv(img, RUN, "/x/c1.env", entrypoint=["python", "train.py"])
+    assert argv[0] == "ch-run" and "--set-env=/x/c1.env" in argv and f"--bind={RUN}:/project" in argv
+    assert argv[argv.index("--") + 1:] == ["python", "train.py"] and argv[argv.index("--") - 1] == img.target
+    in_task = runtime.shell_join(runtime.run_argv(img, RUN, Raw('"$ENV_FILE"'), entrypoint=["python", "t.py"]))
+    assert ' --set-env="$ENV_FILE" ' in in_task       # left for the task's shell to expand
+    with pytest.raises(ValueError, match="entrypoint"):
+        runtime.run_argv(img, RUN, "/x/c1.env")
+
+
+def test_bad_runtime_and_digest_are_named():
+    with pytest.raises(ValueError, match="cluster.runtime"):
+        image("docker").target
+    with pytest.raises(ValueError, match="sha256"):
+        Image("model", "md5:zz", STORE, "proj", "podman").key
+
+
+def test_raw_entrypoint_is_the_dockerfiles():
+    from conftest import ROOT
+    assert runtime.raw_entrypoint(ROOT, "model")[0] in ("python", "python3")
+
+
+@pytest.mark.parametrize("indices,size,expected", [
+    (list(range(5)), 1001, [(0, [0, 1, 2, 3, 4])]),
+    (list(range(5)), 2, [(0, [0, 1]), (2, [0, 1]), (4, [0])]),
+    ([1, 5, 6], 3, [(0, [1]), (3, [2]), (6, [0])]),
+])
+def test_arrays_are_split_below_max_array_size(indices, size, expected):
+    chunks = scheduler.array_chunks(indices, size)
+    assert chunks == expected
+    assert [offset + t for offset, ids in chunks for t in ids] == sorted(indices)
+    assert all(t < size for _, ids in chunks for t in ids)
+
+
+def test_array_spec_compression_and_expansion():
+    assert scheduler.compress([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+    assert scheduler.expand_array("0-2,5,7-9:2%4") == [0, 1, 2, 5, 7, 9]
+    assert scheduler.parse_max_array_size("MaxArraySize            = 3\nMaxJobCount = 1\n") == 3
+    assert scheduler.parse_max_array_size("") == 1001
+
+
+def test_slurm_jobs_chain_afterok_and_throttle():
+    opts = scheduler.SlurmOptions(partition="gpu_4", account="ml-lab", time="00:10:00", cpus_per_task=2,
+                                  mem="1G", parallel=3, gpu=True)
+    files, submit, chunks = scheduler.slurm_jobs(RUN, "proj", opts, list(range(5)), 4, attempt=1, with_stages=True)
+    assert set(files) == {"params.sbatch", "data.sbatch", "model-1-0.sbatch", "model-1-1.sbatch"}
+    model = files["model-1-0.sbatch"]
+    for line in ("#SBATCH --array=0-3%3", "#SBATCH --partition=gpu_4", "#SBATCH --account=ml-lab",
+                 "#SBATCH --gres=gpu:1", "#SBATCH --time=00:10:00", "#SBATCH --mem=1G"):
+        assert line in model
+    assert "--gres" not in files["params.sbatch"]
+    assert "$((4 + SLURM_ARRAY_TASK_ID))" in files["model-1-1.sbatch"]
+    assert "--dependency=afterok:$P" in submit and "--dependency=afterok:$D,afterany:$M0" in submit
+    assert [c["indices"] for c in chunks] == [[0, 1, 2, 3], [4]]
+    subprocess.run(["bash", "-n"], input=submit, text=True, check=True)
+
+
+def test_task_and_stage_scripts_are_valid_bash_without_secrets(tmp_path):
+    argv = runtime.run_argv(image("podman"), RUN, Raw('"$ENV_FILE"'))
+    task = scheduler.task_script(RUN, argv, attempt=2)
+    stage = scheduler.stage_script(RUN, {"params": ["podman", "run", "x"], "data": ["podman", "run", "y"]})
+    runner = scheduler.runner_script(RUN, [0, 3], 2, 2, with_stages=True)
+    for text in (task, stage, runner):
+        subprocess.run(["bash", "-n"], input=text, text=True, check=True)
+        assert "WANDB_API_KEY" not in text and "HPC_" not in text
+    assert '--env-file "$ENV_FILE"' in task and "xargs -P 2" in runner
+
+
+def test_task_script_writes_the_state_record_of_rundir(tmp_path):
+    """Run the real wrapper with a stand-in 'container' command (a shell line) on a local run dir."""
+    run = tmp_path / "run"
+    (run / "envs").mkdir(parents=True)
+    (run / "state" / "tasks").mkdir(parents=True)
+    (run / "envs" / "index.json").write_text(json.dumps({"configurations": [
+        {"index": 0, "config_id": "c0", "parameters": {}}, {"index": 1, "config_id": "c1", "parameters": {}}]}))
+    for cid in ("c0", "c1"):
+        (run / "envs" / f"{cid}.env").write_text(f"CONFIG_ID={cid}\n")
+    ok = ["sh", "-c", f"echo hi; touch {run}/results/c0/metrics.json"]
+    script = tmp_path / "task.sh"
+    script.write_text(scheduler.task_script(str(run), ok, attempt=1))
+    assert subprocess.run(["bash", str(script), "0"]).returncode == 0
+    script.write_text(scheduler.task_script(str(run), ["sh", "-c", "echo boom >&2; exit 3"], attempt=1))
+    assert subprocess.run(["bash", str(script), "1"]).returncode == 3
+    from mlops import rundir
+    states = rundir.read_task_states(run)
+    assert states["c0"]["status"] == "completed" and states["c0"]["exit_code"] == 0
+    assert states["c1"]["status"] == "failed" and states["c1"]["exit_code"] == 3
+    assert "boom" in (run / "results" / "c1" / "log").read_text()
+
+
+def test_slurm_states_map_to_run_states():
+    assert scheduler.slurm_state("CANCELLED by 1001") == "cancelled"
+    assert scheduler.slurm_state("OUT_OF_MEMORY") == "out-of-memory"
+    assert scheduler.slurm_state("TIMEOUT") == "timeout"
+    assert scheduler.slurm_state("PENDING") == "pending"
+    assert scheduler.parse_sacct("12_0|COMPLETED\n12_[1-2%2]|PENDING\n11|FAILED\n") == \
+        {"12_0": "COMPLETED", "12_1": "PENDING", "12_2": "PENDING", "11": "FAILED"}
+    line = "JobId=13 ArrayJobId=12 ArrayTaskId=3-4%2 JobState=PENDING Reason=JobArrayTaskLimit"
+    assert scheduler.parse_scontrol(line) == {"12_3": "PENDING", "12_4": "PENDING"}
+
+
+def test_merge_prefers_final_records_and_the_schedulers_kills():
+    index = [{"index": i, "config_id": f"c{i}"} for i in range(4)]
+    attempts = [{"attempt": 1, "model": [{"job": "12", "offset": 0, "indices": [0, 1, 2, 3]}]}]
+    records = {"c0": {"status": "completed", "attempt": 1}, "c1": {"status": "running", "attempt": 1}}
+    sched = {"12_1": "TIMEOUT", "12_2": "RUNNING", "12_3": "PENDING"}
+    out = scheduler.merge(index, records, attempts, sched)
+    assert [out[f"c{i}"]["status"] for i in range(4)] == ["completed", "timeout", "running", "pending"]
+    # a rerun: the old failed record does not hide the new attempt's pending task
+    attempts.append({"attempt": 2, "model": [{"job": "20", "offset": 0, "indices": [1]}]})
+    out = scheduler.merge(index, {**records, "c1": {"status": "failed", "attempt": 1}}, attempts, {"20_1": "PENDING"})
+    assert out["c1"]["status"] == "pending"
+
+
+def test_totp_matches_rfc6238_and_codes_come_from_env_only():
+    # RFC 6238 appendix B test vector (SHA-1, secret "12345678901234567890"), last 6 digits
+    secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"  # pragma: allowlist secret (RFC 6238 test vector)
+    assert transport.totp_now(secret, at=59) == "287082"
+    assert transport.totp_now(secret, at=1111111109) == "081804"
+    assert transport.one_time_code({"HPC_OTP": " 123456 "}, stdin=None) == "123456"
+    with pytest.raises(transport.TransportError, match="HPC_OTP"):
+        transport.one_time_code({}, stdin=None)
+
+
+def test_host_key_must_match_the_pinned_line(tmp_path):
+    paramiko = pytest.importorskip("paramiko", reason="the cluster extra (paramiko) is not installed")
+    for name in ("k1", "k2"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)], check=True)
+    pinned = paramiko.PKey.from_path(str(tmp_path / "k1"))
+    other = paramiko.PKey.from_path(str(tmp_path / "k2"))
+    (tmp_path / "known_hosts").write_text(f"[hpc.example.org]:2222 {pinned.get_name()} {pinned.get_base64()}\n")
+    known = transport.load_known_hosts(tmp_path / "known_hosts")
+    endpoint = transport.Endpoint("hpc.example.org", 2222, "u")
+
+    class Offered:
+        def __init__(self, key):
+            self.key = key
+
+        def get_remote_server_key(self):
+            return self.key
+    transport._check_host_key(Offered(pinned), endpoint, known)
+    with pytest.raises(transport.TransportError, match="does NOT match"):
+        transport._check_host_key(Offered(other), endpoint, known)
+    with pytest.raises(transport.TransportError, match="not in the pinned"):
+        transport._check_host_key(Offered(pinned), transport.Endpoint("other.example.org", 22, "u"), known)
+    with pytest.raises(transport.TransportError, match="HPC_KNOWN_HOSTS"):
+        transport.load_known_hosts(tmp_path / "missing")
+
+
+def test_jump_host_spec():
+    assert transport.Endpoint.parse("bob@jump.example.org:2200", "alice") == \
+        transport.Endpoint("jump.example.org", 2200, "bob")
+    assert transport.Endpoint.parse("jump", "alice") == transport.Endpoint("jump", 22, "alice")
+    assert transport.Endpoint("h", 22).known_hosts_name == "h"
+    assert transport.Endpoint("h", 2222).known_hosts_name == "[h]:2222"
