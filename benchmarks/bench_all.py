@@ -90,7 +90,8 @@ def table(r: dict, smoke: bool) -> list[str]:
     if tp := r.get("throughput"):
         n, k, t = tp["configurations"], tp["slots"], tp["entry_point_s"]
         bare, sub, ours = tp["bare_array_s"], tp["submitit_s"], tp["mlops_model_stage_s"]
-        area = f"sweep {n}x{tp['seconds']:g}s, {k} slots"
+        area = f"sweep {n}x{tp['seconds']:g}s, {k} slots" + (f" (median of {tp['repetitions']})"
+                                                             if tp.get("repetitions", 1) > 1 else "")
         add(area, f"ideal ceil({n}/{k}) x {t:.2f} s", f"{tp['ideal_s']:.1f} s")
         add(area, f"bare `sbatch --array=0-{n - 1}%{k}`", f"{bare:.1f} s ({bare / tp['ideal_s']:.2f}x ideal)")
         add(area, "submitit `map_array`", f"{sub:.1f} s ({sub / tp['ideal_s']:.2f}x ideal)")

@@ -118,8 +118,8 @@ def run_mlops(cluster: dict, proj: Path, run_id: str, n: int) -> dict:
             "completed": states.count("completed"), "run_dir": run_dir}
 
 
-def run_bare(cluster: dict, run_dir: Path, model_dir: Path, n: int, slots: int) -> dict:
-    out = cluster["work"] / "bare"
+def run_bare(cluster: dict, run_dir: Path, model_dir: Path, n: int, slots: int, rep: int) -> dict:
+    out = cluster["work"] / f"bare-{rep}"
     (out / "logs").mkdir(parents=True)
     script = out / "task.sh"
     script.write_text(bare_script(run_dir, out, model_dir))
@@ -131,10 +131,10 @@ def run_bare(cluster: dict, run_dir: Path, model_dir: Path, n: int, slots: int) 
     return {"wall_s": end - t0, "completed": count_metrics(out)}
 
 
-def run_submitit(cluster: dict, run_dir: Path, model_dir: Path, n: int, slots: int) -> dict:
+def run_submitit(cluster: dict, run_dir: Path, model_dir: Path, n: int, slots: int, rep: int) -> dict:
     import submitit
 
-    out = cluster["work"] / "submitit"
+    out = cluster["work"] / f"submitit-{rep}"
     out.mkdir()
     os.environ["SLURM_CONF"] = str(cluster["slurm"].conf_path)   # submitit calls sbatch from this process
     executor = submitit.AutoExecutor(folder=str(out / "jobs"), cluster="slurm")
@@ -152,7 +152,8 @@ def main() -> int:
     ap.add_argument("--configs", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=2.0, help="work per configuration")
     ap.add_argument("--slots", type=int, default=2, help="tasks at once (%%K; the node has this many CPUs)")
-    ap.add_argument("--smoke", action="store_true", help="4 configurations of 0.2 s, for CI")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved repetitions; medians are reported")
+    ap.add_argument("--smoke", action="store_true", help="4 configurations of 0.2 s, once, for CI")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = ap.parse_args()
     n, seconds = (4, 0.2) if args.smoke else (args.configs, args.seconds)
@@ -167,21 +168,36 @@ def main() -> int:
         cost = container_cost(cluster, proj, manifest, 0.0, reps=3 if args.smoke else 5)
         # t: the entry point itself, run directly as the cluster user (python start + work + metrics)
         t = cost["direct_s"] + seconds
-        ours = run_mlops(cluster, proj, "bench-throughput", n)
         model_dir = cluster["workdir"] / "model-copy"
-        bare = run_bare(cluster, ours["run_dir"], model_dir, n, args.slots)
-        sub = run_submitit(cluster, ours["run_dir"], model_dir, n, args.slots)
+        reps = {"mlops": [], "bare": [], "submitit": []}
+        for rep in range(1 if args.smoke else args.repeat):
+            # interleaved, so that a change of the machine's load hits every contender alike
+            reps["mlops"].append(run_mlops(cluster, proj, f"bench-throughput-{rep}", n))
+            run_dir = reps["mlops"][0]["run_dir"]   # bare and submitit read the same env files and data
+            reps["bare"].append(run_bare(cluster, run_dir, model_dir, n, args.slots, rep))
+            reps["submitit"].append(run_submitit(cluster, run_dir, model_dir, n, args.slots, rep))
+            print(f"  repetition {rep + 1}: mlops model stage {reps['mlops'][-1]['model_stage_s']:.1f} s, "
+                  f"bare {reps['bare'][-1]['wall_s']:.1f} s, submitit {reps['submitit'][-1]['wall_s']:.1f} s",
+                  flush=True)
         ideal = math.ceil(n / args.slots) * t
+    med = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
+    ours = {k: med(reps["mlops"], k) for k in ("model_stage_s", "end_to_end_s", "submit_command_s")}
+    ours["completed"] = min(r["completed"] for r in reps["mlops"])
+    bare = {"wall_s": med(reps["bare"], "wall_s"), "completed": min(r["completed"] for r in reps["bare"])}
+    sub = {"wall_s": med(reps["submitit"], "wall_s"), "completed": min(r["completed"] for r in reps["submitit"])}
     figures = {
         "configurations": n, "seconds": seconds, "slots": args.slots, "entry_point_s": t, "ideal_s": ideal,
         "container": cost, "mlops_model_stage_s": ours["model_stage_s"], "mlops_end_to_end_s": ours["end_to_end_s"],
         "mlops_submit_command_s": ours["submit_command_s"], "submitit_s": sub["wall_s"], "bare_array_s": bare["wall_s"],
         "completed": {"mlops": ours["completed"], "submitit": sub["completed"], "bare": bare["completed"]},
+        "repetitions": len(reps["mlops"]),
+        "all": {k: [r.get("model_stage_s", r.get("wall_s")) for r in v] for k, v in reps.items()},
     }
     print(f"  entry point run directly: {t:.2f} s; container start (podman run - direct, median): "
           f"{cost['container_start_s']:.2f} s (podman run {cost['podman_run_s']:.2f} s, direct {cost['direct_s']:.2f} s)")
     rows = [("ideal ceil(N/slots)*t", ideal), ("bare sbatch --array", bare["wall_s"]), ("submitit", sub["wall_s"]),
             ("mlops submit, model stage", ours["model_stage_s"]), ("mlops submit, end to end", ours["end_to_end_s"])]
+    print(f"  medians of {len(reps['mlops'])} interleaved repetition(s):")
     print(f"  {'contender':<28} {'wall s':>8} {'/ideal':>7} {'/bare':>7}  completed")
     done = {"bare sbatch --array": bare["completed"], "submitit": sub["completed"],
             "mlops submit, model stage": ours["completed"], "mlops submit, end to end": ours["completed"]}

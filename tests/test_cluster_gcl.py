@@ -64,9 +64,11 @@ def pipeline(ssh_server, rootless_podman, registry, tmp_path_factory):
 
 
 def gcl(p, *args):
+    host = p["registry"].host
     return ps.gcl(p["project"], p["home"], *args, "--variable", "CI_COMMIT_REF_PROTECTED=true",
-                  "--variable", f"MLOPS_RUN_ID={RUN_ID}", "--ignore-predefined-vars", "CI_COMMIT_REF_PROTECTED",
-                  env=p["env"], registry_host=p["registry"].host)
+                  "--variable", f"MLOPS_RUN_ID={RUN_ID}", "--variable", f"CI_REGISTRY={host}",
+                  "--variable", f"CI_REGISTRY_IMAGE={host}/group/proj",
+                  "--ignore-predefined-vars", "CI_COMMIT_REF_PROTECTED,CI_REGISTRY,CI_REGISTRY_IMAGE", env=p["env"])
 
 
 def test_build_deploy_run_collect_through_the_pipeline(pipeline):

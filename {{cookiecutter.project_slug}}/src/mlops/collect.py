@@ -11,7 +11,6 @@ Collecting twice is harmless: the files are replaced, W&B runs keep their fixed 
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import shlex
@@ -23,7 +22,7 @@ import tempfile
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from . import report, rundir, runtime, scheduler
+from . import report, rundir, scheduler
 
 LOG_TAIL = 30
 # What travels back: everything but the env files (they are the inputs, and stay on the cluster).
