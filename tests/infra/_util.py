@@ -132,3 +132,24 @@ def check_traversable(path) -> None:
                 f"{anc} (mode {oct(mode & 0o777)}) is not traversable by other users, "
                 f"so daemons running as slurm/munge/the test user cannot reach {p}; "
                 f"use infra._util.shared_tmpdir() instead of pytest's tmp_path")
+
+
+class Service:
+    """The context-manager protocol of the servers here: start on enter (a half-started service is
+    stopped again, so it leaves no process or file behind), stop on exit. Subclasses say whether
+    they already run."""
+
+    def _started(self) -> bool:
+        raise NotImplementedError
+
+    def __enter__(self):
+        if not self._started():
+            try:
+                self.start()
+            except BaseException:
+                self.stop()
+                raise
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -12,13 +12,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ._util import InfraError, shared_tmpdir, stop_pid, wait_for
+from ._util import Service, InfraError, shared_tmpdir, stop_pid, wait_for
 from .ports import free_port
 
 BINARY = "/usr/bin/docker-registry"
 
 
-class LocalRegistry:
+class LocalRegistry(Service):
     """``with LocalRegistry() as reg: buildah push --tls-verify=false IMG docker://{reg.host}/x:y``.
 
     Attributes: host ('127.0.0.1:PORT'), url ('http://127.0.0.1:PORT'), port, workdir.
@@ -87,14 +87,5 @@ http:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self):
-        if self._proc is None:
-            try:
-                self.start()
-            except BaseException:
-                self.stop()  # a half-started instance must not leave processes/files
-                raise
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+    def _started(self) -> bool:
+        return self._proc is not None

@@ -21,7 +21,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from ._util import (InfraError, check_traversable, pid_alive, run,
+from ._util import (Service, InfraError, check_traversable, pid_alive, run,
                     shared_tmpdir, stop_pid, wait_for)
 from .ports import free_port
 
@@ -29,7 +29,7 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL",
             "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
 
 
-class LocalSlurm:
+class LocalSlurm(Service):
     """Context manager: ``with LocalSlurm(max_array_size=10) as c: c.run(['sinfo'])``.
 
     Attributes: conf_path, env (full env for local clients), ssh_env
@@ -227,14 +227,5 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
                 continue
         return [p for p in pids if pid_alive(p)]
 
-    def __enter__(self):
-        if not self._procs:
-            try:
-                self.start()
-            except BaseException:
-                self.stop()  # a half-started instance must not leave processes/files
-                raise
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+    def _started(self) -> bool:
+        return bool(self._procs)

@@ -27,7 +27,7 @@ from pathlib import Path
 import paramiko
 import pyotp
 
-from ._util import (InfraError, check_traversable, children_of, pid_alive, run,
+from ._util import (Service, InfraError, check_traversable, children_of, pid_alive, run,
                     shared_tmpdir, stop_pid, wait_for)
 from .ports import free_port
 from .users import ensure_user
@@ -36,7 +36,7 @@ SSHD = "/usr/sbin/sshd"
 PAM_DIR = Path("/etc/pam.d")
 
 
-class TotpSshServer:
+class TotpSshServer(Service):
     """Context manager: ``with TotpSshServer() as srv: t = srv.transport()``.
 
     Attributes: host, port, user, home, client_key_path, host_key_path,
@@ -314,17 +314,8 @@ class TotpSshServer:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self):
-        if self._proc is None:
-            try:
-                self.start()
-            except BaseException:
-                self.stop()  # a half-started instance must not leave processes/files
-                raise
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+    def _started(self) -> bool:
+        return self._proc is not None
 
 
 def exec_command(transport: paramiko.Transport, cmd: str, timeout: float = 120,
