@@ -149,7 +149,9 @@ def _cmd_submit(args) -> int:
     cfg, session = _cluster_session()
     run_id = scheduler.resolve_run_id(cfg, args.run_id) if args.failed_only else \
         (scheduler.run_id_from_env(args.run_id) or rundir.new_run_id("laptop"))
-    manifest = images.read_manifest(args.manifest)
+    # The run job has the deploy job's report (the digests really deployed), not the build's images/.
+    deployed = Path("deploy/report.json")
+    manifest = images.read_manifest(deployed if not args.manifest.is_file() and deployed.is_file() else args.manifest)
     if args.wait:  # cancelling the CI job (SIGTERM) cancels the cluster jobs too
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     with session:
