@@ -88,25 +88,35 @@ def metrics_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+# Above this many configurations one labelled bar each is unreadable (and a 5,000-bar figure takes a
+# minute and half a GB to draw): show the sorted metric as a curve of fixed size instead.
+MAX_BARS = 60
+
+
 def plot(rows: list[dict], path: Path, metric: str | None = None) -> Path | None:
-    """Bar chart of one metric per configuration (sorted), failures shown as empty red slots."""
+    """The sweep at a glance: one metric per configuration, sorted; failures counted (and, as bars, shown)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     numeric = [k for r in rows for k, v in r["metrics"].items() if isinstance(v, (int, float))]
     metric = metric or (("mae" if "mae" in numeric else numeric[0]) if numeric else None)
-    fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(rows) + 2), 3.5), dpi=100)
     done = sorted((r for r in rows if metric in r["metrics"]), key=lambda r: r["metrics"][metric])
     rest = [r for r in rows if metric not in r["metrics"]]
-    labels = [r["config_id"][:6] for r in done + rest]
-    ax.bar(range(len(done)), [r["metrics"][metric] for r in done], color="tab:blue")
-    for i, r in enumerate(rest, start=len(done)):
-        ax.axvspan(i - 0.4, i + 0.4, color="tab:red" if r["status"] not in ("pending", "running") else "0.8",
-                   alpha=0.3)
-    ax.set_xticks(range(len(labels)), labels, rotation=60, fontsize=7)
+    failed = sum(r["status"] not in ("pending", "running") for r in rest)
+    if len(rows) <= MAX_BARS:
+        fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(rows) + 2), 3.5), dpi=100)
+        ax.bar(range(len(done)), [r["metrics"][metric] for r in done], color="tab:blue")
+        for i, r in enumerate(rest, start=len(done)):
+            ax.axvspan(i - 0.4, i + 0.4, color="tab:red" if r["status"] not in ("pending", "running") else "0.8",
+                       alpha=0.3)
+        ax.set_xticks(range(len(rows)), [r["config_id"][:6] for r in done + rest], rotation=60, fontsize=7)
+    else:
+        fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
+        ax.plot(range(len(done)), [r["metrics"][metric] for r in done], color="tab:blue", linewidth=1)
+        ax.set_xlabel("configurations, sorted by " + (metric or "metric"))
     ax.set_ylabel(metric or "(no metrics)")
-    ax.set_title(f"{len(done)}/{len(rows)} configurations completed")
+    ax.set_title(f"{len(done)}/{len(rows)} configurations completed" + (f", {failed} failed" if failed else ""))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
