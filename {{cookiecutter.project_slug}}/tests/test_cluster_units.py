@@ -130,6 +130,7 @@ def test_task_script_writes_the_state_record_of_rundir(tmp_path):
     (run / "state" / "tasks").mkdir(parents=True)
     (run / "envs" / "index.json").write_text(json.dumps({"configurations": [
         {"index": 0, "config_id": "c0", "parameters": {}}, {"index": 1, "config_id": "c1", "parameters": {}}]}))
+    (run / "envs" / "ids.txt").write_text("c0\nc1\n")
     for cid in ("c0", "c1"):
         (run / "envs" / f"{cid}.env").write_text(f"CONFIG_ID={cid}\n")
     ok = ["sh", "-c", f"echo hi; touch {run}/results/c0/metrics.json"]
@@ -143,6 +144,7 @@ def test_task_script_writes_the_state_record_of_rundir(tmp_path):
     assert states["c0"]["status"] == "completed" and states["c0"]["exit_code"] == 0
     assert states["c1"]["status"] == "failed" and states["c1"]["exit_code"] == 3
     assert "boom" in (run / "results" / "c1" / "log").read_text()
+    assert states["c1"]["attempt"] == 1 and states["c1"]["duration_s"] >= 0 and states["c1"]["job"] == "local_1"
 
 
 def test_slurm_states_map_to_run_states():

@@ -253,6 +253,8 @@ def write_envs(configurations: list[Configuration], out_dir: Path, project_dir: 
             index.append({"index": i, "config_id": configuration.config_id, "parameters": configuration.parameters})
         (staging / "index.json").write_text(json.dumps(
             {"run_id": context.get("RUN_ID", ""), "count": len(index), "configurations": index}, indent=1))
+        # The same mapping for shell readers (a SLURM array task): line N+1 is the id of index N.
+        (staging / "ids.txt").write_text("".join(f"{c.config_id}\n" for c in configurations))
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(staging, out_dir)

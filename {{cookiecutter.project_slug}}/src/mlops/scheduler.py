@@ -7,7 +7,7 @@ then the data container writes the data set, then one model container per env fi
                      it is larger than the cluster's MaxArraySize (read from `scontrol show config`).
   scheduler = none:  the same order on the login host, in the background, K at a time.
 The batch scripts are built here from data (as submitit does) and sent over the session: the
-cluster needs no mlops install, only bash and /usr/bin/python3 (which login and compute nodes have).
+cluster needs no mlops install: compute nodes only bash, sed and awk (the login node also python3).
 Each model task runs state/jobs/task-<attempt>.sh, which writes state/tasks/<config-id>.json itself,
 the same record `mlops run --local` writes (mlops.rundir), so collect reads both the same way.
 """
@@ -131,20 +131,6 @@ def sbatch_script(job_name: str, output: str, directives: dict[str, str], body: 
     return "\n".join(lines) + "\n" + body.rstrip() + "\n"
 
 
-# The per-task state writer: the same record as mlops.rundir.write_task_state, atomically replaced.
-_STATE_PY = r"""import json, os, sys, time
-path, cid, status, rc, started, attempt, job = sys.argv[1:8]
-rec = {"config_id": cid, "status": status, "started": float(started), "attempt": int(attempt), "job": job}
-if rc != "":
-    rec.update(exit_code=int(rc), duration_s=round(time.time() - float(started), 3))
-tmp = path + ".tmp"
-open(tmp, "w").write(json.dumps(rec, sort_keys=True))
-os.replace(tmp, path)"""
-
-_INDEX_PY = ('import json, sys; print(json.load(open(sys.argv[1]))["configurations"][int(sys.argv[2])]'
-             '["config_id"])')
-
-
 def task_script(run_dir: str, model_argv: list[str], attempt: int) -> str:
     """bash script `task-<attempt>.sh INDEX`: one configuration, its log and its state record."""
     q = shlex.quote
@@ -153,10 +139,21 @@ def task_script(run_dir: str, model_argv: list[str], attempt: int) -> str:
 set -u
 RUN={q(run_dir)}
 IDX=$1
-CID=$(/usr/bin/python3 -c {q(_INDEX_PY)} "$RUN/envs/index.json" "$IDX") || exit 3
+CID=$(sed -n "$((IDX + 1))p" "$RUN/envs/ids.txt")
+[ -n "$CID" ] || exit 3
 ENV_FILE="$RUN/envs/$CID.env"
 JOB="${{SLURM_ARRAY_JOB_ID:-${{SLURM_JOB_ID:-local}}}}_${{SLURM_ARRAY_TASK_ID:-$IDX}}"
-state() {{ /usr/bin/python3 -c {q(_STATE_PY)} "$RUN/state/tasks/$CID.json" "$CID" "$1" "$2" "$STARTED" {attempt} "$JOB"; }}
+# state STATUS [EXIT_CODE]: the record of mlops.rundir.write_task_state, atomically replaced. Plain
+# bash + awk: no interpreter start per task, which a sweep of short tasks would pay many times.
+state() {{
+  local extra="" secs
+  if [ -n "$2" ]; then
+    secs=$(awk -v a="$STARTED" -v b="$(date +%s.%N)" 'BEGIN {{ printf "%.3f", b - a }}')
+    extra=$(printf ', "duration_s": %s, "exit_code": %d' "$secs" "$2")
+  fi
+  printf '{{"attempt": {attempt}, "config_id": "%s", "job": "%s", "started": %s, "status": "%s"%s}}' "$CID" "$JOB" "$STARTED" "$1" "$extra" > "$RUN/state/tasks/$CID.json.tmp"
+  mv -f "$RUN/state/tasks/$CID.json.tmp" "$RUN/state/tasks/$CID.json"
+}}
 mkdir -p "$RUN/results/$CID"
 STARTED=$(date +%s.%N)
 state running ""
