@@ -6,8 +6,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 tiers=(unit render project pipeline infra e2e security update)
 # Content-keyed things later tiers reuse (debootstrap base image, one private container store).
-export MLOPS_TEST_CACHE=${MLOPS_TEST_CACHE:-$(mktemp -d /tmp/mlops-test-cache.XXXXXX)}
+if [ -z "${MLOPS_TEST_CACHE:-}" ]; then
+  export MLOPS_TEST_CACHE=$(mktemp -d /tmp/mlops-test-cache.XXXXXX)
+  own_cache=$MLOPS_TEST_CACHE   # ours: removed at exit (a cache given by the caller is kept)
+fi
 reports=$(mktemp -d /tmp/mlops-test-reports.XXXXXX)
+trap 'rm -rf "$reports" ${own_cache:+"$own_cache"} 2>/dev/null || true' EXIT
 failed=()
 earlier=""
 for tier in "${tiers[@]}"; do
