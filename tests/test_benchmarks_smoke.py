@@ -35,7 +35,7 @@ def test_scale_smoke_prints_every_step(tmp_path):
         assert re.search(rf"^  {re.escape(step)} +{NUMBER} s +peak RSS +{NUMBER} MB", out, re.M), (step, out)
     figures = json.loads((tmp_path / "scale.json").read_text())
     steps = figures["steps"]
-    assert steps["expand"]["configurations"] == 200 and steps["write_envs"]["files"] == 201
+    assert steps["expand"]["configurations"] == 200 and steps["write_envs"]["files"] == 202  # 200 env files + index.json + ids.txt
     assert steps["plan"]["model_sbatch_calls"] == figures["goal_sbatch_calls"] == 1
     collect = steps["collect"]
     assert collect["rows"] == 200 and collect["counts"] == {"completed": 198, "failed": 2}
