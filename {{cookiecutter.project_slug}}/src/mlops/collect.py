@@ -162,8 +162,8 @@ def collect(session, cfg, run_id: str, out_dir: Path, wait: float = 0, out=sys.s
                        for p in sorted((run / "state").glob("*.log")))
         raise CollectError(f"run {run_id}: no envs/index.json, so no configuration can be reported "
                            f"(stages: {view['stages']}); if params is still pending, collect again later{logs}")
-    summary_json, summary_csv = report.write_summary(run)
     rows = report.rows(run)
+    summary_json, summary_csv = report.write_summary(run, rows)
     junit(rows, run, run_id).write(out_dir / "junit.xml", encoding="unicode", xml_declaration=True)
     (out_dir / "metrics.txt").write_text("\n".join(metrics_lines(rows)) + "\n")
     shutil.copyfile(summary_csv, out_dir / "summary.csv")

@@ -102,6 +102,6 @@ def run_local(root: Path | None = None, jobs: int = 1, run_id: str | None = None
                 line += f" (exit {result['exit_code']}), log: {run / 'results' / cid / 'log'}"
                 line += "".join(f"\n        | {l}" for l in tail(run / "results" / cid / "log").splitlines())
             print(line, file=out, flush=True)
-    summary_json, summary_csv = report.write_summary(run)
+    _, summary_csv = report.write_summary(run)
     print(f"  {total - failed}/{total} completed; summary: {summary_csv}", file=out)
     return run, failed

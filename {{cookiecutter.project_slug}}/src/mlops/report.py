@@ -36,9 +36,10 @@ def rows(run: Path) -> list[dict]:
     return out
 
 
-def write_summary(run: Path) -> tuple[Path, Path]:
+def write_summary(run: Path, table: list[dict] | None = None) -> tuple[Path, Path]:
+    """Write summary.json/.csv; pass `table` (from rows()) when the caller needs the rows too."""
     run = Path(run)
-    table = rows(run)
+    table = rows(run) if table is None else table
     results = run / "results"
     results.mkdir(exist_ok=True)
     summary_json = results / "summary.json"
