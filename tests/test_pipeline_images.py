@@ -1,4 +1,5 @@
-"""mlops.images without building anything: input keys, builder command lines, settings errors."""
+"""mlops.images without building anything: input keys, builder command lines, settings errors, OCI layouts,
+the blob store's plan (which blobs to send) and its shell script."""
 from __future__ import annotations
 
 import json
@@ -7,6 +8,8 @@ import pytest
 
 from conftest import render
 from mlops import images, stages
+from mlops.images import builders, layout, registry, store
+from mlops.images.keys import input_key
 
 pytestmark = pytest.mark.unit
 
@@ -18,22 +21,22 @@ def project(tmp_path_factory):
 
 def test_a_key_changes_only_with_its_own_inputs(project):
     base = "localhost/python-base:3.11"
-    before = {s.name: images.input_key(project, s, base) for s in stages.STAGES}
+    before = {s.name: input_key(project, s, base) for s in stages.STAGES}
     (project / "model" / "__pycache__").mkdir(exist_ok=True)
     (project / "model" / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"noise")
-    assert {s.name: images.input_key(project, s, base) for s in stages.STAGES} == before
+    assert {s.name: input_key(project, s, base) for s in stages.STAGES} == before
     train = project / "model" / "train.py"
     train.write_text(train.read_text() + "\n# changed\n")
-    after = {s.name: images.input_key(project, s, base) for s in stages.STAGES}
+    after = {s.name: input_key(project, s, base) for s in stages.STAGES}
     assert after["model"] != before["model"] and after["params"] == before["params"] \
         and after["data"] == before["data"]
     src = project / "src" / "mlops" / "report.py"
     src.write_text(src.read_text() + "\n")
-    assert images.input_key(project, stages.BY_NAME["params"], base) != after["params"]
-    assert images.input_key(project, stages.BY_NAME["data"], "python:3.12-slim") != after["data"]
+    assert input_key(project, stages.BY_NAME["params"], base) != after["params"]
+    assert input_key(project, stages.BY_NAME["data"], "python:3.12-slim") != after["data"]
 
 
-@pytest.mark.parametrize("builder", images.BUILDERS)
+@pytest.mark.parametrize("builder", builders.BUILDERS)
 def test_each_builder_gets_a_command_line_without_secrets(project, builder, monkeypatch):
     monkeypatch.setenv("CI_REGISTRY_PASSWORD", "canary-password-123")
     monkeypatch.setenv("CI_COMMIT_SHA", "a" * 40)
@@ -41,9 +44,9 @@ def test_each_builder_gets_a_command_line_without_secrets(project, builder, monk
                         registry_image="registry.example.org/g/p", tag="a" * 40, out_dir=project / "images",
                         cache_dir=project / ".mlops-cache/images", extra_args=["--extra"], commit="a" * 40,
                         source_url="https://gitlab.example.com/g/p")
-    target = images.Target(stages.BY_NAME["model"], "k" * 64, "localhost/p-model:kkkk",
+    target = builders.Target(stages.BY_NAME["model"], "k" * 64, "localhost/p-model:kkkk",
                            "registry.example.org/g/p/model:" + "a" * 40, project / "images/model.tar")
-    argvs = images.BUILDER_CLASSES[builder](s).argv(target)
+    argvs = builders.BUILDER_CLASSES[builder](s).argv(target)
     flat = " ".join(" ".join(a) for a in argvs)
     assert "canary-password-123" not in flat
     assert "BASE_IMAGE=python:3.11-slim" in flat and "--extra" in flat
@@ -52,9 +55,9 @@ def test_each_builder_gets_a_command_line_without_secrets(project, builder, monk
 
 
 def test_plain_http_only_on_loopback():
-    assert images.is_loopback("127.0.0.1:5000") and images.is_loopback("localhost:5000")
-    assert not images.is_loopback("registry.gitlab.com") and not images.is_loopback("10.0.0.1:5000")
-    assert images.split_ref("127.0.0.1:5000/g/p/model:abc") == ("127.0.0.1:5000", "g/p/model", "abc")
+    assert registry.is_loopback("127.0.0.1:5000") and registry.is_loopback("localhost:5000")
+    assert not registry.is_loopback("registry.gitlab.com") and not registry.is_loopback("10.0.0.1:5000")
+    assert registry.split_ref("127.0.0.1:5000/g/p/model:abc") == ("127.0.0.1:5000", "g/p/model", "abc")
 
 
 def test_a_builder_that_differs_from_mlops_toml_is_refused(project, capsys):
@@ -85,13 +88,92 @@ def test_images_keys_lists_every_stage(project, capsys):
     assert [l.split("\t")[0] for l in lines if l] == [s.name for s in stages.STAGES]
 
 
-def test_archive_image_id_reads_a_docker_archive(tmp_path):
+def _docker_archive(path, layers: list[bytes], config_extra: dict | None = None):
+    """A minimal docker-archive (the `docker save` format every builder writes)."""
+    import hashlib
     import io
     import tarfile
-    tar = tmp_path / "x.tar"
-    with tarfile.open(tar, "w") as archive:
-        data = json.dumps([{"Config": "abc123.json", "RepoTags": ["x:y"], "Layers": []}]).encode()
-        info = tarfile.TarInfo("manifest.json")
-        info.size = len(data)
-        archive.addfile(info, io.BytesIO(data))
-    assert images.archive_image_id(tar) == "sha256:abc123"
+    config = json.dumps({"rootfs": {"type": "layers", "diff_ids": [
+        "sha256:" + hashlib.sha256(b).hexdigest() for b in layers]}, **(config_extra or {})}).encode()
+    config_name = hashlib.sha256(config).hexdigest() + ".json"
+    members = {config_name: config, **{f"l{i}/layer.tar": b for i, b in enumerate(layers)}}
+    members["manifest.json"] = json.dumps([{"Config": config_name, "RepoTags": ["x:y"],
+                                            "Layers": [f"l{i}/layer.tar" for i in range(len(layers))]}]).encode()
+    with tarfile.open(path, "w") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return "sha256:" + config_name.removesuffix(".json")
+
+
+def test_docker_archives_become_one_layout_where_shared_and_unchanged_layers_keep_their_digest(tmp_path):
+    oci = tmp_path / "oci"
+    deps, code1, code2 = b"d" * 300_000, b"print(1)\n" * 10, b"print(2)\n" * 10
+    id1 = _docker_archive(tmp_path / "a.tar", [deps, code1])
+    first = layout.import_docker_archive(tmp_path / "a.tar", oci, "model")
+    assert first["digest"] == id1 and len(first["layers"]) == 2
+    id2 = _docker_archive(tmp_path / "b.tar", [deps, code2], {"created": "later"})
+    second = layout.import_docker_archive(tmp_path / "b.tar", oci, "model2")
+    assert second["digest"] == id2 and second["layers"][0] == first["layers"][0]   # the dependency layer
+    assert second["layers"][1] != first["layers"][1]
+    # read back: the manifest names config then layers; every blob verified by its digest
+    blobs = layout.image_blobs(oci, layout.resolve(oci, "model2"))
+    assert [b.digest for b in blobs[1:]] == [id2, *second["layers"]]
+    assert sum(b.size for b in blobs) == second["size"]
+    # the same archive gives the same bytes (gzip without a timestamp): a rebuild ships nothing new
+    again = layout.import_docker_archive(tmp_path / "a.tar", tmp_path / "other", "model")
+    assert again["manifest_digest"] == first["manifest_digest"]
+    # a corrupt blob is refused, never read as the image
+    path = layout.blob_path(oci, blobs[0].digest)
+    path.write_bytes(path.read_bytes().replace(b"layers", b"LAYERS"))
+    with pytest.raises(images.BuildError, match="does not match"):
+        layout.image_blobs(oci, layout.resolve(oci, "model2"))
+    with pytest.raises(images.BuildError, match="no image 'nope'"):
+        layout.resolve(oci, "nope")
+    with pytest.raises(ValueError):
+        layout.digest_hex("sha256:../../etc/passwd")
+
+
+def test_the_store_sends_only_missing_blobs_resumes_parts_and_rechecks_changed_ones():
+    h = [c * 64 for c in "abcdef"]
+    blobs = [layout.Blob("sha256:" + x, 100) for x in h]
+    facts = store.parse_facts("\n".join([
+        f"{h[0]} final 100 1700000000 100 1700000000",   # verified, unchanged: nothing to do
+        f"{h[1]} final 100 1700000099 100 1700000000",   # changed since verified: hash again
+        f"{h[2]} part 40",                                # cut upload: resume at byte 40
+        f"{h[3]} none",                                   # missing: send whole
+        f"{h[4]} final 7 1700000000 7 1700000000",        # wrong size: send again
+        f"{h[5]} part 400",                               # longer than the blob: start over
+    ]))
+    check, upload = store.plan(blobs, facts)
+    assert check == [h[1]]
+    assert upload == {h[2]: 40, h[3]: 0, h[4]: 0, h[5]: 0}
+    assert store.plan(blobs[:1], facts) == ([], {})       # all present: 0 bytes
+
+
+def test_store_script_is_strict_bash_and_refuses_names_that_are_not_digests(tmp_path):
+    import subprocess
+    script = tmp_path / "store.sh"
+    script.write_bytes(store._script())
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    bad = subprocess.run(["bash", str(script), "facts", str(tmp_path / "s"), "../../x"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "bad digest" in bad.stderr
+    data = b"blob"
+    import hashlib
+    hexd = hashlib.sha256(data).hexdigest()
+    s = tmp_path / "s"
+    (s / "blobs/sha256").mkdir(parents=True)
+    (s / "verified").mkdir()
+    (s / f"blobs/sha256/{hexd}.part").write_bytes(data)
+    (s / f"blobs/sha256/{'0' * 64}.part").write_bytes(b"corrupt")
+    out = subprocess.run(["bash", str(script), "commit", str(s), hexd, "0" * 64], capture_output=True, text=True)
+    assert out.stdout.split("\n")[:2] == [f"{hexd} ok", f"{'0' * 64} bad"]
+    assert (s / f"blobs/sha256/{hexd}").read_bytes() == data and not (s / f"blobs/sha256/{'0' * 64}").exists()
+    facts = store.parse_facts(subprocess.run(["bash", str(script), "facts", str(s), hexd], capture_output=True,
+                                             text=True).stdout)
+    assert facts[hexd]["trusted"] and facts[hexd]["size"] == 4
+    out = subprocess.run(["bash", str(script), "assemble", str(s), "model-" + hexd, hexd, "4"], check=True)
+    index = json.loads((s / f"refs/model-{hexd}/index.json").read_text())
+    assert index["manifests"][0]["digest"] == "sha256:" + hexd
+    assert (s / f"refs/model-{hexd}/blobs/sha256/{hexd}").read_bytes() == data   # through the symlink

@@ -1,7 +1,7 @@
 """The cluster commands mlops builds, checked without a cluster: runtime argv, batch scripts, states.
 
 Apptainer and Singularity cannot be installed on the template's test machines, so their commands
-are checked here against the documented syntax (`apptainer build X.sif docker-archive:X.tar.gz`,
+are checked here against the documented syntax (`apptainer build X.sif oci:LAYOUT:REF`,
 `apptainer run --env-file F --bind SRC:DST --nv X.sif`); podman, charliecloud and SLURM also run
 for real in the template's end-to-end tests.
 """
@@ -10,8 +10,9 @@ import subprocess
 
 import pytest
 
-from mlops import runtime, scheduler, transport
-from mlops.runtime import Image, Raw
+from mlops import scheduler, stages, transport
+from mlops.images import runtime
+from mlops.images.runtime import Image, Raw
 
 DIGEST = "sha256:" + "ab" * 32
 STORE = "/work/u/proj/images"
@@ -27,7 +28,7 @@ def test_apptainer_family_commands_follow_the_documented_syntax(rt):
     img = image(rt)
     assert img.target == f"{STORE}/model-{'ab' * 32}.sif"
     convert = runtime.convert_command(img)
-    assert f"{rt} build {img.target}.part docker-archive:{img.archive}" in convert
+    assert f"{rt} build {img.target}.part oci:{STORE}/refs/model-{'ab' * 32}:model-{'ab' * 32}" in convert
     assert convert.endswith(f"mv -f {img.target}.part {img.target}")
     argv = runtime.run_argv(img, RUN, "/x/c1.env", gpu=True)
     assert argv[:2] == [rt, "run"] and argv[-1] == img.target
@@ -38,10 +39,11 @@ def test_apptainer_family_commands_follow_the_documented_syntax(rt):
     assert "--nv" not in runtime.run_argv(img, RUN, "/x/c1.env", gpu=False)
 
 
-def test_podman_loads_gzip_archives_through_stdin_and_runs_as_the_user():
+def test_podman_pulls_from_the_stores_oci_layout_and_runs_as_the_user():
     img = image("podman")
     convert = runtime.convert_command(img)
-    assert f"gzip -dc {img.archive} | podman load -q" in convert
+    assert img.layout == f"{STORE}/refs/model-{'ab' * 32}"
+    assert f"podman pull -q oci:{img.layout}:{img.key}" in convert   # only missing layers are copied
     assert convert.endswith(f"podman tag \"$ref\" {img.podman_ref}")
     assert runtime.converted_test(img) == f"podman image exists {img.podman_ref}"
     argv = runtime.run_argv(img, RUN, "/x/c1.env", gpu=True)
@@ -55,6 +57,7 @@ def test_charliecloud_converts_to_a_directory_with_the_mount_point_and_runs_the_
     img = image("charliecloud")
     convert = runtime.convert_command(img, gpu=True)
     assert f"ch-convert -i podman {img.podman_ref} {img.target}.part" in convert
+    assert f"podman pull -q oci:{img.layout}:{img.key}" in convert   # podman's store skips unchanged layers
     assert f"mkdir -p {img.target}.part/project" in convert and "ch-fromhost --nvidia" in convert
     argv = runtime.run_argv(img, RUN, "/x/c1.env", entrypoint=["python", "train.py"])
     assert argv[0] == "ch-run" and "--set-env=/x/c1.env" in argv and f"--bind={RUN}:/project" in argv
@@ -74,7 +77,7 @@ def test_bad_runtime_and_digest_are_named():
 
 def test_raw_entrypoint_is_the_dockerfiles():
     from conftest import ROOT
-    assert runtime.raw_entrypoint(ROOT, "model")[0] in ("python", "python3")
+    assert stages.raw_entrypoint(ROOT, stages.BY_NAME["model"])[0] in ("python", "python3")
 
 
 @pytest.mark.parametrize("indices,size,expected", [

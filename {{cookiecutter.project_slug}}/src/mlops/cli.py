@@ -133,12 +133,12 @@ def _cluster_session():
 
 
 def _cmd_deploy(args) -> int:
-    from . import deploy
+    from . import images
     cfg, session = _cluster_session()
     with session:
-        result = deploy.deploy(session, cfg, args.manifest)
+        result = images.deploy(session, cfg, args.manifest)
     if args.report:
-        deploy.write_report(result, args.report)
+        images.write_report(result, args.report)
     return 0
 
 
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the cluster verbs' errors: bad setup -> 2, the work failed -> 1
         from .transport import TransportError, RemoteError
         from .scheduler import SubmitError
-        from .deploy import DeployError
+        from .images import DeployError
         from .collect import CollectError
         if isinstance(exc, (TransportError, SubmitError)):
             print(f"mlops {args.command}: {exc}", file=sys.stderr)

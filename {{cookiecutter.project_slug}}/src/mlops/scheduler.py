@@ -23,8 +23,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import params, rundir, runtime, stages
-from .runtime import Raw, shell_join
+from . import params, rundir, stages
+from .images import runtime
+from .images.runtime import Raw, shell_join
 
 TERMINAL = ("completed", "failed", "timeout", "out-of-memory", "cancelled")
 # SLURM job states -> mlops.rundir.STATES
@@ -478,7 +479,7 @@ def submit(session, cfg, manifest: dict, run_id: str, failed_only: bool = False,
     gpu = opts.gpu
     root_dir = cfg.root
     argv = {name: runtime.run_argv(img, run_dir, Raw('"$ENV_FILE"') if name == "model" else f"{run_dir}/state/stage.env",
-                                   gpu=gpu and name == "model", entrypoint=runtime.raw_entrypoint(root_dir, name))
+                                   gpu=gpu and name == "model", entrypoint=stages.raw_entrypoint(root_dir, stages.BY_NAME[name]))
             for name, img in images.items()}
     if failed_only:
         view = status(session, cfg, run_id)

@@ -35,13 +35,18 @@ BY_NAME = {stage.name: stage for stage in STAGES}
 _ENTRYPOINT = re.compile(r"^\s*ENTRYPOINT\s+(\[.*\])\s*$", re.MULTILINE)
 
 
-def entrypoint(root: Path, stage: Stage) -> list[str]:
-    """The exec-form ENTRYPOINT of a stage's Dockerfile, with `python` meaning this interpreter."""
-    text = (root / stage.dockerfile).read_text()
+def raw_entrypoint(root: Path, stage: Stage) -> list[str]:
+    """The exec-form ENTRYPOINT as written in the stage's Dockerfile (what the image runs; charliecloud is told it)."""
+    text = (Path(root) / stage.dockerfile).read_text()
     match = _ENTRYPOINT.findall(text)
     if not match:
         raise ValueError(f"{stage.dockerfile}: no exec-form ENTRYPOINT [\"...\"] line")
-    argv = json.loads(match[-1])
+    return json.loads(match[-1])
+
+
+def entrypoint(root: Path, stage: Stage) -> list[str]:
+    """The exec-form ENTRYPOINT of a stage's Dockerfile, with `python` meaning this interpreter."""
+    argv = raw_entrypoint(root, stage)
     if argv and argv[0] in ("python", "python3"):
         argv[0] = sys.executable
     elif argv and argv[0] == "mlops":

@@ -1,26 +1,35 @@
-"""Container runtimes on the cluster: how an image archive is converted, and how a stage is run.
+"""Container runtimes on the cluster: how a deployed image is converted, and how a stage is run.
 
-Pure functions that return argv lists / shell text; the transport sends them, unit tests read them.
+Pure functions that return argv lists / shell text; the SSH session sends them, unit tests read them.
 Every runtime gets the same contract (docs/ARCHITECTURE.md): the run directory bind-mounted at
 /project, the stage's env file, working directory /app, the image's ENTRYPOINT as the command.
 
-    runtime       convert (once per image digest)                        run
-    apptainer     apptainer build X.sif docker-archive:X.tar.gz          apptainer run --env-file ... X.sif
-    singularity   singularity build X.sif docker-archive:X.tar.gz        singularity run ...
-    podman        gzip -dc X.tar.gz | podman load; podman tag            podman run --env-file ... REF
-    charliecloud  (podman load, then) ch-convert -i podman REF DIR       ch-run --set-env=FILE DIR -- ENTRYPOINT
+Deploy (mlops.images.store) leaves each image as a small OCI layout `refs/<stage>-<id>/` whose
+`blobs` is a symlink to the store's shared `blobs/`; conversion reads it (`oci:DIR:REF`):
+
+    runtime       convert (once per image id)                            run
+    apptainer     apptainer build X.sif oci:REFDIR:REF                   apptainer run --env-file ... X.sif
+    singularity   singularity build X.sif oci:REFDIR:REF                 singularity run ...
+    podman        podman pull oci:REFDIR:REF; podman tag                 podman run --env-file ... REF
+    charliecloud  (podman pull, then) ch-convert -i podman REF DIR       ch-run --set-env=FILE DIR -- ENTRYPOINT
+
+podman's pull copies only the layers its storage lacks (containers/image reuses a layer by digest),
+so a code-only change loads one small layer. Apptainer builds a whole SIF per image id, and
+Charliecloud flattens a whole directory per image id (from podman's store, so its input already
+skips unchanged layers); see the README ("Shipping images") for why and what it costs.
 
 Env files are NAME=value with no quotes (mlops.params): podman reads them literally, apptainer and
 charliecloud parse the same lines the same way because values avoid shell-special characters.
 """
+
 from __future__ import annotations
 
-import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import stages
+from .. import stages
+from .layout import digest_hex
 
 RUNTIMES = ("apptainer", "singularity", "podman", "charliecloud")
 MOUNT = "/project"    # where every stage sees the run directory (PROJECT_DIR in the images)
@@ -35,17 +44,9 @@ def shell_join(argv: list[str]) -> str:
     return " ".join(a if isinstance(a, Raw) else shlex.quote(a) for a in argv)
 
 
-def digest_hex(digest: str) -> str:
-    """'sha256:ab12..' -> 'ab12..' (file names carry the hex only)."""
-    algo, _, hexpart = digest.partition(":")
-    if not hexpart or algo != "sha256" or not all(c in "0123456789abcdef" for c in hexpart):
-        raise ValueError(f"image digest {digest!r}: expected sha256:<hex>")
-    return hexpart
-
-
 @dataclass(frozen=True)
 class Image:
-    """One stage image on the cluster: its archive in the store and what it becomes after conversion."""
+    """One stage image on the cluster: its OCI layout in the store and what it becomes after conversion."""
     stage: str
     digest: str
     store: str          # <workdir>/<slug>/images
@@ -57,8 +58,9 @@ class Image:
         return f"{self.stage}-{digest_hex(self.digest)}"
 
     @property
-    def archive(self) -> str:
-        return f"{self.store}/{self.key}.tar.gz"
+    def layout(self) -> str:
+        """The image's OCI layout on the cluster (index.json names it `key`; blobs are the store's)."""
+        return f"{self.store}/refs/{self.key}"
 
     @property
     def podman_ref(self) -> str:
@@ -77,10 +79,10 @@ class Image:
         raise ValueError(f"mlops.toml cluster.runtime: {self.runtime!r} is not one of {', '.join(RUNTIMES)}")
 
 
-def _podman_load(image: Image) -> str:
-    # `podman load -i x.tar.gz` fails on podman 4.3: decompress into its stdin instead.
-    return (f"ref=$(gzip -dc {shlex.quote(image.archive)} | podman load -q | sed -n 's/^Loaded image[^:]*: //p' "
-            f"| tail -n 1) && test -n \"$ref\" && podman tag \"$ref\" {shlex.quote(image.podman_ref)}")
+def _podman_pull(image: Image) -> str:
+    # `podman pull -q` prints the image id; only layers podman's storage lacks are copied.
+    source = shlex.quote(f"oci:{image.layout}:{image.key}")
+    return f'ref=$(podman pull -q {source}) && test -n "$ref" && podman tag "$ref" {shlex.quote(image.podman_ref)}'
 
 
 def converted_test(image: Image) -> str:
@@ -91,19 +93,19 @@ def converted_test(image: Image) -> str:
 
 
 def convert_command(image: Image, gpu: bool = False) -> str:
-    """Shell text that converts the stored archive; writes to a temp name and renames when complete."""
+    """Shell text that converts the deployed image; writes to a temp name and renames when complete."""
     target, part = shlex.quote(image.target), shlex.quote(image.target + ".part")
     if image.runtime in ("apptainer", "singularity"):
-        # Documented syntax: `apptainer build IMAGE.sif docker-archive:ARCHIVE`.
-        return (f"rm -f {part} && {image.runtime} build {part} docker-archive:{shlex.quote(image.archive)} "
+        # Documented syntax: `apptainer build IMAGE.sif oci:LAYOUT_DIR:REF` (an OCI layout source).
+        return (f"rm -f {part} && {image.runtime} build {part} {shlex.quote(f'oci:{image.layout}:{image.key}')} "
                 f"&& mv -f {part} {target}")
     if image.runtime == "podman":
-        return _podman_load(image)
+        return _podman_pull(image)
     if image.runtime == "charliecloud":
         # ch-convert reads podman's store (its "tar" input is a flattened export, not `docker save`).
         # The bind target /project must exist in the read-only image, so create it in the directory.
         steps = [f"({converted_test(Image(image.stage, image.digest, image.store, image.slug, 'podman'))} || "
-                 f"{{ {_podman_load(image)}; }})",
+                 f"{{ {_podman_pull(image)}; }})",
                  f"rm -rf {part}", f"ch-convert -i podman {shlex.quote(image.podman_ref)} {part}",
                  f"mkdir -p {part}{MOUNT}"]
         if gpu:
@@ -111,15 +113,6 @@ def convert_command(image: Image, gpu: bool = False) -> str:
         steps += [f"rm -rf {target}", f"mv {part} {target}"]
         return " && ".join(steps)
     raise ValueError(f"mlops.toml cluster.runtime: {image.runtime!r} is not one of {', '.join(RUNTIMES)}")
-
-
-def raw_entrypoint(root: Path, stage: str) -> list[str]:
-    """The exec-form ENTRYPOINT as written in the stage's Dockerfile (charliecloud must be told it)."""
-    text = (Path(root) / stages.BY_NAME[stage].dockerfile).read_text()
-    found = stages._ENTRYPOINT.findall(text)
-    if not found:
-        raise ValueError(f"{stage}/Dockerfile: no exec-form ENTRYPOINT [\"...\"] line")
-    return json.loads(found[-1])
 
 
 def run_argv(image: Image, run_dir: str, env_file: str, gpu: bool = False,
