@@ -3,8 +3,8 @@
 Nothing is faked: the rendered project's own `mlops deploy/submit/status/collect/cancel` log in
 with key + one-time code (one login per command), upload the images built by `mlops build`
 (buildah), and the sweep runs as SLURM jobs in rootless podman as an unprivileged user.
-Faults: a crashing configuration, a wrong code, a changed host key, a cut upload, a model-only
-change (0 bytes for the other images), `--failed-only`, cancel; plus scheduler=none and
+Faults: a crashing configuration, a wrong code, a changed host key, a code-only change (<= 1 MB,
+0 bytes for the other images), a cut blob upload, a corrupt blob in the store, `--failed-only`, cancel; plus scheduler=none and
 charliecloud on the same login node. Needs root (it creates the cluster user and daemons).
 """
 from __future__ import annotations
@@ -215,10 +215,22 @@ def sweep(project, cluster, tmp_path_factory):
 def test_deploy_uploads_and_converts_every_image(sweep, project):
     images = json.loads((project / "images" / "images.json").read_text())["images"]
     report = sweep["report"]["images"]
+    unique = set()
     for name in ("params", "data", "model"):
         assert report[name]["uploaded"] and report[name]["converted"]
-        assert report[name]["bytes_uploaded"] == (project / images[name]["archive"]).stat().st_size
         assert report[name]["digest"] == images[name]["digest"]
+        unique |= set(blob_sizes(project, name).items())
+    # the three images share their base layers: each blob is sent once
+    assert sweep["report"]["bytes_uploaded"] == sum(size for _, size in unique)
+    assert sweep["report"]["bytes_uploaded"] < sum(report[n]["size"] for n in ("params", "data", "model"))
+
+
+def blob_sizes(project: Path, name: str) -> dict[str, int]:
+    """hex -> size of every blob of one image in the build's OCI layout."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "{{cookiecutter.project_slug}}" / "src"))
+    from mlops.images import layout
+    oci = project / "images" / "oci"
+    return {b.hex: b.size for b in layout.image_blobs(oci, layout.resolve(oci, name))}
 
 
 def test_sweep_runs_on_slurm_with_dependencies_and_split_arrays(sweep):
@@ -323,47 +335,61 @@ def test_changed_or_unknown_host_key_is_refused_before_login(project, cluster, s
 
 @pytest.fixture(scope="module")
 def fixed(project, cluster, sweep, store_env):
-    """The crash is fixed in model/ only: rebuild, then a deploy that is cut mid-upload, then one that completes."""
+    """The crash is fixed in model/train.py only: rebuild and deploy (a code-only change); then a cut
+    blob upload (the first half of the model's largest layer left as .part, as a killed deploy leaves
+    it) and a corrupt blob (the data image's largest layer overwritten in place), and a deploy."""
     train = project / "model" / "train.py"
     train.write_text(train.read_text().replace(CRASH, ""))
     git_commit(project, "fix the crash")
     old = json.loads((project / "images" / "images.json").read_text())["images"]
     new = build(project, store_env)["images"]
     assert new["params"]["digest"] == old["params"]["digest"] and new["model"]["digest"] != old["model"]["digest"]
-    store = Path(cluster["workdir"]) / project.name / "images"
-    part = store / f"model-{new['model']['digest'].split(':')[1]}.tar.gz.part"
-    proc = mlops(project, cluster, "deploy", popen=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if part.exists() and part.stat().st_size > 2_000_000:
-            proc.send_signal(signal.SIGKILL)   # the connection is cut mid-upload
-            break
-        time.sleep(0.02)
-    cut_output = proc.communicate(timeout=60)[0]
-    assert proc.returncode == -signal.SIGKILL, f"upload finished before it could be cut:\n{cut_output}"
-    # the server side may still write what was in flight: wait (bounded) until the .part stops growing
-    cut_size, deadline = -1, time.monotonic() + 30
-    while part.stat().st_size != cut_size and time.monotonic() < deadline:
-        cut_size = part.stat().st_size
-        time.sleep(1.0)
-    size = (project / new["model"]["archive"]).stat().st_size
-    assert 0 < cut_size < size
-    resumed = ok(mlops(project, cluster, "deploy", "--report", "deploy2.json"))
-    return {"cut_size": cut_size, "size": size, "resumed": resumed,
-            "report": json.loads((project / "deploy2.json").read_text())}
+    # every layer below the code keeps its digest across the two commits
+    assert new["model"]["layers"][:-1] == old["model"]["layers"][:-1], (old["model"]["layers"], new["model"]["layers"])
+    code_only = ok(mlops(project, cluster, "deploy", "--report", "deploy2.json"))
+    report = json.loads((project / "deploy2.json").read_text())
+    blobs = Path(cluster["workdir"]) / project.name / "images" / "blobs" / "sha256"
+    owner = blobs.stat().st_uid
+    shared = {**blob_sizes(project, "params"), **blob_sizes(project, "data")}
+    model_hex, model_size = max((kv for kv in blob_sizes(project, "model").items() if kv[0] not in shared),
+                                key=lambda kv: kv[1])
+    data_hex, data_size = max((kv for kv in blob_sizes(project, "data").items()
+                               if kv[0] not in blob_sizes(project, "params")), key=lambda kv: kv[1])
+    whole = (blobs / model_hex).read_bytes()
+    (blobs / model_hex).unlink()
+    part = blobs / f"{model_hex}.part"
+    part.write_bytes(whole[:len(whole) // 2])
+    os.chown(part, owner, owner)
+    with open(blobs / data_hex, "r+b") as fh:   # same size, other bytes: only its checksum can tell
+        fh.seek(data_size // 2)
+        fh.write(b"\0corrupt\0")
+    resumed = ok(mlops(project, cluster, "deploy", "--report", "deploy3.json"))
+    return {"code_only": code_only, "report": report, "resumed": resumed, "blobs": blobs,
+            "faults": {"model": (model_hex, model_size - len(whole) // 2, len(whole) // 2), "data": (data_hex, data_size, 0)},
+            "report3": json.loads((project / "deploy3.json").read_text())}
 
 
-def test_model_only_change_uploads_zero_bytes_for_params_and_data(fixed):
+def test_code_only_change_uploads_at_most_1_mb_and_nothing_for_params_and_data(fixed):
     images = fixed["report"]["images"]
     assert images["params"]["bytes_uploaded"] == 0 and images["data"]["bytes_uploaded"] == 0
     assert not images["params"]["converted"] and not images["data"]["converted"]
     assert images["model"]["uploaded"] and images["model"]["converted"]
+    assert 0 < images["model"]["bytes_uploaded"] <= 1_000_000, images["model"]
+    print(f"\ncode-only deploy: {fixed['report']['bytes_uploaded']:,} B in {fixed['report']['seconds']}s, "
+          f"model converted in {images['model']['convert_seconds']}s")
 
 
-def test_cut_upload_is_completed_and_verified_by_next_deploy(fixed):
-    model = fixed["report"]["images"]["model"]
-    assert f"resuming at {fixed['cut_size']:,}" in fixed["resumed"].stderr
-    assert model["bytes_uploaded"] == fixed["size"] - fixed["cut_size"]
+def test_cut_upload_is_resumed_and_a_corrupt_blob_replaced_by_the_next_deploy(fixed):
+    import hashlib
+    images = fixed["report3"]["images"]
+    model_hex, model_rest, cut = fixed["faults"]["model"]
+    data_hex, data_size, _ = fixed["faults"]["data"]
+    assert f"resuming at {cut:,}" in fixed["resumed"].stderr
+    assert images["model"]["bytes_uploaded"] == model_rest and images["data"]["bytes_uploaded"] == data_size
+    assert images["params"]["bytes_uploaded"] == 0
+    for hex_ in (model_hex, data_hex):
+        assert hashlib.sha256((fixed["blobs"] / hex_).read_bytes()).hexdigest() == hex_
+    assert not (fixed["blobs"] / f"{model_hex}.part").exists()
 
 
 def test_failed_only_completes_the_crashed_configuration(project, cluster, fixed, tmp_path):
