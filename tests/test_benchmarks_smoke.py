@@ -75,12 +75,14 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the cluster benchmark
 @pytest.mark.timeout(1200)
 def test_redeploy_smoke_reports_bytes_per_deploy(tmp_path):
     out = bench("redeploy", "--json", str(tmp_path / "redeploy.json"), timeout=1100)
-    for scenario in ("first", "unchanged", "model-only"):
-        assert re.search(rf"^  {scenario} +{NUMBER} +[\d,]+ ", out, re.M), (scenario, out)
+    for scenario in ("first", "unchanged", "code-only", "requirements"):
+        assert re.search(rf"^  {scenario} +{NUMBER} +{NUMBER} +[\d,]+ ", out, re.M), (scenario, out)
     deploys = {d["scenario"]: d for d in json.loads((tmp_path / "redeploy.json").read_text())["deploys"]}
-    assert deploys["first"]["bytes"] == sum(deploys["first"]["sizes"].values()) > 0
+    # shared base layers are sent once: less than the three images' sizes together
+    assert 0 < deploys["first"]["bytes"] < sum(deploys["first"]["sizes"].values())
     assert deploys["unchanged"]["bytes"] == 0
-    assert deploys["model-only"]["per_image"]["params"] == deploys["model-only"]["per_image"]["data"] == 0
+    assert deploys["code-only"]["per_image"]["params"] == deploys["code-only"]["per_image"]["data"] == 0
+    assert 0 < deploys["code-only"]["bytes"] <= 1_000_000
 
 
 @pytest.mark.e2e

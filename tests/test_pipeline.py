@@ -2,7 +2,7 @@
 
 buildah (chroot isolation, no privileges, no daemon) builds the params, data and model images from
 a local debootstrap base image, pushes them to a real registry on 127.0.0.1 and hands the
-.tar.gz archives to later jobs as artifacts; `podman load` reads them and the model image trains
+.OCI layout images/oci/ to later jobs as artifacts; `podman pull oci:` reads it and the model image trains
 one configuration. A second pipeline after a change to model/ only rebuilds the model image.
 The tests in this module build on each other (one rendered project, one registry) and run in order.
 """
@@ -83,19 +83,20 @@ def test_first_pipeline_validates_builds_pushes_and_saves(state, env, registry):
     assert set(manifest["images"]) == set(IMAGES) and manifest["builder"] == "buildah"
     for name in IMAGES:
         entry = manifest["images"][name]
-        archive = ps.artifacts(project, "build") / entry["archive"]
-        assert archive.is_file() and archive.name == f"{name}.tar.gz" and archive.stat().st_size > 10_000_000
+        oci = ps.artifacts(project, "build") / entry["layout"]
+        assert (oci / "index.json").is_file() and entry["oci_ref"] == name and entry["size"] > 10_000_000
+        assert (oci / "blobs" / "sha256" / entry["manifest_digest"].split(":")[1]).is_file()
         assert entry["built"] is True and entry["digest"].startswith("sha256:")
         assert entry["registry_ref"] == f"{registry.host}/group/proj/{name}:{state['sha1']}"
         assert state["sha1"] in registry.tags(f"group/proj/{name}")
         assert entry["registry_digest"].startswith("sha256:")
-        # The build cache holds the archive under its input key, for the next pipeline.
+        # The build cache holds the image under its input key, for the next pipeline.
         cache = project / ".gitlab-ci-local" / "cache"
-        assert list(cache.rglob(f"{entry['input_key']}.tar.gz")), f"{name} not in the runner cache"
+        assert list(cache.rglob(f"{entry['input_key']}.json")), f"{name} not in the runner cache"
 
 
-def test_archives_load_and_the_model_image_trains_one_configuration(state, tmp_path):
-    """`podman load` accepts the artifacts (in a store of their own) and the stages run from them."""
+def test_the_layout_loads_and_the_model_image_trains_one_configuration(state, tmp_path):
+    """`podman pull oci:` accepts the artifact (in a store of their own) and the stages run from them."""
     project, manifest = state["project"], state["manifest1"]
     store = baseimage.private_store(tmp_path / "store")
     try:
@@ -108,18 +109,14 @@ def test_archives_load_and_the_model_image_trains_one_configuration(state, tmp_p
 def _load_and_run(project, manifest, store, tmp_path):
     refs = {}
     for name in IMAGES:
-        archive = ps.artifacts(project, "build") / manifest["images"][name]["archive"]
-        # podman 4.3 does not decompress a gzipped docker-archive itself (`-i x.tar.gz` fails): gunzip
-        # on the way in, as the README and the cluster runtime do. Apptainer reads the .tar.gz directly.
-        with subprocess.Popen(["gzip", "-dc", str(archive)], stdout=subprocess.PIPE) as gunzip:
-            load = subprocess.run(["podman", "load"], stdin=gunzip.stdout, env=store, capture_output=True,
-                                  text=True, timeout=600)
-        assert gunzip.returncode == 0 and load.returncode == 0, load.stderr
-        image_id = subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}}",
-                                   manifest["images"][name]["archive_ref"]], env=store, capture_output=True,
-                                  text=True, check=True).stdout.strip()
+        oci = ps.artifacts(project, "build") / manifest["images"][name]["layout"]
+        # The artifact is one OCI layout with the three images; podman reads it with the oci: transport.
+        pull = subprocess.run(["podman", "pull", "-q", f"oci:{oci}:{name}"], env=store, capture_output=True,
+                              text=True, timeout=600)
+        assert pull.returncode == 0, pull.stderr
+        image_id = pull.stdout.strip().splitlines()[-1]
         assert f"sha256:{image_id}" == manifest["images"][name]["digest"]
-        refs[name] = manifest["images"][name]["archive_ref"]
+        refs[name] = image_id
     run = tmp_path / "run"
     run.mkdir()
     os.chmod(run, 0o777)   # the images run as uid 1000
@@ -154,13 +151,16 @@ def test_second_pipeline_after_a_model_change_rebuilds_only_the_model(state, env
     for name in ("params", "data"):
         a, b = first["images"][name], second["images"][name]
         assert (a["input_key"], a["digest"]) == (b["input_key"], b["digest"])
-        # Not re-saved: the artifact is byte-for-byte the first pipeline's archive.
-        assert _sha256(ps.artifacts(project, "build") / b["archive"]) == state.setdefault(
-            f"sha_{name}", _sha256(ps.artifacts(project, "build") / a["archive"]))
+        # Not re-saved: the same OCI manifest (so the same blobs) as in the first pipeline.
+        assert b["manifest_digest"] == a["manifest_digest"]
         # This commit's tag exists and points at the same manifest (a copy, no rebuild).
         assert sha2 in registry.tags(f"group/proj/{name}")
         assert b["registry_digest"] == a["registry_digest"]
     assert second["images"]["model"]["input_key"] != first["images"]["model"]["input_key"]
+    # Two commits, one built again: every layer below the code keeps its digest (nothing per-commit
+    # sits under the code layer), so a deploy ships only the code layer, config and manifest.
+    layers1, layers2 = first["images"]["model"]["layers"], second["images"]["model"]["layers"]
+    assert layers2[:-1] == layers1[:-1] and layers2[-1] != layers1[-1], (layers1, layers2)
     assert sha2 in registry.tags("group/proj/model")
     print({name: second["images"][name]["seconds"] for name in IMAGES})
 

@@ -177,3 +177,74 @@ def test_store_script_is_strict_bash_and_refuses_names_that_are_not_digests(tmp_
     index = json.loads((s / f"refs/model-{hexd}/index.json").read_text())
     assert index["manifests"][0]["digest"] == "sha256:" + hexd
     assert (s / f"refs/model-{hexd}/blobs/sha256/{hexd}").read_bytes() == data   # through the symlink
+
+
+def _store_script(tmp_path):
+    script = tmp_path / "store.sh"
+    script.write_bytes(store._script())
+    return script
+
+
+def test_the_store_lock_is_held_while_the_deploys_channel_is_open(tmp_path):
+    import subprocess
+    script, s = _store_script(tmp_path), tmp_path / "s"
+    holder = subprocess.Popen(["bash", str(script), "lock", str(s)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"locked\n"
+        assert subprocess.run(["flock", "-n", str(s / ".lock"), "true"]).returncode != 0   # a second deploy waits
+    finally:
+        holder.stdin.close()   # the channel closes (deploy done, or its connection dropped)
+        holder.wait(timeout=60)
+    assert subprocess.run(["flock", "-n", str(s / ".lock"), "true"]).returncode == 0
+
+
+def test_prune_keeps_the_last_commits_and_every_image_of_a_run_that_is_not_final(tmp_path):
+    import hashlib
+    import subprocess
+    script, root = _store_script(tmp_path), tmp_path / "proj"
+    s = root / "images"
+    for sub in ("blobs/sha256", "verified", "refs", "deploys"):
+        (s / sub).mkdir(parents=True)
+
+    def put(data: bytes) -> str:
+        hex_ = hashlib.sha256(data).hexdigest()
+        (s / "blobs/sha256" / hex_).write_bytes(data)
+        return hex_
+
+    def image(stage: str, layers: list[bytes], commit: str, when: str) -> str:
+        hexes = [put(b) for b in layers]
+        config = put(json.dumps({"c": hexes}).encode())
+        manifest = put(json.dumps({"config": {"digest": "sha256:" + config},
+                                   "layers": [{"digest": "sha256:" + h} for h in hexes]}).encode())
+        key = f"{stage}-{config}"
+        subprocess.run(["bash", str(script), "assemble", str(s), key, manifest, "1"], check=True)
+        (s / "deploys" / f"{when}-{commit}").write_text(f"image {key}\n")
+        return key
+
+    base = b"base layer shared by every commit"
+    old = image("model", [base, b"code v1"], "c1", "20260101T000000Z")
+    mid = image("model", [base, b"code v2"], "c2", "20260102T000000Z")
+    new = image("model", [base, b"code v3"], "c3", "20260103T000000Z")
+    (s / f"{old}.sif").write_bytes(b"sif")
+    (s / f"{mid}.sif").write_bytes(b"sif")
+    # a queued run of commit c1 (no state record yet): its image must stay
+    run = root / "runs" / "r1"
+    (run / "envs").mkdir(parents=True)
+    (run / "envs/ids.txt").write_text("a\nb\n")
+    (run / "state/tasks").mkdir(parents=True)
+    (run / "state/tasks/a.json").write_text('{"status": "completed"}')
+    (run / "run.json").write_text(json.dumps({"images": {"model": "sha256:" + old.split("-")[1]}}, indent=0))
+    out = subprocess.run(["bash", str(script), "prune", str(s), "1", "proj"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (s / "refs" / old).is_dir() and (s / f"{old}.sif").exists()      # used by the queued run
+    assert (s / "refs" / new).is_dir()                                      # the last commit
+    assert not (s / "refs" / mid).exists() and not (s / f"{mid}.sif").exists()
+    assert (s / "blobs/sha256" / hashlib.sha256(base).hexdigest()).exists()
+    assert not (s / "blobs/sha256" / hashlib.sha256(b"code v2").hexdigest()).exists()
+    assert "removed 3 blobs" in out.stdout          # mid's code layer, config and manifest
+    # once the run is final, only the last commit's image stays
+    (run / "state/tasks/b.json").write_text('{"status": "failed"}')
+    subprocess.run(["bash", str(script), "prune", str(s), "1", "proj"], check=True, capture_output=True)
+    assert not (s / "refs" / old).exists() and (s / "refs" / new).is_dir()
+    bad = subprocess.run(["bash", str(script), "prune", str(s), "0", "proj"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "keep" in bad.stderr

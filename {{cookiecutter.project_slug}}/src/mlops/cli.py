@@ -118,6 +118,14 @@ def _cmd_images_keys(args) -> int:
     return 0
 
 
+def _cmd_images_prune(args) -> int:
+    from . import images
+    cfg, session = _cluster_session()
+    with session:
+        images.prune(session, cfg, args.keep)
+    return 0
+
+
 def _cmd_images_show(args) -> int:
     import json
     from . import images
@@ -253,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_show = isub.add_parser("show", help="print images/images.json")
     p_show.add_argument("--manifest", type=Path, default=Path("images/images.json"))
     p_show.set_defaults(func=_cmd_images_show)
+    p_prune = isub.add_parser("prune", help="remove from the cluster the image blobs that neither the last N commits "
+                                           "nor a queued or running run use")
+    p_prune.add_argument("--keep", type=int, default=None, help="commits to keep (default: mlops.toml images.keep, 5)")
+    p_prune.set_defaults(func=_cmd_images_prune)
 
     # Cluster verbs (each is also a CI job in .gitlab/ci/cluster.yml).
     run_help = "run id (default: $MLOPS_RUN_ID, p$CI_PIPELINE_ID, else the last submit from here)"

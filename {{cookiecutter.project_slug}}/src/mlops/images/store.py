@@ -29,6 +29,7 @@ from .build import read_manifest
 from .errors import DeployError
 
 CHUNK = 1 << 20
+DEFAULT_KEEP = 5  # until mlops.settings (options.py) defines images.keep
 
 
 def _script() -> bytes:
@@ -209,6 +210,25 @@ def deploy(session, cfg, manifest_path: Path, out=sys.stderr) -> dict:
     print(f"deployed to {store}: {total:,} bytes uploaded", file=out)
     return {"store": store, "images": results, "bytes_uploaded": total,
             "seconds": round(time.monotonic() - started, 2)}
+
+
+def prune(session, cfg, keep: int | None = None, out=sys.stderr) -> str:
+    """`mlops images prune`: remove from the cluster's store every blob, image layout and converted
+    image that neither the last `keep` commits deployed (mlops.toml images.keep) nor a run that is
+    not final (a queued or running job may still start a container from it) uses.
+
+    Returns store.sh's summary line ("kept N images, removed M blobs, freed B bytes").
+    """
+    if keep is None:
+        keep = int(cfg["images"].get("keep", DEFAULT_KEEP))
+    if keep < 1:
+        raise DeployError(f"images.keep = {keep}: keep at least the last commit's images (1)")
+    root = runtime.cluster_root(cfg)
+    store = f"{root}/images"
+    with _Lock(session, store):
+        summary = store_run(session, store, "prune", str(keep), cfg.slug).strip()
+    print(f"{store}: {summary}", file=out)
+    return summary
 
 
 def write_report(report: dict, path: Path) -> None:
