@@ -54,59 +54,75 @@ ENV_EXTRA_ARGS = "MLOPS_BUILD_EXTRA_ARGS"  # extra builder arguments, e.g. a CA 
 
 # ---------------------------------------------------------------- settings
 
+
 @dataclass
 class Settings:
     root: Path
     builder: str
     base_image: str
-    registry_image: str | None      # e.g. $CI_REGISTRY_IMAGE; None = do not push
-    tag: str                        # e.g. the commit sha
-    out_dir: Path                   # images/ (archives + manifest: the CI artifacts)
-    cache_dir: Path                 # .mlops-cache/images (the runner cache)
+    registry_image: str | None  # e.g. $CI_REGISTRY_IMAGE; None = do not push
+    tag: str  # e.g. the commit sha
+    out_dir: Path  # images/ (archives + manifest: the CI artifacts)
+    cache_dir: Path  # .mlops-cache/images (the runner cache)
     extra_args: list[str]
     commit: str
     source_url: str
 
 
-def settings(root: Path | None = None, builder: str | None = None, push: bool = True,
-             registry_image: str | None = None, tag: str | None = None,
-             out_dir: Path | None = None, cache_dir: Path | None = None) -> Settings:
+def settings(
+    root: Path | None = None,
+    builder: str | None = None,
+    push: bool = True,
+    registry_image: str | None = None,
+    tag: str | None = None,
+    out_dir: Path | None = None,
+    cache_dir: Path | None = None,
+) -> Settings:
     """Settings from mlops.toml, overridden by CI variables and arguments (in that order)."""
     cfg = config_mod.load(root)
     configured = cfg["build"].get("builder", "buildah")
     if builder and builder != configured:
-        raise BuildError(f"builder {builder!r} (the CI input / --builder) differs from mlops.toml "
-                         f"build.builder = {configured!r}. Fix: make them the same (mlops.toml is "
-                         f"what the project uses; the CI input only picks the job image)", bad_input=True)
+        raise BuildError(
+            f"builder {builder!r} (the CI input / --builder) differs from mlops.toml "
+            f"build.builder = {configured!r}. Fix: make them the same (mlops.toml is "
+            f"what the project uses; the CI input only picks the job image)",
+            bad_input=True,
+        )
     builder = builder or configured
     if builder not in BUILDERS:
         raise BuildError(f"mlops.toml build.builder = {builder!r} is not one of {', '.join(BUILDERS)}", bad_input=True)
     commit = os.environ.get("CI_COMMIT_SHA") or _git_head(cfg.root)
-    registry_image = (registry_image or os.environ.get("MLOPS_REGISTRY_IMAGE")
-                      or os.environ.get("CI_REGISTRY_IMAGE") or None)
+    registry_image = (
+        registry_image or os.environ.get("MLOPS_REGISTRY_IMAGE") or os.environ.get("CI_REGISTRY_IMAGE") or None
+    )
     if not push:
         registry_image = None
     base_image = os.environ.get(ENV_BASE_IMAGE) or cfg["build"].get("base_image")
     if not base_image:
-        raise BuildError("mlops.toml build.base_image is empty. Fix: set it, e.g. \"python:3.11-slim\"", bad_input=True)
+        raise BuildError('mlops.toml build.base_image is empty. Fix: set it, e.g. "python:3.11-slim"', bad_input=True)
     try:
         extra = shlex.split(os.environ.get(ENV_EXTRA_ARGS, ""))
     except ValueError as exc:
         raise BuildError(f"{ENV_EXTRA_ARGS}: {exc}. Fix: quote it as you would in a shell", bad_input=True) from None
     return Settings(
-        root=cfg.root, builder=builder, base_image=base_image,
+        root=cfg.root,
+        builder=builder,
+        base_image=base_image,
         registry_image=registry_image.rstrip("/") if registry_image else None,
         tag=tag or os.environ.get("CI_COMMIT_SHA") or commit[:12] or "latest",
         out_dir=Path(out_dir or cfg.root / "images"),
         cache_dir=Path(cache_dir or cfg.root / ".mlops-cache" / "images"),
-        extra_args=extra, commit=commit,
-        source_url=os.environ.get("CI_PROJECT_URL", "unknown"))
+        extra_args=extra,
+        commit=commit,
+        source_url=os.environ.get("CI_PROJECT_URL", "unknown"),
+    )
 
 
 def _git_head(root: Path) -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -139,9 +155,14 @@ def _prune_cache(s: Settings, name: str, keep: str) -> None:
     cache = s.cache_dir / LAYOUT
     index_path = cache / "index.json"
     index = json.loads(index_path.read_text())
-    index["manifests"] = [m for m in index["manifests"] if not (
-        m["annotations"][layout.REF_NAME].startswith(f"{name}-")
-        and m["annotations"][layout.REF_NAME] != f"{name}-{keep}")]
+    index["manifests"] = [
+        m
+        for m in index["manifests"]
+        if not (
+            m["annotations"][layout.REF_NAME].startswith(f"{name}-")
+            and m["annotations"][layout.REF_NAME] != f"{name}-{keep}"
+        )
+    ]
     layout._write_atomic(index_path, layout._dumps(index))
     layout.prune(cache)
 
@@ -150,8 +171,9 @@ def build(s: Settings, names: list[str] | None = None, force: bool = False, out=
     """Build/reuse, store and push the images; write the layout and manifest under s.out_dir, return the manifest."""
     unknown = [n for n in names or [] if n not in stages.BY_NAME]
     if unknown:
-        raise BuildError(f"unknown image(s) {', '.join(unknown)}: choose from {', '.join(stages.BY_NAME)}",
-                         bad_input=True)
+        raise BuildError(
+            f"unknown image(s) {', '.join(unknown)}: choose from {', '.join(stages.BY_NAME)}", bad_input=True
+        )
     selected = [st for st in stages.STAGES if not names or st.name in names]
     builder = BUILDER_CLASSES[s.builder](s)
     registry = Registry(split_ref(s.registry_image + "/x:y")[0]) if s.registry_image else None
@@ -159,8 +181,7 @@ def build(s: Settings, names: list[str] | None = None, force: bool = False, out=
     manifest_path = s.out_dir / MANIFEST
     previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     kept = {k: v for k, v in previous.get("images", {}).items() if v.get("oci_ref")} if names else {}
-    manifest = {"version": 2, "commit": s.commit, "builder": s.builder, "base_image": s.base_image,
-                "images": kept}
+    manifest = {"version": 2, "commit": s.commit, "builder": s.builder, "base_image": s.base_image, "images": kept}
     if s.registry_image:
         builder.login()
     slug = config_mod.load(s.root).slug
@@ -178,12 +199,20 @@ def build(s: Settings, names: list[str] | None = None, force: bool = False, out=
             (s.cache_dir / stage.name).mkdir(parents=True, exist_ok=True)
             (s.cache_dir / stage.name / f"{key}.json").write_text(json.dumps(entry, indent=1, sort_keys=True) + "\n")
             _prune_cache(s, stage.name, key)
-        entry.update(layout=_rel(s, s.out_dir / LAYOUT), oci_ref=stage.name, input_key=key,
-                     seconds=round(time.monotonic() - started, 2))
+        entry.update(
+            layout=_rel(s, s.out_dir / LAYOUT),
+            oci_ref=stage.name,
+            input_key=key,
+            seconds=round(time.monotonic() - started, 2),
+        )
         manifest["images"][stage.name] = entry
         what = "built" if entry["built"] else "cached"
-        print(f"{stage.name:<7} {what:<6} {entry['seconds']:7.1f}s  key {key[:12]}  {entry['digest'][:19]}"
-              f"  {entry['size']:>13,} B  {entry['registry_ref'] or '(not pushed)'}", file=out, flush=True)
+        print(
+            f"{stage.name:<7} {what:<6} {entry['seconds']:7.1f}s  key {key[:12]}  {entry['digest'][:19]}"
+            f"  {entry['size']:>13,} B  {entry['registry_ref'] or '(not pushed)'}",
+            file=out,
+            flush=True,
+        )
     _write_artifact(s, manifest)
     return manifest
 
@@ -202,8 +231,10 @@ def _write_artifact(s: Settings, manifest: dict) -> None:
                 if top.digest == entry["manifest_digest"]:
                     break
             else:
-                raise BuildError(f"{name}: image {entry['manifest_digest']} is neither in the build cache nor in "
-                                 f"{artifact}. Fix: run `mlops build` (all images)")
+                raise BuildError(
+                    f"{name}: image {entry['manifest_digest']} is neither in the build cache nor in "
+                    f"{artifact}. Fix: run `mlops build` (all images)"
+                )
             layout.link_blobs(source, tmp, layout.image_blobs(source, top))
             layout.tag(tmp, name, top)
         if artifact.exists():
@@ -239,8 +270,14 @@ def _build_one(s, builder, registry, stage, key, slug, remote, out) -> dict:
         builder.build(target)
         facts = layout.import_docker_archive(target.tar, s.cache_dir / LAYOUT, f"{stage.name}-{key}")
     registry_digest = registry.digest(*split_ref(remote)[1:]) if remote else None
-    return {**facts, "registry_ref": remote, "registry_digest": registry_digest,
-            "archive_ref": archive_ref, "built": True, "built_commit": s.commit}
+    return {
+        **facts,
+        "registry_ref": remote,
+        "registry_digest": registry_digest,
+        "archive_ref": archive_ref,
+        "built": True,
+        "built_commit": s.commit,
+    }
 
 
 def keys(s: Settings) -> dict[str, str]:
@@ -253,5 +290,7 @@ def read_manifest(path: Path) -> dict:
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise BuildError(f"{path}: no images manifest. Fix: run `mlops build` first (the build job "
-                         f"hands images/ to later jobs as artifacts)") from None
+        raise BuildError(
+            f"{path}: no images manifest. Fix: run `mlops build` first (the build job "
+            f"hands images/ to later jobs as artifacts)"
+        ) from None

@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
 
-from .. import stages
 from .layout import digest_hex
 
 RUNTIMES = ("apptainer", "singularity", "podman", "charliecloud")
-MOUNT = "/project"    # where every stage sees the run directory (PROJECT_DIR in the images)
-WORKDIR = "/app"      # the Dockerfiles' WORKDIR: the stage folder
+MOUNT = "/project"  # where every stage sees the run directory (PROJECT_DIR in the images)
+WORKDIR = "/app"  # the Dockerfiles' WORKDIR: the stage folder
 
 
 class Raw(str):
@@ -47,9 +45,10 @@ def shell_join(argv: list[str]) -> str:
 @dataclass(frozen=True)
 class Image:
     """One stage image on the cluster: its OCI layout in the store and what it becomes after conversion."""
+
     stage: str
     digest: str
-    store: str          # <workdir>/<slug>/images
+    store: str  # <workdir>/<slug>/images
     slug: str
     runtime: str
 
@@ -97,17 +96,22 @@ def convert_command(image: Image, gpu: bool = False) -> str:
     target, part = shlex.quote(image.target), shlex.quote(image.target + ".part")
     if image.runtime in ("apptainer", "singularity"):
         # Documented syntax: `apptainer build IMAGE.sif oci:LAYOUT_DIR:REF` (an OCI layout source).
-        return (f"rm -f {part} && {image.runtime} build {part} {shlex.quote(f'oci:{image.layout}:{image.key}')} "
-                f"&& mv -f {part} {target}")
+        return (
+            f"rm -f {part} && {image.runtime} build {part} {shlex.quote(f'oci:{image.layout}:{image.key}')} "
+            f"&& mv -f {part} {target}"
+        )
     if image.runtime == "podman":
         return _podman_pull(image)
     if image.runtime == "charliecloud":
         # ch-convert reads podman's store (its "tar" input is a flattened export, not `docker save`).
         # The bind target /project must exist in the read-only image, so create it in the directory.
-        steps = [f"({converted_test(Image(image.stage, image.digest, image.store, image.slug, 'podman'))} || "
-                 f"{{ {_podman_pull(image)}; }})",
-                 f"rm -rf {part}", f"ch-convert -i podman {shlex.quote(image.podman_ref)} {part}",
-                 f"mkdir -p {part}{MOUNT}"]
+        steps = [
+            f"({converted_test(Image(image.stage, image.digest, image.store, image.slug, 'podman'))} || "
+            f"{{ {_podman_pull(image)}; }})",
+            f"rm -rf {part}",
+            f"ch-convert -i podman {shlex.quote(image.podman_ref)} {part}",
+            f"mkdir -p {part}{MOUNT}",
+        ]
         if gpu:
             steps.append(f"ch-fromhost --nvidia {part}")
         steps += [f"rm -rf {target}", f"mv {part} {target}"]
@@ -115,8 +119,9 @@ def convert_command(image: Image, gpu: bool = False) -> str:
     raise ValueError(f"mlops.toml cluster.runtime: {image.runtime!r} is not one of {', '.join(RUNTIMES)}")
 
 
-def run_argv(image: Image, run_dir: str, env_file: str, gpu: bool = False,
-             entrypoint: list[str] | None = None) -> list[str]:
+def run_argv(
+    image: Image, run_dir: str, env_file: str, gpu: bool = False, entrypoint: list[str] | None = None
+) -> list[str]:
     """argv that runs one stage container on the run directory with one env file.
 
     Nothing secret is ever on this line: the env file (0600) carries the configuration.
@@ -125,8 +130,18 @@ def run_argv(image: Image, run_dir: str, env_file: str, gpu: bool = False,
     if image.runtime in ("apptainer", "singularity"):
         # --cleanenv: the container sees only the env file, not the job's environment;
         # --no-home: nothing of the user's home leaks in; --pwd: Docker's WORKDIR is not applied.
-        argv = [image.runtime, "run", "--cleanenv", "--no-home", "--env-file", env_file, "--bind", bind,
-                "--pwd", WORKDIR]
+        argv = [
+            image.runtime,
+            "run",
+            "--cleanenv",
+            "--no-home",
+            "--env-file",
+            env_file,
+            "--bind",
+            bind,
+            "--pwd",
+            WORKDIR,
+        ]
         if gpu:
             argv.append("--nv")
         return argv + [image.target]
@@ -134,20 +149,40 @@ def run_argv(image: Image, run_dir: str, env_file: str, gpu: bool = False,
         # keep-id + --user: the stage runs as the cluster user (as under apptainer), so what it writes
         # to /project is the user's, not a subordinate uid's (the images' USER 1000 would be one);
         # host network as apptainer/charliecloud have (rootless slirp needs /dev/net/tun).
-        argv = ["podman", "run", "--rm", "--userns=keep-id", "--user", Raw("$(id -u):$(id -g)"),
-                "--network=host", "--env-file", env_file,
-                "--volume", bind, "--workdir", WORKDIR]
+        argv = [
+            "podman",
+            "run",
+            "--rm",
+            "--userns=keep-id",
+            "--user",
+            Raw("$(id -u):$(id -g)"),
+            "--network=host",
+            "--env-file",
+            env_file,
+            "--volume",
+            bind,
+            "--workdir",
+            WORKDIR,
+        ]
         if gpu:
-            argv += ["--device", "nvidia.com/gpu=all"]   # CDI, as documented for rootless podman + NVIDIA
+            argv += ["--device", "nvidia.com/gpu=all"]  # CDI, as documented for rootless podman + NVIDIA
         return argv + [image.target]
     if image.runtime == "charliecloud":
         if not entrypoint:
             raise ValueError("charliecloud runs no ENTRYPOINT by itself: pass the stage's entrypoint")
         # Start from an empty environment, apply the image's ENV (--set-env without a file), then ours.
         set_env = f"--set-env={env_file}"
-        return ["ch-run", "--unset-env=*", "--set-env", Raw(set_env) if isinstance(env_file, Raw) else set_env,
-                f"--bind={bind}",
-                f"--cd={WORKDIR}", image.target, "--", *entrypoint]
+        return [
+            "ch-run",
+            "--unset-env=*",
+            "--set-env",
+            Raw(set_env) if isinstance(env_file, Raw) else set_env,
+            f"--bind={bind}",
+            f"--cd={WORKDIR}",
+            image.target,
+            "--",
+            *entrypoint,
+        ]
     raise ValueError(f"mlops.toml cluster.runtime: {image.runtime!r} is not one of {', '.join(RUNTIMES)}")
 
 

@@ -41,8 +41,18 @@ def store_run(session, store: str, *args: str, stdin: bytes = b"", timeout: floa
     script = _script()
     # bash reads the script from a here-string of our stdin: `bash -c` with the script as an argument
     # would put it on the command line; instead the first line of stdin is its length.
-    command = shlex.join(["bash", "-c", 'script=$(head -c "$1"); shift; bash -c "$script" store.sh "$@"',
-                          "store", str(len(script)), *args[:1], store, *args[1:]])
+    command = shlex.join(
+        [
+            "bash",
+            "-c",
+            'script=$(head -c "$1"); shift; bash -c "$script" store.sh "$@"',
+            "store",
+            str(len(script)),
+            *args[:1],
+            store,
+            *args[1:],
+        ]
+    )
     _, out, _ = session.run(command, stdin=script + stdin, timeout=timeout)
     return out
 
@@ -110,8 +120,8 @@ class _Lock:
     def __enter__(self):
         script = _script()
         self.channel = self.session.transport.open_session()
-        self.channel.exec_command(shlex.join(["bash", "-c", 'script=$(head -c "$1"); bash -c "$script" store.sh lock "$2"',
-                                              "lock", str(len(script)), self.store]))
+        lock = 'script=$(head -c "$1"); bash -c "$script" store.sh lock "$2"'
+        self.channel.exec_command(shlex.join(["bash", "-c", lock, "lock", str(len(script)), self.store]))
         self.channel.sendall(script)
         self.channel.settimeout(3600)
         got = b""
@@ -132,16 +142,22 @@ def _send(session, store: str, layout_dir: Path, blobs: dict[str, layout.Blob], 
     for attempt in (1, 2):
         for hex_, offset in sorted(upload.items()):
             blob = blobs[hex_]
-            print(f"    blob {hex_[:12]} {blob.size:>13,} B" + (f" (resuming at {offset:,})" if offset else ""),
-                  file=out, flush=True)
-            sent += _upload(session, layout.blob_path(layout_dir, blob.digest), f"{store}/blobs/sha256/{hex_}.part",
-                            offset)
+            print(
+                f"    blob {hex_[:12]} {blob.size:>13,} B" + (f" (resuming at {offset:,})" if offset else ""),
+                file=out,
+                flush=True,
+            )
+            sent += _upload(
+                session, layout.blob_path(layout_dir, blob.digest), f"{store}/blobs/sha256/{hex_}.part", offset
+            )
         results = dict(line.split() for line in store_run(session, store, "commit", *sorted(upload)).splitlines())
         bad = [h for h in upload if results.get(h) != "ok"]
         if not bad:
             return sent
-        print(f"    {len(bad)} blob(s) did not verify; " + ("sending them again" if attempt == 1 else "giving up"),
-              file=out)
+        print(
+            f"    {len(bad)} blob(s) did not verify; " + ("sending them again" if attempt == 1 else "giving up"),
+            file=out,
+        )
         upload = {h: 0 for h in bad}
     raise DeployError(f"blobs {', '.join(h[:12] for h in upload)} did not verify twice; check the disk on the cluster")
 
@@ -181,35 +197,47 @@ def deploy(session, cfg, manifest_path: Path, out=sys.stderr) -> dict:
             checked = dict(line.split() for line in store_run(session, store, "check", *check).splitlines())
             upload.update({h: 0 for h in check if checked.get(h) != "ok"})
         sent_by_blob: dict[str, int] = {}
-        for name, (image, layout_dir, blobs) in images.items():
+        for name, (_, layout_dir, blobs) in images.items():  # a blob two images share counts for the first
             mine = {b.hex: upload.pop(b.hex) for b in blobs if b.hex in upload}
-            before = _send(session, store, layout_dir, {b.hex: b for b in blobs}, mine, out) if mine else 0
-            sent_by_blob[name] = before
-        for name, (image, layout_dir, blobs) in images.items():
+            sent_by_blob[name] = _send(session, store, layout_dir, {b.hex: b for b in blobs}, mine, out) if mine else 0
+        for name, (image, _, blobs) in images.items():
             image = runtime.Image(image.stage, image.digest, store, image.slug, rt)
             store_run(session, store, "assemble", image.key, blobs[0].hex, str(blobs[0].size))
             t0 = time.monotonic()
-            rc, _, err = session.run(f"if {runtime.converted_test(image)} >/dev/null 2>&1; then exit 3; fi; "
-                                     + runtime.convert_command(image, gpu=cfg.use_gpu and name == "model"),
-                                     check=False, timeout=3600)
+            rc, _, err = session.run(
+                f"if {runtime.converted_test(image)} >/dev/null 2>&1; then exit 3; fi; "
+                + runtime.convert_command(image, gpu=cfg.use_gpu and name == "model"),
+                check=False,
+                timeout=3600,
+            )
             if rc not in (0, 3):
                 raise DeployError(f"{name}: converting for {rt} failed (exit {rc}):\n{err[-2000:]}")
             seconds = round(time.monotonic() - t0, 2)
-            results[name] = {"stage": name, "digest": image.digest, "target": image.target,
-                             "size": sum(b.size for b in blobs), "blobs": len(blobs),
-                             "bytes_uploaded": sent_by_blob[name], "uploaded": sent_by_blob[name] > 0,
-                             "converted": rc == 0, "convert_seconds": seconds if rc == 0 else 0.0}
-            print(f"  {name:<6} {image.digest[:19]} {results[name]['bytes_uploaded']:>13,} B uploaded"
-                  + (f", converted for {rt} in {seconds:.1f}s" if rc == 0 else ", already converted"), file=out)
+            results[name] = {
+                "stage": name,
+                "digest": image.digest,
+                "target": image.target,
+                "size": sum(b.size for b in blobs),
+                "blobs": len(blobs),
+                "bytes_uploaded": sent_by_blob[name],
+                "uploaded": sent_by_blob[name] > 0,
+                "converted": rc == 0,
+                "convert_seconds": seconds if rc == 0 else 0.0,
+            }
+            print(
+                f"  {name:<6} {image.digest[:19]} {results[name]['bytes_uploaded']:>13,} B uploaded"
+                + (f", converted for {rt} in {seconds:.1f}s" if rc == 0 else ", already converted"),
+                file=out,
+            )
         record = "".join(f"image {img.key}\n" for img, _, _ in images.values())
         record += "".join(f"blob {h}\n" for h in sorted(wanted))
         name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + str(manifest.get("commit", "unknown"))[:12]
-        store_run(session, store, "record", "".join(c for c in name if c.isalnum() or c in "._-"),
-                  stdin=record.encode())
+        store_run(
+            session, store, "record", "".join(c for c in name if c.isalnum() or c in "._-"), stdin=record.encode()
+        )
     total = sum(r["bytes_uploaded"] for r in results.values())
     print(f"deployed to {store}: {total:,} bytes uploaded", file=out)
-    return {"store": store, "images": results, "bytes_uploaded": total,
-            "seconds": round(time.monotonic() - started, 2)}
+    return {"store": store, "images": results, "bytes_uploaded": total, "seconds": round(time.monotonic() - started, 2)}
 
 
 def prune(session, cfg, keep: int | None = None, out=sys.stderr) -> str:
