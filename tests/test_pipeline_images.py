@@ -248,3 +248,23 @@ def test_prune_keeps_the_last_commits_and_every_image_of_a_run_that_is_not_final
     assert not (s / "refs" / old).exists() and (s / "refs" / new).is_dir()
     bad = subprocess.run(["bash", str(script), "prune", str(s), "0", "proj"], capture_output=True, text=True)
     assert bad.returncode == 2 and "keep" in bad.stderr
+
+
+def test_apptainers_lower_image_is_the_same_for_two_commits_that_changed_only_code(tmp_path):
+    oci = tmp_path / "oci"
+    deps = [b"base" * 1000, b"deps" * 1000]
+    runtime_config = {"config": {"Entrypoint": ["python", "train.py"], "Labels": {"vcs-ref": "c1"}},
+                      "created": "2026-11-30T06:00:00Z"}
+    _docker_archive(tmp_path / "a.tar", [*deps, b"code v1"], runtime_config)
+    layout.import_docker_archive(tmp_path / "a.tar", oci, "model1")
+    runtime_config = {"config": {"Entrypoint": ["python", "train.py"], "Labels": {"vcs-ref": "c2"}},
+                      "created": "2026-11-30T07:00:00Z"}
+    _docker_archive(tmp_path / "b.tar", [*deps, b"code v2"], runtime_config)
+    layout.import_docker_archive(tmp_path / "b.tar", oci, "model2")
+    one = layout.lower_image(oci, layout.image_blobs(oci, layout.resolve(oci, "model1")))
+    two = layout.lower_image(oci, layout.image_blobs(oci, layout.resolve(oci, "model2")))
+    assert one == two and one[0].startswith("base-")       # one SIF serves both commits
+    lower = layout.image_blobs(oci, one[1][0])
+    config = json.loads(layout.read_blob(oci, lower[1]))
+    assert len(lower) == 2 + 2 and len(config["rootfs"]["diff_ids"]) == 2
+    assert config["config"]["Entrypoint"] == ["python", "train.py"] and "Labels" not in config["config"]

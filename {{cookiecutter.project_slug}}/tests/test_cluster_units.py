@@ -25,13 +25,27 @@ def image(rt, stage="model"):
 
 @pytest.mark.parametrize("rt", ["apptainer", "singularity"])
 def test_apptainer_family_commands_follow_the_documented_syntax(rt):
+    """A SIF of the lower layers (shared across commits) + the code layer as a read-only squashfs overlay.
+
+    Not run here (no Apptainer on the test machines): checked against the documented syntax of
+    `apptainer build X.sif oci:DIR:REF` and `apptainer run --overlay IMG.sqfs:ro X.sif`."""
     img = image(rt)
-    assert img.target == f"{STORE}/model-{'ab' * 32}.sif"
-    convert = runtime.convert_command(img)
-    assert f"{rt} build {img.target}.part oci:{STORE}/refs/model-{'ab' * 32}:model-{'ab' * 32}" in convert
-    assert convert.endswith(f"mv -f {img.target}.part {img.target}")
+    base = "base-" + "cd" * 32
+    split = runtime.Split(base, "ef" * 32)
+    assert img.target == f"{STORE}/model-{'ab' * 32}.sif" and img.overlay == f"{STORE}/model-{'ab' * 32}.code.sqfs"
+    convert = runtime.convert_command(img, split=split)
+    # the lower image's SIF is built only when that lower image is new
+    assert f"test -e {STORE}/{base}.sif || " in convert
+    assert f"rm -f {STORE}/{base}.sif.part && {rt} build {STORE}/{base}.sif.part oci:{STORE}/refs/{base}:{base} " \
+           f"&& mv -f {STORE}/{base}.sif.part {STORE}/{base}.sif; " in convert
+    assert f"tar -xzf {STORE}/blobs/sha256/{'ef' * 32} -C {img.overlay}.d" in convert
+    assert f"mksquashfs {img.overlay}.d {img.overlay}.part -noappend" in convert
+    assert convert.endswith(f"ln -sfn {base}.sif {img.target}.part && mv -Tf {img.target}.part {img.target}")
+    assert runtime.converted_test(img) == f"test -e {img.target} && test -e {img.overlay}"
+    with pytest.raises(ValueError, match="split"):
+        runtime.convert_command(img)
     argv = runtime.run_argv(img, RUN, "/x/c1.env", gpu=True)
-    assert argv[:2] == [rt, "run"] and argv[-1] == img.target
+    assert argv[:2] == [rt, "run"] and argv[-3:] == ["--overlay", f"{img.overlay}:ro", img.target]
     assert argv[argv.index("--env-file") + 1] == "/x/c1.env"
     assert argv[argv.index("--bind") + 1] == f"{RUN}:/project"
     assert argv[argv.index("--pwd") + 1] == "/app"

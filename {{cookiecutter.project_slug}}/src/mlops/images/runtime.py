@@ -8,15 +8,20 @@ Deploy (mlops.images.store) leaves each image as a small OCI layout `refs/<stage
 `blobs` is a symlink to the store's shared `blobs/`; conversion reads it (`oci:DIR:REF`):
 
     runtime       convert (once per image id)                            run
-    apptainer     apptainer build X.sif oci:REFDIR:REF                   apptainer run --env-file ... X.sif
-    singularity   singularity build X.sif oci:REFDIR:REF                 singularity run ...
+    apptainer     apptainer build BASE.sif oci:REFDIR:BASE (lower layers)  apptainer run --env-file ...
+                  + the code layer as X.code.sqfs; X.sif -> BASE.sif       --overlay X.code.sqfs:ro X.sif
+    singularity   the same with singularity                              singularity run ...
     podman        podman pull oci:REFDIR:REF; podman tag                 podman run --env-file ... REF
     charliecloud  (podman pull, then) ch-convert -i podman REF DIR       ch-run --set-env=FILE DIR -- ENTRYPOINT
 
 podman's pull copies only the layers its storage lacks (containers/image reuses a layer by digest),
-so a code-only change loads one small layer. Apptainer builds a whole SIF per image id, and
-Charliecloud flattens a whole directory per image id (from podman's store, so its input already
-skips unchanged layers); see the README ("Shipping images") for why and what it costs.
+so a code-only change loads one small layer. Apptainer/Singularity: a SIF of every layer but the
+top one (BASE, keyed by the lower image's manifest: shared by every commit with the same lower
+layers and runtime config, so built once) plus the top (code) layer as a read-only squashfs
+overlay (`--overlay X.code.sqfs:ro`; documented for squashfs images by Apptainer); X.sif is a link
+to BASE.sif. A code-only change builds one small squashfs, not a SIF. OCI whiteouts (.wh.*) in the
+code layer are not carried into the overlay (a COPY layer has none). Charliecloud flattens a whole
+directory per image id (from podman's store, so its input already skips unchanged layers).
 
 Env files are NAME=value with no quotes (mlops.params): podman reads them literally, apptainer and
 charliecloud parse the same lines the same way because values avoid shell-special characters.
@@ -43,6 +48,15 @@ def shell_join(argv: list[str]) -> str:
 
 
 @dataclass(frozen=True)
+class Split:
+    """How Apptainer/Singularity get an image: the lower image's ref in the store (`base-<hex>`, a SIF
+    shared by every image with those lower layers) and the blob of the top (code) layer."""
+
+    base_key: str
+    code_hex: str
+
+
+@dataclass(frozen=True)
 class Image:
     """One stage image on the cluster: its OCI layout in the store and what it becomes after conversion."""
 
@@ -60,6 +74,11 @@ class Image:
     def layout(self) -> str:
         """The image's OCI layout on the cluster (index.json names it `key`; blobs are the store's)."""
         return f"{self.store}/refs/{self.key}"
+
+    @property
+    def overlay(self) -> str:
+        """Apptainer/Singularity: the code layer as a read-only squashfs overlay of X.sif."""
+        return f"{self.store}/{self.key}.code.sqfs"
 
     @property
     def podman_ref(self) -> str:
@@ -88,18 +107,40 @@ def converted_test(image: Image) -> str:
     """Shell test that succeeds when the image is already converted (reused while its digest is unchanged)."""
     if image.runtime == "podman":
         return f"podman image exists {shlex.quote(image.podman_ref)}"
+    if image.runtime in ("apptainer", "singularity"):
+        return f"test -e {shlex.quote(image.target)} && test -e {shlex.quote(image.overlay)}"
     return f"test -e {shlex.quote(image.target)}"
 
 
-def convert_command(image: Image, gpu: bool = False) -> str:
-    """Shell text that converts the deployed image; writes to a temp name and renames when complete."""
+def convert_command(image: Image, gpu: bool = False, split: Split | None = None) -> str:
+    """Shell text that converts the deployed image; writes to a temp name and renames when complete.
+
+    Apptainer/Singularity need `split` (deploy computes it from the image's layers).
+    """
     target, part = shlex.quote(image.target), shlex.quote(image.target + ".part")
     if image.runtime in ("apptainer", "singularity"):
+        if split is None:
+            raise ValueError(f"{image.runtime}: converting needs the image's split (lower image + code layer)")
         # Documented syntax: `apptainer build IMAGE.sif oci:LAYOUT_DIR:REF` (an OCI layout source).
-        return (
-            f"rm -f {part} && {image.runtime} build {part} {shlex.quote(f'oci:{image.layout}:{image.key}')} "
-            f"&& mv -f {part} {target}"
-        )
+        base = f"{image.store}/{split.base_key}.sif"
+        q_base, q_base_part = shlex.quote(base), shlex.quote(base + ".part")
+        source = shlex.quote(f"oci:{image.store}/refs/{split.base_key}:{split.base_key}")
+        code = shlex.quote(f"{image.store}/blobs/sha256/{split.code_hex}")
+        tree, sqfs = shlex.quote(image.overlay + ".d"), shlex.quote(image.overlay)
+        sqfs_part = shlex.quote(image.overlay + ".part")
+        steps = [
+            f"{{ test -e {q_base} || {{ rm -f {q_base_part} && {image.runtime} build {q_base_part} {source} "
+            f"&& mv -f {q_base_part} {q_base}; }}; }}",
+            f"rm -rf {tree} {sqfs_part}",
+            f"mkdir -p {tree}",
+            f"tar -xzf {code} -C {tree} --no-same-owner --no-same-permissions --exclude='.wh.*' --exclude='*/.wh.*'",
+            f"mksquashfs {tree} {sqfs_part} -noappend -quiet -all-root",
+            f"mv -f {sqfs_part} {sqfs}",
+            f"rm -rf {tree}",
+            f"ln -sfn {shlex.quote(split.base_key + '.sif')} {part}",
+            f"mv -Tf {part} {target}",
+        ]
+        return " && ".join(steps)
     if image.runtime == "podman":
         return _podman_pull(image)
     if image.runtime == "charliecloud":
@@ -144,7 +185,7 @@ def run_argv(
         ]
         if gpu:
             argv.append("--nv")
-        return argv + [image.target]
+        return argv + ["--overlay", f"{image.overlay}:ro", image.target]
     if image.runtime == "podman":
         # keep-id + --user: the stage runs as the cluster user (as under apptainer), so what it writes
         # to /project is the user's, not a subordinate uid's (the images' USER 1000 would be one);

@@ -20,6 +20,7 @@ import json
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -111,6 +112,18 @@ def _upload(session, local: Path, remote: str, offset: int) -> int:
     return sent
 
 
+@dataclass
+class _Local:
+    """One image as deploy sees it locally: its blobs, the blobs to ship (plus Apptainer's lower image)."""
+
+    image: runtime.Image
+    layout_dir: Path
+    blobs: list[layout.Blob]  # manifest, config, layers
+    ship: list[layout.Blob]
+    split: runtime.Split | None = None
+    base_manifest: layout.Blob | None = None
+
+
 class _Lock:
     """The store's flock, held by one SSH channel for as long as the deploy runs."""
 
@@ -174,7 +187,7 @@ def deploy(session, cfg, manifest_path: Path, out=sys.stderr) -> dict:
     rt = str(cfg["cluster"].get("runtime", ""))
     if rt not in runtime.RUNTIMES:
         raise DeployError(f"mlops.toml cluster.runtime: {rt!r} is not one of {', '.join(runtime.RUNTIMES)}")
-    images: dict[str, tuple[runtime.Image, Path, list[layout.Blob]]] = {}
+    images: dict[str, _Local] = {}
     for stage in stages.STAGES:  # everything local is checked before the login's first remote command
         entry = manifest.get("images", {}).get(stage.name)
         if not entry or not entry.get("oci_ref"):
@@ -184,29 +197,38 @@ def deploy(session, cfg, manifest_path: Path, out=sys.stderr) -> dict:
         blobs = layout.image_blobs(layout_dir, top)
         if blobs[1].digest != entry["digest"]:
             raise DeployError(f"{layout_dir}: {entry['oci_ref']} is not image {entry['digest']}; run `mlops build`")
-        images[stage.name] = (runtime.Image(stage.name, entry["digest"], "", cfg.slug, rt), layout_dir, blobs)
+        local = _Local(runtime.Image(stage.name, entry["digest"], "", cfg.slug, rt), layout_dir, blobs, list(blobs))
+        if rt in ("apptainer", "singularity"):  # a SIF of the lower layers + the code layer as an overlay
+            base_key, extra = layout.lower_image(layout_dir, blobs)
+            local.split, local.base_manifest = runtime.Split(base_key, blobs[-1].hex), extra[0]
+            local.ship += extra
+        images[stage.name] = local
     root = runtime.cluster_root(cfg)
     store = f"{root}/images"
     session.run(f"mkdir -p {shlex.quote(store)} && chmod 700 {shlex.quote(root)} {shlex.quote(store)}")
     results = {}
     with _Lock(session, store):
-        wanted = {b.hex: (b, d) for _, d, blobs in images.values() for b in blobs}
+        wanted = {b.hex: b for local in images.values() for b in local.ship}
         facts = parse_facts(store_run(session, store, "facts", *sorted(wanted)))
-        check, upload = plan([b for b, _ in wanted.values()], facts)
+        check, upload = plan(list(wanted.values()), facts)
         if check:
             checked = dict(line.split() for line in store_run(session, store, "check", *check).splitlines())
             upload.update({h: 0 for h in check if checked.get(h) != "ok"})
         sent_by_blob: dict[str, int] = {}
-        for name, (_, layout_dir, blobs) in images.items():  # a blob two images share counts for the first
-            mine = {b.hex: upload.pop(b.hex) for b in blobs if b.hex in upload}
-            sent_by_blob[name] = _send(session, store, layout_dir, {b.hex: b for b in blobs}, mine, out) if mine else 0
-        for name, (image, _, blobs) in images.items():
-            image = runtime.Image(image.stage, image.digest, store, image.slug, rt)
+        for name, local in images.items():  # a blob two images share counts for the first
+            mine = {b.hex: upload.pop(b.hex) for b in local.ship if b.hex in upload}
+            ship = {b.hex: b for b in local.ship}
+            sent_by_blob[name] = _send(session, store, local.layout_dir, ship, mine, out) if mine else 0
+        for name, local in images.items():
+            image, blobs = runtime.Image(local.image.stage, local.image.digest, store, cfg.slug, rt), local.blobs
             store_run(session, store, "assemble", image.key, blobs[0].hex, str(blobs[0].size))
+            if local.split:
+                top = local.base_manifest
+                store_run(session, store, "assemble", local.split.base_key, top.hex, str(top.size))
             t0 = time.monotonic()
             rc, _, err = session.run(
                 f"if {runtime.converted_test(image)} >/dev/null 2>&1; then exit 3; fi; "
-                + runtime.convert_command(image, gpu=cfg.use_gpu and name == "model"),
+                + runtime.convert_command(image, gpu=cfg.use_gpu and name == "model", split=local.split),
                 check=False,
                 timeout=3600,
             )
@@ -229,7 +251,7 @@ def deploy(session, cfg, manifest_path: Path, out=sys.stderr) -> dict:
                 + (f", converted for {rt} in {seconds:.1f}s" if rc == 0 else ", already converted"),
                 file=out,
             )
-        record = "".join(f"image {img.key}\n" for img, _, _ in images.values())
+        record = "".join(f"image {local.image.key}\n" for local in images.values())
         record += "".join(f"blob {h}\n" for h in sorted(wanted))
         name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + str(manifest.get("commit", "unknown"))[:12]
         store_run(
