@@ -65,10 +65,10 @@ def variants() -> list[dict]:
 def answers_for(variant: dict) -> dict:
     """Full answers for a variant, with the derived defaults filled in as cookiecutter would."""
     a = {**DEFAULTS, **variant}
-    a["project_slug"] = a["project_name"].lower().strip().replace(" ", "-").replace("_", "-")
-    a["hpc_workdir"] = f"/home/{a['hpc_user']}/mlops"
-    a["wandb_project"] = a["project_slug"]
-    return {**a, **variant}
+    for name in ("project_slug", "hpc_workdir", "wandb_project"):  # in answer order, as cookiecutter derives
+        if name not in variant:
+            a[name] = options.derived(name, a)
+    return a
 
 
 def variant_id(variant: dict) -> str:

@@ -8,7 +8,8 @@ pytestmark = pytest.mark.render
 
 
 @pytest.mark.parametrize("answers, expected", [
-    ({"project_name": "Deep Learning!"}, "project_slug: 'deep-learning!' is not a valid slug"),
+    ({"project_name": "2024 Study"}, "project_slug: '2024-study' is not a valid slug (derived from project_name "
+                                     "'2024 Study'). Fix: answer project_slug yourself"),
     ({"hpc_port": "70000"}, "hpc_port: '70000' is not a TCP port. Fix: use a number from 1 to 65535"),
     ({"hpc_host": "https://hpc.example.org"}, "hpc_host: 'https://hpc.example.org' contains a URL scheme"),
     ({"hpc_host": "login node.example.org"}, "hpc_host: 'login node.example.org' contains spaces"),
@@ -53,3 +54,9 @@ def test_relative_template_path_is_validated_before_generation(tmp_path):
     assert "hpc_port: '0' is not a TCP port" in result.stderr
     assert "pre_gen_project hook" in result.stdout + result.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_name_with_punctuation_gives_a_valid_slug(tmp_path):
+    """cookiecutter's slugify filter derives the default slug (issue 10: "Jane's Forecasting (v2)")."""
+    project = render(tmp_path, project_name="Jane's Forecasting (v2)")
+    assert project.name == "jane-s-forecasting-v2"

@@ -50,7 +50,7 @@ def test_every_rendered_ci_file_passes_gitlabs_schema(tmp_path):
             for doc in _split_documents(path, tmp_path):
                 docs.setdefault(doc.read_text(), doc)   # identical documents are checked once
         text = (project / ".gitlab-ci.yml").read_text()
-        assert "builder: " + (variant.get("image_builder") or "buildah") in text, variant_id(variant)
+        assert "builder: \"" + (variant.get("image_builder") or "buildah") + "\"" in text, variant_id(variant)
     proc = subprocess.run([*CHECK, *map(str, docs.values())], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert len(docs) >= 6

@@ -48,5 +48,5 @@ def test_config_check_names_the_key_to_edit(tmp_path):
         "port = ", "port = 70000 #", 1))
     result = mlops("config", "check", cwd=tmp_path)
     assert result.returncode == 2
-    assert "mlops.toml cluster.port (hpc_port): '70000' is not a TCP port" in result.stderr
+    assert "mlops.toml: cluster.port (hpc_port): '70000' is not a TCP port" in result.stderr
     assert "ok" in mlops("config", "check").stdout

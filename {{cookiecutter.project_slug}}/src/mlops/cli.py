@@ -1,8 +1,11 @@
 """The `mlops` command: a thin layer of argparse over the modules that do the work.
 
-Every CI job is one `mlops <verb>` line, and every verb also runs from a laptop. Exit codes:
-0 ok, 1 the work ran and something in it failed (e.g. a configuration), 2 bad input or setup.
+Every CI job is one `mlops <verb>` line, and every verb also runs from a laptop. Every verb reads
+and checks mlops.toml first (mlops.settings.load), so bad settings stop it before any login.
+Exit codes (mlops.errors): 0 ok, 1 the work ran and something in it failed (e.g. a configuration),
+2 bad input or setup, 3/4 `template check --strict`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -10,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import config as config_mod
+from . import errors, settings
 
 
 def _cmd_params_validate(args) -> int:
@@ -43,18 +46,14 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_config_check(args) -> int:
-    cfg = config_mod.load()
-    problems = config_mod.check(cfg)
-    for problem in problems:
-        print(f"mlops.toml {problem}", file=sys.stderr)
-    if not problems:
-        print(f"{cfg.root / config_mod.FILENAME}: ok")
-    return 2 if problems else 0
+    # main() has loaded and checked the file already (settings.load raises Problems, exit 2).
+    print(f"{settings.find_root() / settings.FILENAME}: ok")
+    return 0
 
 
 def _cmd_check_credentials(args) -> int:
     from . import credentials
-    cfg = config_mod.load()
+    cfg = settings.load()
     results = credentials.check_all(cfg.answers(), interactive=sys.stdin.isatty() and not credentials.in_ci(),
                                     online=args.online)
     problems = credentials.report(results)
@@ -63,7 +62,7 @@ def _cmd_check_credentials(args) -> int:
 
 def _cmd_variables(args) -> int:
     from . import variables
-    cfg = config_mod.load()
+    cfg = settings.load()
     answers = cfg.answers()
     if args.variables_command == "write":
         print(f"wrote {variables.write_manifest(cfg.root, answers)}")
@@ -85,8 +84,8 @@ def _cmd_variables(args) -> int:
     project = args.project or os.environ.get("CI_PROJECT_PATH")
     if not project:
         raise UsageError("variables upload: --project: give the GitLab project path, e.g. group/"
-                         f"{cfg.slug} (or its numeric id)")
-    url = args.url or f"https://{cfg['project'].get('gitlab_host', 'gitlab.com')}"
+                         f"{cfg.project.slug} (or its numeric id)")
+    url = args.url or f"https://{cfg.project.gitlab_host}"
     return variables.upload(answers, project, url, os.environ.get("GITLAB_TOKEN"), apply=args.apply)
 
 
@@ -128,7 +127,7 @@ def _cmd_images_show(args) -> int:
 # --- cluster verbs: each opens ONE SSH session (mlops.transport) and calls one module function
 def _cluster_session():
     from .transport import Session
-    cfg = config_mod.load()
+    cfg = settings.load()
     return cfg, Session.from_config(cfg)
 
 
@@ -206,8 +205,8 @@ def _cmd_cancel(args) -> int:
     return 0
 
 
-class UsageError(Exception):
-    pass
+class UsageError(errors.BadInput):
+    """A verb used the wrong way (exit 2); the message says how to call it."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -317,36 +316,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .params import ParamsError
-    from .local import StageFailed
-    from .images import BuildError
+# Verbs that also run where there is no mlops.toml: `params` runs inside the params image.
+_SETTINGS_OPTIONAL = ("params",)
 
+
+def _load_settings(command: str) -> settings.Settings | None:
+    """Read and check mlops.toml before the verb does anything (raises errors.Problems, exit 2)."""
+    if command in _SETTINGS_OPTIONAL:
+        try:
+            settings.find_root()
+        except errors.BadInput:
+            return None
+    return settings.load()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `mlops` command: parse, check mlops.toml, run the verb; an MlopsError becomes its exit code."""
     args = build_parser().parse_args(argv)
     try:
+        _load_settings(args.command)
         return args.func(args)
-    except ParamsError as exc:
-        for error in exc.errors:
-            print(f"{exc.source}: {error}", file=sys.stderr)
-        return 2
-    except (UsageError, config_mod.ConfigError) as exc:
-        print(f"mlops: {exc}", file=sys.stderr)
-        return 2
-    except BuildError as exc:
-        print(f"mlops build: {exc}", file=sys.stderr)
-        return 2 if exc.bad_input else 1
-    except StageFailed as exc:
-        print(f"mlops: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # the cluster verbs' errors: bad setup -> 2, the work failed -> 1
-        from .transport import TransportError, RemoteError
-        from .scheduler import SubmitError
-        from .deploy import DeployError
-        from .collect import CollectError
-        if isinstance(exc, (TransportError, SubmitError)):
-            print(f"mlops {args.command}: {exc}", file=sys.stderr)
-            return 2
-        if isinstance(exc, (RemoteError, DeployError, CollectError)):
-            print(f"mlops {args.command}: {exc}", file=sys.stderr)
-            return 1
-        raise
+    except errors.MlopsError as exc:
+        print(f"mlops {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code

@@ -65,7 +65,41 @@ def _report(problems: list[options.Problem], out=sys.stderr) -> int:
 
 def pre_gen(answers: dict) -> int:
     """Before rendering: validate the answers; non-zero makes cookiecutter remove the output."""
-    return _report(options.validate(answers))
+    return _report(options.validate(answers)) or _need_tomlkit()
+
+
+def _need_tomlkit() -> int:
+    """The post-gen hook writes mlops.toml and pyproject.toml with tomlkit: say so before anything is written."""
+    try:
+        import tomlkit  # noqa: F401
+    except ImportError:
+        print("mlops-template: the Python that runs cookiecutter/cruft needs tomlkit (it writes mlops.toml and "
+              "pyproject.toml). Fix: pip install tomlkit, then render again (nothing was generated)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def write_toml_files(project_dir: Path, answers: dict) -> None:
+    """Set the answers into the rendered mlops.toml and pyproject.toml with tomlkit (comments kept).
+
+    The template's copies hold only placeholders: no answer is ever pasted into TOML text by Jinja.
+    """
+    import tomlkit
+
+    from . import settings
+
+    toml = Path(project_dir) / settings.FILENAME
+    toml.write_text(settings.fill_toml(toml.read_text(encoding="utf-8"), answers), encoding="utf-8")
+    path = Path(project_dir) / "pyproject.toml"
+    doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+    doc["project"]["name"] = answers["project_slug"]
+    doc["project"]["description"] = answers["description"]
+    author = tomlkit.inline_table()
+    author.update({"name": answers["author_name"], "email": answers["author_email"]})
+    authors = tomlkit.array()
+    authors.append(author)
+    doc["project"]["authors"] = authors
+    path.write_text(tomlkit.dumps(doc), encoding="utf-8")
 
 
 def _no_input_requested(pid: int | None = None) -> bool:
@@ -86,9 +120,10 @@ def post_gen(project_dir: Path, answers: dict) -> int:
     manifest, then check this machine's credentials (never fails the render unless strict mode is on)."""
     from . import credentials, variables
 
-    rc = _report(options.validate(answers))
+    rc = _report(options.validate(answers)) or _need_tomlkit()
     if rc:
         return rc
+    write_toml_files(Path(project_dir), answers)
     variables.write_manifest(Path(project_dir), answers)
     mode = render_mode(Path(project_dir), answers)
     if mode == "update":

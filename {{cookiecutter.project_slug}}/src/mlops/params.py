@@ -27,6 +27,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import Problems
+
 DEFAULT_CAP = 10_000
 ID_LENGTH = 10
 # Env names the pipeline itself sets; a parameter may not shadow them.
@@ -35,18 +37,21 @@ RESERVED_PREFIXES = ("WANDB_", "MLOPS_", "SLURM_", "APPTAINER", "SINGULARITY", "
 # Environment variables of the process running `expand` that are copied into every env file: the
 # run context chosen by the orchestrator (never a secret: WANDB_API_KEY is deliberately absent).
 PASSED_THROUGH = ("RUN_ID", "WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_GROUP", "WANDB_TAGS")
-SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:/+@%=-]*$")
+# Full-match only (re.fullmatch): `$` would also match before a final newline ("lr\n").
+SAFE_VALUE = re.compile(r"[A-Za-z0-9_.,:/+@%=-]*")
+SAFE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 # The same two rules as written in parameters.schema.json, to turn their errors into plain advice.
 VALUE_PATTERN = "^[A-Za-z0-9_.,:/+@%=-]{0,256}$"
 NAME_PATTERN = "^[a-z][a-z0-9_]{0,63}$"
 
 
-class ParamsError(Exception):
-    """Bad parameters file; `errors` holds one line per problem, each naming its place in the file."""
+class ParamsError(Problems):
+    """Bad parameters file (exit 2); `errors` holds one line per problem, each naming its place in the file."""
 
     def __init__(self, source: str, errors: list[str]):
-        self.source, self.errors = source, errors
-        super().__init__("\n".join(f"{source}: {e}" for e in errors))
+        super().__init__(source, errors)
+        self.errors = self.problems
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,17 @@ def _names(doc: dict) -> list[tuple[str, str]]:
     return found
 
 
+def _string_values(doc: dict) -> list[tuple[str, str]]:
+    """(where, value) for every string parameter value in the file."""
+    found = [(f"$.fixed.{n}", v) for n, v in doc.get("fixed", {}).items()]
+    found += [(f"$.grid.{n}[{i}]", v) for n, vs in doc.get("grid", {}).items() for i, v in enumerate(vs)]
+    for g, group in enumerate(doc.get("zip", [])):
+        found += [(f"$.zip[{g}].{n}[{i}]", v) for n, vs in group.items() for i, v in enumerate(vs)]
+    for c, entry in enumerate(doc.get("configurations", [])):
+        found += [(f"$.configurations[{c}].{n}", v) for n, v in entry.items()]
+    return [(where, v) for where, v in found if isinstance(v, str)]
+
+
 def semantic_errors(doc: dict) -> list[str]:
     """Rules a JSON Schema cannot say: unique names, reserved names, zip lengths, uniform configurations."""
     errors = []
@@ -118,10 +134,19 @@ def semantic_errors(doc: dict) -> list[str]:
         seen.setdefault(name, where)
     all_names = list(seen) + [n for c in doc.get("configurations", []) for n in c]
     for name in dict.fromkeys(all_names):
+        # The schema's `pattern` is applied with re.search, where `$` matches before a final newline.
+        if not SAFE_NAME.fullmatch(name):
+            errors.append(f"parameter {name!r}: not a valid name (rule: lowercase letters, digits and '_', "
+                          f"starting with a letter, at most 64 characters; no line breaks)")
+            continue
         env = name.upper()
         if env in RESERVED or env.startswith(RESERVED_PREFIXES):
             errors.append(f"parameter {name!r}: its env name {env} is reserved for the pipeline "
                           f"(rule: reserved names; rename it)")
+    for where, value in _string_values(doc):
+        if len(value) > 256 or not SAFE_VALUE.fullmatch(value):
+            errors.append(f"{where}: {value!r} has characters an env file cannot carry portably "
+                          f"(rule: letters, digits and _.,:/+@%=- only, at most 256; no line breaks)")
     for i, group in enumerate(doc.get("zip", [])):
         lengths = {n: len(v) for n, v in group.items()}
         if len(set(lengths.values())) > 1:
@@ -226,7 +251,7 @@ def env_lines(configuration: Configuration, project_dir: str, context: dict[str,
     }
     env.update({name.upper(): format_value(v) for name, v in configuration.parameters.items()})
     for name, value in env.items():
-        if not SAFE_VALUE.match(value):
+        if not ENV_NAME.fullmatch(name) or not SAFE_VALUE.fullmatch(value):
             raise ParamsError("env", [f"{name}={value!r}: characters an env file cannot carry portably"])
     return [f"{name}={value}" for name, value in env.items()]
 

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__, config
+from . import __version__, errors, settings
 
 CRUFT_FILE = ".cruft.json"
 UP_TO_DATE = 0
@@ -33,7 +33,7 @@ def _cruft_state(project_dir: Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise config.ConfigError(f"{path}: not valid JSON ({exc}). Fix: restore it from git history") from None
+        raise errors.BadInput(f"{path}: not valid JSON ({exc}). Fix: restore it from git history") from None
 
 
 def check(project_dir: Path | None = None, strict: bool = False, out=sys.stdout) -> int:
@@ -42,7 +42,7 @@ def check(project_dir: Path | None = None, strict: bool = False, out=sys.stdout)
     Without strict every outcome returns 0 (a reminder, printed as a warning); with strict the
     caller gets OUT_OF_DATE or CANNOT_TELL to show as a warning (CI) or act on.
     """
-    project_dir = config.find_root(project_dir)
+    project_dir = settings.find_root(project_dir)
     state = _cruft_state(project_dir)
     code, message = _verdict(project_dir, state)
     print(message, file=out)
@@ -71,7 +71,7 @@ def _verdict(project_dir: Path, state: dict | None) -> tuple[int, str]:
 
 def answers(project_dir: Path | None = None) -> dict:
     """The template answers as they stand in mlops.toml now (for cruft link or cookiecutter replay)."""
-    return config.load(project_dir).answers()
+    return settings.load(project_dir).answers()
 
 
 def replay_file(project_dir: Path | None = None) -> dict:
