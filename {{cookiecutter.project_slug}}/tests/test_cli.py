@@ -1,4 +1,5 @@
 """The `mlops` command: exit codes, messages, and nothing half-written on bad input."""
+
 import json
 import subprocess
 import sys
@@ -38,14 +39,14 @@ def test_cap_on_configurations_is_a_clear_error(tmp_path):
     doc = {"grid": {"a": list(range(20)), "b": list(range(20))}}
     (tmp_path / "parameters.json").write_text(json.dumps(doc))
     schema = ROOT / "params" / "parameters.schema.json"
-    result = mlops("params", "validate", "--params", str(tmp_path / "parameters.json"), "--schema", str(schema),
-                   "--max", "100")
+    result = mlops(
+        "params", "validate", "--params", str(tmp_path / "parameters.json"), "--schema", str(schema), "--max", "100"
+    )
     assert result.returncode == 2 and "expands to 400 configurations, above the cap of 100" in result.stderr
 
 
 def test_config_check_names_the_key_to_edit(tmp_path):
-    (tmp_path / "mlops.toml").write_text((ROOT / "mlops.toml").read_text().replace(
-        "port = ", "port = 70000 #", 1))
+    (tmp_path / "mlops.toml").write_text((ROOT / "mlops.toml").read_text().replace("port = ", "port = 70000 #", 1))
     result = mlops("config", "check", cwd=tmp_path)
     assert result.returncode == 2
     assert "mlops.toml: cluster.port (hpc_port): '70000' is not a TCP port" in result.stderr

@@ -18,6 +18,7 @@ from . import errors, settings
 
 def _cmd_params_validate(args) -> int:
     from . import params
+
     doc = params.validate(args.params, args.schema, args.max)
     configurations = params.expand(doc)
     print(f"{args.params}: ok, {len(configurations)} configurations")
@@ -26,6 +27,7 @@ def _cmd_params_validate(args) -> int:
 
 def _cmd_params_expand(args) -> int:
     from . import params
+
     out = args.out or (Path(os.environ["PROJECT_DIR"]) / "envs" if os.environ.get("PROJECT_DIR") else None)
     if out is None:
         raise UsageError("--out: give the directory for the env files (or set PROJECT_DIR)")
@@ -39,6 +41,7 @@ def _cmd_params_expand(args) -> int:
 
 def _cmd_run(args) -> int:
     from . import local
+
     if not args.local:
         raise UsageError("run: only --local runs from here; the cluster run is `mlops submit`")
     _, failed = local.run_local(jobs=args.jobs, run_id=args.run_id)
@@ -53,15 +56,18 @@ def _cmd_config_check(args) -> int:
 
 def _cmd_check_credentials(args) -> int:
     from . import credentials
+
     cfg = settings.load()
-    results = credentials.check_all(cfg.answers(), interactive=sys.stdin.isatty() and not credentials.in_ci(),
-                                    online=args.online)
+    results = credentials.check_all(
+        cfg.answers(), interactive=sys.stdin.isatty() and not credentials.in_ci(), online=args.online
+    )
     problems = credentials.report(results)
     return 2 if problems and (args.strict or credentials.strict()) else 0
 
 
 def _cmd_variables(args) -> int:
     from . import variables
+
     cfg = settings.load()
     answers = cfg.answers()
     if args.variables_command == "write":
@@ -83,20 +89,25 @@ def _cmd_variables(args) -> int:
         return 0
     project = args.project or os.environ.get("CI_PROJECT_PATH")
     if not project:
-        raise UsageError("variables upload: --project: give the GitLab project path, e.g. group/"
-                         f"{cfg.project.slug} (or its numeric id)")
+        raise UsageError(
+            "variables upload: --project: give the GitLab project path, e.g. group/"
+            f"{cfg.project.slug} (or its numeric id)"
+        )
     url = args.url or f"https://{cfg.project.gitlab_host}"
     return variables.upload(answers, project, url, os.environ.get("GITLAB_TOKEN"), apply=args.apply)
 
 
 def _cmd_template_check(args) -> int:
     from . import template
+
     return template.check(strict=args.strict)
 
 
 def _cmd_template_answers(args) -> int:
     import json
+
     from . import template
+
     doc = template.replay_file() if args.replay else template.answers()
     print(json.dumps(doc, indent=2))
     return 0
@@ -104,14 +115,22 @@ def _cmd_template_answers(args) -> int:
 
 def _cmd_build(args) -> int:
     from . import images
-    s = images.settings(builder=args.builder, push=not args.no_push, registry_image=args.registry_image,
-                        tag=args.tag, out_dir=args.out, cache_dir=args.cache)
+
+    s = images.settings(
+        builder=args.builder,
+        push=not args.no_push,
+        registry_image=args.registry_image,
+        tag=args.tag,
+        out_dir=args.out,
+        cache_dir=args.cache,
+    )
     images.build(s, names=args.images, force=args.force)
     return 0
 
 
 def _cmd_images_keys(args) -> int:
     from . import images
+
     for name, key in images.keys(images.settings(push=False)).items():
         print(f"{name}\t{key}")
     return 0
@@ -119,7 +138,9 @@ def _cmd_images_keys(args) -> int:
 
 def _cmd_images_show(args) -> int:
     import json
+
     from . import images
+
     print(json.dumps(images.read_manifest(args.manifest), indent=1, sort_keys=True))
     return 0
 
@@ -127,12 +148,14 @@ def _cmd_images_show(args) -> int:
 # --- cluster verbs: each opens ONE SSH session (mlops.transport) and calls one module function
 def _cluster_session():
     from .transport import Session
+
     cfg = settings.load()
     return cfg, Session.from_config(cfg)
 
 
 def _cmd_deploy(args) -> int:
     from . import deploy
+
     cfg, session = _cluster_session()
     with session:
         result = deploy.deploy(session, cfg, args.manifest)
@@ -144,10 +167,15 @@ def _cmd_deploy(args) -> int:
 def _cmd_submit(args) -> int:
     import json
     import signal
+
     from . import images, rundir, scheduler
+
     cfg, session = _cluster_session()
-    run_id = scheduler.resolve_run_id(cfg, args.run_id) if args.failed_only else \
-        (scheduler.run_id_from_env(args.run_id) or rundir.new_run_id("laptop"))
+    run_id = (
+        scheduler.resolve_run_id(cfg, args.run_id)
+        if args.failed_only
+        else (scheduler.run_id_from_env(args.run_id) or rundir.new_run_id("laptop"))
+    )
     # The run job has the deploy job's report (the digests really deployed), not the build's images/.
     deployed = Path("deploy/report.json")
     manifest = images.read_manifest(deployed if not args.manifest.is_file() and deployed.is_file() else args.manifest)
@@ -158,12 +186,14 @@ def _cmd_submit(args) -> int:
             record = scheduler.submit(session, cfg, manifest, run_id, failed_only=args.failed_only)
             if record:  # the job ids, as the run job's artifact (state/)
                 Path("state").mkdir(exist_ok=True)
-                Path("state", f"submit-{run_id}-{record['attempt']}.json").write_text(json.dumps(record, indent=1) + "\n")
+                Path("state", f"submit-{run_id}-{record['attempt']}.json").write_text(
+                    json.dumps(record, indent=1) + "\n"
+                )
             if not args.wait:
                 return 0
             view = scheduler.wait(session, cfg, run_id, args.wait)
         except KeyboardInterrupt:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)   # let the cancel finish
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the cancel finish
             scheduler.cancel(session, cfg, run_id)
             return 1
     print(f"run {run_id}: {scheduler.format_counts(view['counts'])}")
@@ -172,7 +202,9 @@ def _cmd_submit(args) -> int:
 
 def _cmd_status(args) -> int:
     import json
+
     from . import scheduler
+
     cfg, session = _cluster_session()
     run_id = scheduler.resolve_run_id(cfg, args.run_id)
     with session:
@@ -190,6 +222,7 @@ def _cmd_status(args) -> int:
 
 def _cmd_collect(args) -> int:
     from . import collect, scheduler
+
     cfg, session = _cluster_session()
     run_id = scheduler.resolve_run_id(cfg, args.run_id)
     with session:
@@ -199,6 +232,7 @@ def _cmd_collect(args) -> int:
 
 def _cmd_cancel(args) -> int:
     from . import scheduler
+
     cfg, session = _cluster_session()
     with session:
         scheduler.cancel(session, cfg, scheduler.resolve_run_id(cfg, args.run_id))
@@ -215,16 +249,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_params = sub.add_parser("params", help="validate or expand params/parameters.json")
     psub = p_params.add_subparsers(dest="params_command", required=True, metavar="ACTION")
-    for name, func, helptext in (("validate", _cmd_params_validate, "check the file against its schema"),
-                                 ("expand", _cmd_params_expand, "write one env file per configuration")):
+    for name, func, helptext in (
+        ("validate", _cmd_params_validate, "check the file against its schema"),
+        ("expand", _cmd_params_expand, "write one env file per configuration"),
+    ):
         p = psub.add_parser(name, help=helptext)
         p.add_argument("--params", type=Path, default=Path("params/parameters.json"), help="parameters file")
         p.add_argument("--schema", type=Path, default=None, help="schema (default: beside the parameters file)")
-        p.add_argument("--max", type=int, default=None, help="cap on configurations (default: the file's max_configurations)")
+        p.add_argument(
+            "--max", type=int, default=None, help="cap on configurations (default: the file's max_configurations)"
+        )
         if name == "expand":
-            p.add_argument("--out", type=Path, default=None, help="directory for env files (default: $PROJECT_DIR/envs)")
-            p.add_argument("--project-dir", default=None,
-                           help="project dir as the model sees it, for DATA_DIR/RESULT_DIR (default: $PROJECT_DIR or OUT/..)")
+            p.add_argument(
+                "--out", type=Path, default=None, help="directory for env files (default: $PROJECT_DIR/envs)"
+            )
+            p.add_argument(
+                "--project-dir",
+                default=None,
+                help="project dir as the model sees it, for DATA_DIR/RESULT_DIR (default: $PROJECT_DIR or OUT/..)",
+            )
         p.set_defaults(func=func)
 
     p_run = sub.add_parser("run", help="run the whole sweep")
@@ -235,10 +278,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_build = sub.add_parser("build", help="build, save and push the images (unchanged ones come from the cache)")
     p_build.add_argument("images", nargs="*", help="only these images (default: all stages)")
-    p_build.add_argument("--builder", default=os.environ.get("MLOPS_BUILDER") or None,
-                         help="must match mlops.toml build.builder (default: $MLOPS_BUILDER, the CI input)")
+    p_build.add_argument(
+        "--builder",
+        default=os.environ.get("MLOPS_BUILDER") or None,
+        help="must match mlops.toml build.builder (default: $MLOPS_BUILDER, the CI input)",
+    )
     p_build.add_argument("--no-push", action="store_true", help="only build and save the archives")
-    p_build.add_argument("--registry-image", default=None, help="push to REF/<name>:TAG (default: $MLOPS_REGISTRY_IMAGE, else $CI_REGISTRY_IMAGE)")
+    p_build.add_argument(
+        "--registry-image",
+        default=None,
+        help="push to REF/<name>:TAG (default: $MLOPS_REGISTRY_IMAGE, else $CI_REGISTRY_IMAGE)",
+    )
     p_build.add_argument("--tag", default=None, help="image tag (default: $CI_COMMIT_SHA, else the git commit)")
     p_build.add_argument("--out", type=Path, default=None, help="archives + images.json (default: images/)")
     p_build.add_argument("--cache", type=Path, default=None, help="build cache (default: .mlops-cache/images/)")
@@ -248,23 +298,33 @@ def build_parser() -> argparse.ArgumentParser:
     p_images = sub.add_parser("images", help="inspect image input keys and the images manifest")
     isub = p_images.add_subparsers(dest="images_command", required=True, metavar="ACTION")
     isub.add_parser("keys", help="print each image's input key (what decides a rebuild)").set_defaults(
-        func=_cmd_images_keys)
+        func=_cmd_images_keys
+    )
     p_show = isub.add_parser("show", help="print images/images.json")
     p_show.add_argument("--manifest", type=Path, default=Path("images/images.json"))
     p_show.set_defaults(func=_cmd_images_show)
 
     # Cluster verbs (each is also a CI job in .gitlab/ci/cluster.yml).
     run_help = "run id (default: $MLOPS_RUN_ID, p$CI_PIPELINE_ID, else the last submit from here)"
-    p = sub.add_parser("deploy", help="upload and convert this commit's images on the cluster (unchanged ones: 0 bytes)")
+    p = sub.add_parser(
+        "deploy", help="upload and convert this commit's images on the cluster (unchanged ones: 0 bytes)"
+    )
     p.add_argument("--manifest", type=Path, default=Path("images/images.json"), help="images manifest of mlops build")
-    p.add_argument("--report", type=Path, default=Path("deploy/report.json"), help="where to write what was uploaded (JSON)")
+    p.add_argument(
+        "--report", type=Path, default=Path("deploy/report.json"), help="where to write what was uploaded (JSON)"
+    )
     p.set_defaults(func=_cmd_deploy)
     p = sub.add_parser("submit", help="start the sweep on the cluster (params -> data -> model array)")
     p.add_argument("--manifest", type=Path, default=Path("images/images.json"), help="images manifest of mlops build")
     p.add_argument("--run-id", default=None, help=run_help)
     p.add_argument("--failed-only", action="store_true", help="rerun only the configurations that did not complete")
-    p.add_argument("--wait", type=float, default=0, metavar="SECONDS",
-                   help="wait for the sweep; SIGTERM (cancelling the job) cancels the cluster jobs")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="wait for the sweep; SIGTERM (cancelling the job) cancels the cluster jobs",
+    )
     p.set_defaults(func=_cmd_submit)
     p = sub.add_parser("status", help="state of each configuration of a run")
     p.add_argument("--run-id", default=None, help=run_help)
@@ -284,18 +344,26 @@ def build_parser() -> argparse.ArgumentParser:
     csub = p_config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     csub.add_parser("check", help="validate mlops.toml with the template's rules").set_defaults(func=_cmd_config_check)
 
-    p = sub.add_parser("check-credentials", help="check the SSH key, known_hosts, TOTP, W&B and GitLab credentials "
-                                                 "on this machine (never prints a secret)")
+    p = sub.add_parser(
+        "check-credentials",
+        help="check the SSH key, known_hosts, TOTP, W&B and GitLab credentials on this machine (never prints a secret)",
+    )
     p.add_argument("--online", action="store_true", help="also log in to the cluster and ask GitLab about the token")
-    p.add_argument("--strict", action="store_true", help="exit 2 when something is missing or wrong "
-                                                          "(also: MLOPS_STRICT_CREDENTIALS=1)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 2 when something is missing or wrong (also: MLOPS_STRICT_CREDENTIALS=1)",
+    )
     p.set_defaults(func=_cmd_check_credentials)
 
     p_var = sub.add_parser("variables", help="the CI/CD variable manifest .gitlab/ci-variables.yml and its values")
     vsub = p_var.add_subparsers(dest="variables_command", required=True, metavar="ACTION")
-    vsub.add_parser("write", help="regenerate .gitlab/ci-variables.yml from mlops.toml").set_defaults(func=_cmd_variables)
-    p = vsub.add_parser("upload", help="set the variables on the GitLab project (dry run unless --apply; "
-                                        "token from $GITLAB_TOKEN)")
+    vsub.add_parser("write", help="regenerate .gitlab/ci-variables.yml from mlops.toml").set_defaults(
+        func=_cmd_variables
+    )
+    p = vsub.add_parser(
+        "upload", help="set the variables on the GitLab project (dry run unless --apply; token from $GITLAB_TOKEN)"
+    )
     p.add_argument("--project", default=None, help="GitLab project path or id (default: $CI_PROJECT_PATH)")
     p.add_argument("--url", default=None, help="GitLab URL (default: https://<project.gitlab_host>)")
     p.add_argument("--apply", action="store_true", help="really send them (default: only say what would be set)")
@@ -307,11 +375,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_tpl = sub.add_parser("template", help="this project's link to the template (cruft)")
     tsub = p_tpl.add_subparsers(dest="template_command", required=True, metavar="ACTION")
     p = tsub.add_parser("check", help="has the template moved on? (cruft check; a warning, not a failure)")
-    p.add_argument("--strict", action="store_true",
-                   help="exit 3 when out of date, 4 when it cannot tell (CI shows these as warnings)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 3 when out of date, 4 when it cannot tell (CI shows these as warnings)",
+    )
     p.set_defaults(func=_cmd_template_check)
     p = tsub.add_parser("answers", help="print the template answers from mlops.toml as JSON")
-    p.add_argument("--replay", action="store_true", help="as a cookiecutter replay file ({\"cookiecutter\": ...})")
+    p.add_argument("--replay", action="store_true", help='as a cookiecutter replay file ({"cookiecutter": ...})')
     p.set_defaults(func=_cmd_template_answers)
     return parser
 

@@ -14,6 +14,7 @@ Env files carry values WITHOUT quotes, one NAME=value per line. Quoting cannot b
 shell strips quotes, but podman/docker `--env-file` keep them literally. So string values are
 restricted (by the schema) to characters that every reader takes the same way.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -71,11 +72,15 @@ def load(params_file: Path) -> dict:
     try:
         text = Path(params_file).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ParamsError(str(params_file), ["file not found (create it, e.g. from the template's params/parameters.json)"])
+        raise ParamsError(
+            str(params_file), ["file not found (create it, e.g. from the template's params/parameters.json)"]
+        ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ParamsError(str(params_file), [f"line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})"])
+        raise ParamsError(
+            str(params_file), [f"line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})"]
+        ) from None
 
 
 def _json_path(parts) -> str:
@@ -95,8 +100,10 @@ def schema_errors(doc: dict, schema: dict) -> list[str]:
     for error in errors:
         message = error.message
         if error.validator == "pattern" and error.validator_value == VALUE_PATTERN:
-            message = (f"{error.instance!r} has characters an env file cannot carry portably; "
-                       "use at most 256 of A-Z a-z 0-9 _ . , : / + @ % = -")
+            message = (
+                f"{error.instance!r} has characters an env file cannot carry portably; "
+                "use at most 256 of A-Z a-z 0-9 _ . , : / + @ % = -"
+            )
         elif error.validator == "pattern" and error.validator_value == NAME_PATTERN:
             message = f"parameter name {error.instance!r} must be lowercase snake_case (e.g. 'learning_rate')"
         lines.append(f"{_json_path(error.absolute_path)}: {message} (rule: {error.validator})")
@@ -129,24 +136,31 @@ def semantic_errors(doc: dict) -> list[str]:
     seen: dict[str, str] = {}
     for name, where in _names(doc):
         if name in seen:
-            errors.append(f"{where}.{name}: also defined in {seen[name]} (rule: a name is defined once; "
-                          f"put it in one of fixed, grid or zip)")
+            errors.append(
+                f"{where}.{name}: also defined in {seen[name]} (rule: a name is defined once; "
+                f"put it in one of fixed, grid or zip)"
+            )
         seen.setdefault(name, where)
     all_names = list(seen) + [n for c in doc.get("configurations", []) for n in c]
     for name in dict.fromkeys(all_names):
         # The schema's `pattern` is applied with re.search, where `$` matches before a final newline.
         if not SAFE_NAME.fullmatch(name):
-            errors.append(f"parameter {name!r}: not a valid name (rule: lowercase letters, digits and '_', "
-                          f"starting with a letter, at most 64 characters; no line breaks)")
+            errors.append(
+                f"parameter {name!r}: not a valid name (rule: lowercase letters, digits and '_', "
+                f"starting with a letter, at most 64 characters; no line breaks)"
+            )
             continue
         env = name.upper()
         if env in RESERVED or env.startswith(RESERVED_PREFIXES):
-            errors.append(f"parameter {name!r}: its env name {env} is reserved for the pipeline "
-                          f"(rule: reserved names; rename it)")
+            errors.append(
+                f"parameter {name!r}: its env name {env} is reserved for the pipeline (rule: reserved names; rename it)"
+            )
     for where, value in _string_values(doc):
         if len(value) > 256 or not SAFE_VALUE.fullmatch(value):
-            errors.append(f"{where}: {value!r} has characters an env file cannot carry portably "
-                          f"(rule: letters, digits and _.,:/+@%=- only, at most 256; no line breaks)")
+            errors.append(
+                f"{where}: {value!r} has characters an env file cannot carry portably "
+                f"(rule: letters, digits and _.,:/+@%=- only, at most 256; no line breaks)"
+            )
     for i, group in enumerate(doc.get("zip", [])):
         lengths = {n: len(v) for n, v in group.items()}
         if len(set(lengths.values())) > 1:
@@ -159,8 +173,9 @@ def semantic_errors(doc: dict) -> list[str]:
             expected = names
         elif names != expected:
             missing, extra = sorted(expected - names), sorted(names - expected)
-            detail = "; ".join(filter(None, [missing and f"missing {', '.join(missing)}",
-                                             extra and f"unexpected {', '.join(extra)}"]))
+            detail = "; ".join(
+                filter(None, [missing and f"missing {', '.join(missing)}", extra and f"unexpected {', '.join(extra)}"])
+            )
             errors.append(f"$.configurations[{i}]: {detail} (rule: every configuration sets the same parameters)")
     return errors
 
@@ -187,8 +202,10 @@ def validate(params_file: Path, schema_file: Path | None = None, cap: int | None
         limit = cap or doc.get("max_configurations", DEFAULT_CAP)
         n = count(doc)
         if n > limit:
-            errors.append(f"$: expands to {n:,} configurations, above the cap of {limit:,} "
-                          f"(rule: max_configurations; shrink the grid or raise max_configurations)")
+            errors.append(
+                f"$: expands to {n:,} configurations, above the cap of {limit:,} "
+                f"(rule: max_configurations; shrink the grid or raise max_configurations)"
+            )
     if errors:
         raise ParamsError(str(params_file), errors)
     return doc
@@ -228,7 +245,8 @@ def expand(doc: dict) -> list[Configuration]:
     return list(configurations.values())
 
 
-def format_value(value) -> str:
+def format_value(value: object) -> str:
+    """A parameter value as its env-file text: true/false for booleans, JSON for numbers, strings as they are."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return value if isinstance(value, str) else json.dumps(value)
@@ -256,8 +274,9 @@ def env_lines(configuration: Configuration, project_dir: str, context: dict[str,
     return [f"{name}={value}" for name, value in env.items()]
 
 
-def write_envs(configurations: list[Configuration], out_dir: Path, project_dir: str,
-               context: dict[str, str] | None = None) -> Path:
+def write_envs(
+    configurations: list[Configuration], out_dir: Path, project_dir: str, context: dict[str, str] | None = None
+) -> Path:
     """Write `<id>.env` (mode 0600) per configuration plus `index.json`, replacing out_dir whole.
 
     Files are written into a sibling temp dir first, so a failure leaves no half-written envs/.
@@ -276,8 +295,9 @@ def write_envs(configurations: list[Configuration], out_dir: Path, project_dir: 
             with os.fdopen(fd, "w") as fh:
                 fh.write("\n".join(env_lines(configuration, project_dir, context)) + "\n")
             index.append({"index": i, "config_id": configuration.config_id, "parameters": configuration.parameters})
-        (staging / "index.json").write_text(json.dumps(
-            {"run_id": context.get("RUN_ID", ""), "count": len(index), "configurations": index}, indent=1))
+        (staging / "index.json").write_text(
+            json.dumps({"run_id": context.get("RUN_ID", ""), "count": len(index), "configurations": index}, indent=1)
+        )
         # The same mapping for shell readers (a SLURM array task): line N+1 is the id of index N.
         (staging / "ids.txt").write_text("".join(f"{c.config_id}\n" for c in configurations))
         if out_dir.exists():

@@ -1,11 +1,12 @@
 """The run directory: the same shape locally (runs/<run-id>/) and on the cluster.
 
-    run.json        provenance: commit, pipeline, images, parameters hash, created, by whom
-    envs/           written by the params stage (one <config-id>.env each + index.json)
-    data/           written by the data stage
-    results/<id>/   metrics.json, log, wandb/ of one configuration
-    state/          stage logs, job ids, tasks/<config-id>.json (one status per configuration)
+run.json        provenance: commit, pipeline, images, parameters hash, created, by whom
+envs/           written by the params stage (one <config-id>.env each + index.json)
+data/           written by the data stage
+results/<id>/   metrics.json, log, wandb/ of one configuration
+state/          stage logs, job ids, tasks/<config-id>.json (one status per configuration)
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -22,14 +23,15 @@ STATES = ("pending", "running", "completed", "failed", "timeout", "out-of-memory
 
 def new_run_id(prefix: str = "local") -> str:
     """Unique, sortable and safe in paths, env files and W&B ids."""
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     return f"{prefix}-{stamp}-{secrets.token_hex(2)}"
 
 
 def git_commit(root: Path) -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return os.environ.get("CI_COMMIT_SHA", "unknown")
 
@@ -42,7 +44,7 @@ def create(runs_root: Path, run_id: str, provenance: dict) -> Path:
         (run / sub).mkdir(parents=True, mode=0o700)
     record = {
         "run_id": run_id,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "by": os.environ.get("GITLAB_USER_LOGIN") or getpass.getuser(),
         **provenance,
     }

@@ -13,14 +13,9 @@ and the fix, so a command stops before any login or upload. Every `mlops` comman
 
 from __future__ import annotations
 
-import sys
+import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 from . import errors, options
 
@@ -185,8 +180,10 @@ def from_data(data: dict, root: Path) -> Settings:
     label: dict[str, str] = {}  # answer name -> "section.key (answer)"
 
     for section in sorted(set(data) - set(options.SECTIONS)):
-        problems.append(f"[{section}]: is not a section of this template. Fix: remove it or check the spelling "
-                        f"(sections: {', '.join(options.SECTIONS)})")
+        problems.append(
+            f"[{section}]: is not a section of this template. Fix: remove it or check the spelling "
+            f"(sections: {', '.join(options.SECTIONS)})"
+        )
     known = {o.key for o in options.OPTIONS} | {k.dotted for k in options.SETTINGS_KEYS}
     for section in options.SECTIONS:
         table = data.get(section, {})
@@ -202,8 +199,10 @@ def from_data(data: dict, root: Path) -> Settings:
         section, key = option.key.split(".")
         label[option.name] = f"{option.key} ({option.name})"
         if key not in data.get(section, {}):
-            problems.append(f"{option.key}: is missing. Fix: add `{key} = ...` under [{section}] "
-                            f"(the template answer {option.name})")
+            problems.append(
+                f"{option.key}: is missing. Fix: add `{key} = ...` under [{section}] "
+                f"(the template answer {option.name})"
+            )
             continue
         value, problem = _typed(data[section][key], options.TYPES.get(option.name, str))
         if problem:

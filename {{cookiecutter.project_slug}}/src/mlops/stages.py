@@ -4,6 +4,7 @@ Each stage is a folder with a Dockerfile and its code. The Dockerfile's ENTRYPOI
 entry point everywhere: in the image, on the cluster, and in `mlops run --local`, which reads it
 from the Dockerfile instead of restating it.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,8 @@ from pathlib import Path
 @dataclass(frozen=True)
 class Stage:
     name: str
-    context: str              # build context, relative to the project root
-    inputs: tuple[str, ...]   # paths whose content decides whether the image must be rebuilt
+    context: str  # build context, relative to the project root
+    inputs: tuple[str, ...]  # paths whose content decides whether the image must be rebuilt
 
     @property
     def dockerfile(self) -> str:
@@ -40,7 +41,7 @@ def entrypoint(root: Path, stage: Stage) -> list[str]:
     text = (root / stage.dockerfile).read_text()
     match = _ENTRYPOINT.findall(text)
     if not match:
-        raise ValueError(f"{stage.dockerfile}: no exec-form ENTRYPOINT [\"...\"] line")
+        raise ValueError(f'{stage.dockerfile}: no exec-form ENTRYPOINT ["..."] line')
     argv = json.loads(match[-1])
     if argv and argv[0] in ("python", "python3"):
         argv[0] = sys.executable
