@@ -28,12 +28,41 @@ def new_run_id(prefix: str = "local") -> str:
 
 
 def git_commit(root: Path) -> str:
+    """The commit being built or run: $CI_COMMIT_SHA in CI, else `git rev-parse HEAD` in `root`, else "unknown".
+
+    The one implementation (images, the cluster submit and the local runner all record it).
+    """
+    if os.environ.get("CI_COMMIT_SHA"):
+        return os.environ["CI_COMMIT_SHA"]
     try:
         return subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("CI_COMMIT_SHA", "unknown")
+        return "unknown"
+
+
+def tail(path: Path, lines: int = 30, max_bytes: int = 65536) -> str:
+    """The last `lines` lines of a log, reading at most its last `max_bytes` bytes (logs may be huge);
+    undecodable bytes are replaced; "" when the file does not exist. The one log-tail helper."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read()
+    except FileNotFoundError:
+        return ""
+    return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-lines:]) if lines > 0 else ""
+
+
+def count_states(statuses: list[str]) -> dict[str, int]:
+    """State -> number of configurations in it, for every state of STATES (in that order)."""
+    return {state: sum(s == state for s in statuses) for state in STATES}
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    """'3 completed, 1 failed' (states with zero left out), or 'no configurations'."""
+    return ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no configurations"
 
 
 def create(runs_root: Path, run_id: str, provenance: dict) -> Path:

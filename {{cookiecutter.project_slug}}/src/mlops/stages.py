@@ -13,6 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import errors
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -33,16 +35,34 @@ STAGES = (
 )
 BY_NAME = {stage.name: stage for stage in STAGES}
 
-_ENTRYPOINT = re.compile(r"^\s*ENTRYPOINT\s+(\[.*\])\s*$", re.MULTILINE)
+# One ENTRYPOINT line in exec form; [ \t] and not \s, so that a match never runs across lines.
+_ENTRYPOINT = re.compile(r"^[ \t]*ENTRYPOINT[ \t]+(\[.*\])[ \t]*$", re.MULTILINE)
+
+
+def raw_entrypoint(root: Path, stage: Stage | str) -> list[str]:
+    """The last exec-form `ENTRYPOINT ["...", ...]` of the stage's Dockerfile, as written (argv strings).
+
+    The one reader of it: the local runner, the cluster runtimes (charliecloud must be told it) and
+    the image builders. Raises errors.BadInput when there is none or it is not a JSON list of strings.
+    """
+    stage = BY_NAME[stage] if isinstance(stage, str) else stage
+    text = (Path(root) / stage.dockerfile).read_text(encoding="utf-8")
+    found = _ENTRYPOINT.findall(text)
+    try:
+        argv = json.loads(found[-1]) if found else None
+    except json.JSONDecodeError:
+        argv = None
+    if not argv or not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise errors.BadInput(
+            f'{stage.dockerfile}: no exec-form ENTRYPOINT ["...", ...] line. Fix: write the entry point as a '
+            'JSON list of strings, e.g. ENTRYPOINT ["python", "train.py"]'
+        )
+    return argv
 
 
 def entrypoint(root: Path, stage: Stage) -> list[str]:
-    """The exec-form ENTRYPOINT of a stage's Dockerfile, with `python` meaning this interpreter."""
-    text = (root / stage.dockerfile).read_text()
-    match = _ENTRYPOINT.findall(text)
-    if not match:
-        raise ValueError(f'{stage.dockerfile}: no exec-form ENTRYPOINT ["..."] line')
-    argv = json.loads(match[-1])
+    """The stage's ENTRYPOINT as run on this machine: `python` is this interpreter, `mlops` is `python -m mlops`."""
+    argv = raw_entrypoint(root, stage)
     if argv and argv[0] in ("python", "python3"):
         argv[0] = sys.executable
     elif argv and argv[0] == "mlops":

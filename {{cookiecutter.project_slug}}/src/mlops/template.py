@@ -21,8 +21,8 @@ from . import __version__, errors, settings
 
 CRUFT_FILE = ".cruft.json"
 UP_TO_DATE = 0
-OUT_OF_DATE = 3  # the template has moved on: run `cruft update`
-CANNOT_TELL = 4  # not linked, template unreachable, or cruft missing: nothing is known
+OUT_OF_DATE = errors.TemplateOutOfDate.exit_code  # 3: the template has moved on: run `cruft update`
+CANNOT_TELL = errors.CannotTell.exit_code  # 4: not linked, template unreachable, or cruft missing
 
 HOW_TO_UPDATE = (
     "update on a clean git tree: `cruft update` (review, commit); "
@@ -41,16 +41,21 @@ def _cruft_state(project_dir: Path) -> dict | None:
 
 
 def check(project_dir: Path | None = None, strict: bool = False, out: TextIO = sys.stdout) -> int:
-    """Ask `cruft check` whether the template has moved on. Returns 0, or with strict the code.
+    """Ask `cruft check` whether the template has moved on; print the verdict to `out`; return 0.
 
-    Without strict every outcome returns 0 (a reminder, printed as a warning); with strict the
-    caller gets OUT_OF_DATE or CANNOT_TELL to show as a warning (CI) or act on.
+    Without strict every outcome is a reminder (a printed warning). With strict, an out-of-date
+    project raises errors.TemplateOutOfDate (exit 3) and an unknown state errors.CannotTell (exit 4),
+    which CI shows as warnings (`allow_failure: exit_codes`).
     """
     project_dir = settings.find_root(project_dir)
     state = _cruft_state(project_dir)
     code, message = _verdict(project_dir, state)
     print(message, file=out)
-    return code if strict else UP_TO_DATE
+    if strict and code == OUT_OF_DATE:
+        raise errors.TemplateOutOfDate("--strict: the template has moved on (exit 3)")
+    if strict and code == CANNOT_TELL:
+        raise errors.CannotTell("--strict: cannot tell whether the template has moved on (exit 4)")
+    return UP_TO_DATE
 
 
 def _verdict(project_dir: Path, state: dict | None) -> tuple[int, str]:
