@@ -154,8 +154,9 @@ def _cluster_session():
 
 
 def _cmd_deploy(args) -> int:
-    from . import deploy
+    from . import deploy, images, stages
 
+    stages.check_manifest(images.read_manifest(args.manifest), str(args.manifest))  # before the login
     cfg, session = _cluster_session()
     with session:
         result = deploy.deploy(session, cfg, args.manifest)
@@ -168,7 +169,7 @@ def _cmd_submit(args) -> int:
     import json
     import signal
 
-    from . import images, rundir, scheduler
+    from . import images, rundir, scheduler, stages
 
     cfg, session = _cluster_session()
     run_id = (
@@ -178,7 +179,9 @@ def _cmd_submit(args) -> int:
     )
     # The run job has the deploy job's report (the digests really deployed), not the build's images/.
     deployed = Path("deploy/report.json")
-    manifest = images.read_manifest(deployed if not args.manifest.is_file() and deployed.is_file() else args.manifest)
+    manifest_path = deployed if not args.manifest.is_file() and deployed.is_file() else args.manifest
+    manifest = images.read_manifest(manifest_path)
+    stages.check_manifest(manifest, str(manifest_path))  # before the login
     if args.wait:  # cancelling the CI job (SIGTERM) cancels the cluster jobs too
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     with session:

@@ -46,7 +46,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "project_slug",
-        "{{ cookiecutter.project_name | slugify(max_length=50) }}",
+        "{{ cookiecutter.project_name | slugify(max_length=50) or '-' }}",
         "Project slug (folder, image and cluster directory name)",
         "Lowercase letters, digits and single hyphens; derived from the name.",
         "project.slug",
@@ -229,7 +229,8 @@ def derived(name: str, answers: dict) -> str | None:
             from slugify import slugify
         except ImportError:  # pragma: no cover - only messages need it; cookiecutter always has it
             return None
-        return slugify(str(answers.get("project_name", "")), max_length=50)
+        # "-" when the name has no letters or digits: never a valid slug, so the hook names project_name.
+        return slugify(str(answers.get("project_name", "")), max_length=50) or "-"
     if name == "hpc_workdir":
         return f"/home/{answers.get('hpc_user', '')}/mlops"
     if name == "wandb_project":

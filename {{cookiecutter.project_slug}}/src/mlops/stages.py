@@ -68,3 +68,26 @@ def entrypoint(root: Path, stage: Stage) -> list[str]:
     elif argv and argv[0] == "mlops":
         argv[:1] = [sys.executable, "-m", "mlops"]
     return argv
+
+
+# An image id as the manifest records it: the config digest (OCI image-spec, "sha256:" + 64 hex).
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def check_manifest(doc: object, source: str) -> None:
+    """Check an images manifest ({"images": {stage: {"digest": ..., ...}}}) before anything uses it.
+
+    Raises errors.Problems naming `images.<stage>.digest` for a missing or malformed digest, so the
+    cluster verbs stop before a login.
+    """
+    images = doc.get("images") if isinstance(doc, dict) else None
+    if not isinstance(images, dict):
+        raise errors.Problems(source, ['no "images" table. Fix: use the images.json written by `mlops build`'])
+    problems = []
+    for name, entry in images.items():
+        digest = entry.get("digest") if isinstance(entry, dict) else None
+        if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
+            problems.append(f"images.{name}.digest: {digest!r} is not sha256:<64 hex digits>. "
+                            "Fix: use the images.json written by `mlops build` (do not edit it)")  # fmt: skip
+    if problems:
+        raise errors.Problems(source, problems)
