@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import params, rundir, stages
+from .errors import BadInput
 from .images import runtime
 from .images.runtime import Raw, shell_join
 
@@ -39,7 +40,7 @@ SLURM_STATES = {
 }
 
 
-class SubmitError(Exception):
+class SubmitError(BadInput):
     """Bad setup for a submission (exit 2); the message names the fix."""
 
 

@@ -36,8 +36,9 @@ import time
 import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
-from .. import config as config_mod
+from .. import settings as settings_mod
 from .. import stages
 from . import layout
 from .builders import BUILDER_CLASSES, BUILDERS, Target
@@ -79,8 +80,8 @@ def settings(
     cache_dir: Path | None = None,
 ) -> Settings:
     """Settings from mlops.toml, overridden by CI variables and arguments (in that order)."""
-    cfg = config_mod.load(root)
-    configured = cfg["build"].get("builder", "buildah")
+    cfg = settings_mod.load(root)
+    configured = cfg.build.builder
     if builder and builder != configured:
         raise BuildError(
             f"builder {builder!r} (the CI input / --builder) differs from mlops.toml "
@@ -97,7 +98,7 @@ def settings(
     )
     if not push:
         registry_image = None
-    base_image = os.environ.get(ENV_BASE_IMAGE) or cfg["build"].get("base_image")
+    base_image = os.environ.get(ENV_BASE_IMAGE) or cfg.build.base_image
     if not base_image:
         raise BuildError('mlops.toml build.base_image is empty. Fix: set it, e.g. "python:3.11-slim"', bad_input=True)
     try:
@@ -167,7 +168,7 @@ def _prune_cache(s: Settings, name: str, keep: str) -> None:
     layout.prune(cache)
 
 
-def build(s: Settings, names: list[str] | None = None, force: bool = False, out=sys.stderr) -> dict:
+def build(s: Settings, names: list[str] | None = None, force: bool = False, out: TextIO = sys.stderr) -> dict:
     """Build/reuse, store and push the images; write the layout and manifest under s.out_dir, return the manifest."""
     unknown = [n for n in names or [] if n not in stages.BY_NAME]
     if unknown:
@@ -184,7 +185,7 @@ def build(s: Settings, names: list[str] | None = None, force: bool = False, out=
     manifest = {"version": 2, "commit": s.commit, "builder": s.builder, "base_image": s.base_image, "images": kept}
     if s.registry_image:
         builder.login()
-    slug = config_mod.load(s.root).slug
+    slug = settings_mod.load(s.root).project.slug
     cache = s.cache_dir / LAYOUT
     layout.init(cache)
     for stage in selected:

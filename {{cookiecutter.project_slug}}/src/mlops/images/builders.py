@@ -53,7 +53,7 @@ class Builder:
 
     name = ""
 
-    def __init__(self, s: "Settings"):
+    def __init__(self, s: Settings):
         self.s = s
 
     def build_args(self) -> list[tuple[str, str]]:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from ..settings import Settings
 from .layout import digest_hex
 
 RUNTIMES = ("apptainer", "singularity", "podman", "charliecloud")
@@ -227,7 +228,7 @@ def run_argv(
     raise ValueError(f"mlops.toml cluster.runtime: {image.runtime!r} is not one of {', '.join(RUNTIMES)}")
 
 
-def cluster_root(cfg) -> str:
+def cluster_root(cfg: Settings) -> str:
     """<workdir>/<slug> on the cluster: images/ (shared, keyed by digest) and runs/<run-id>/."""
     workdir = str(cfg["cluster"].get("workdir", "")).rstrip("/")
     if not workdir.startswith("/"):

@@ -23,21 +23,25 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from .. import stages
+from ..settings import Settings
 from . import layout, runtime
 from .build import read_manifest
 from .errors import DeployError
 
+if TYPE_CHECKING:
+    from ..transport import Session
+
 CHUNK = 1 << 20
-DEFAULT_KEEP = 5  # until mlops.settings (options.py) defines images.keep
 
 
 def _script() -> bytes:
     return resources.files(__package__).joinpath("store.sh").read_bytes()
 
 
-def store_run(session, store: str, *args: str, stdin: bytes = b"", timeout: float = 3600) -> str:
+def store_run(session: Session, store: str, *args: str, stdin: bytes = b"", timeout: float = 3600) -> str:
     """Run `store.sh ARGS` on the cluster (the script travels on stdin: nothing to install there)."""
     script = _script()
     # bash reads the script from a here-string of our stdin: `bash -c` with the script as an argument
@@ -171,11 +175,11 @@ def _send(session, store: str, layout_dir: Path, blobs: dict[str, layout.Blob], 
             f"    {len(bad)} blob(s) did not verify; " + ("sending them again" if attempt == 1 else "giving up"),
             file=out,
         )
-        upload = {h: 0 for h in bad}
+        upload = dict.fromkeys(bad, 0)
     raise DeployError(f"blobs {', '.join(h[:12] for h in upload)} did not verify twice; check the disk on the cluster")
 
 
-def deploy(session, cfg, manifest_path: Path, out=sys.stderr) -> dict:
+def deploy(session: Session, cfg: Settings, manifest_path: Path, out: TextIO = sys.stderr) -> dict:
     """Make this commit's images present and converted on the cluster; returns the report:
 
     {"store": str, "bytes_uploaded": int, "seconds": float,
@@ -184,7 +188,7 @@ def deploy(session, cfg, manifest_path: Path, out=sys.stderr) -> dict:
     """
     started = time.monotonic()
     manifest = read_manifest(manifest_path)
-    rt = str(cfg["cluster"].get("runtime", ""))
+    rt = cfg.cluster.runtime
     if rt not in runtime.RUNTIMES:
         raise DeployError(f"mlops.toml cluster.runtime: {rt!r} is not one of {', '.join(runtime.RUNTIMES)}")
     images: dict[str, _Local] = {}
@@ -197,13 +201,14 @@ def deploy(session, cfg, manifest_path: Path, out=sys.stderr) -> dict:
         blobs = layout.image_blobs(layout_dir, top)
         if blobs[1].digest != entry["digest"]:
             raise DeployError(f"{layout_dir}: {entry['oci_ref']} is not image {entry['digest']}; run `mlops build`")
-        local = _Local(runtime.Image(stage.name, entry["digest"], "", cfg.slug, rt), layout_dir, blobs, list(blobs))
+        image = runtime.Image(stage.name, entry["digest"], "", cfg.project.slug, rt)
+        local = _Local(image, layout_dir, blobs, list(blobs))
         if rt in ("apptainer", "singularity"):  # a SIF of the lower layers + the code layer as an overlay
             base_key, extra = layout.lower_image(layout_dir, blobs)
             local.split, local.base_manifest = runtime.Split(base_key, blobs[-1].hex), extra[0]
             local.ship += extra
         images[stage.name] = local
-    root = runtime.cluster_root(cfg)
+    root = cfg.cluster_root
     store = f"{root}/images"
     session.run(f"mkdir -p {shlex.quote(store)} && chmod 700 {shlex.quote(root)} {shlex.quote(store)}")
     results = {}
@@ -220,7 +225,8 @@ def deploy(session, cfg, manifest_path: Path, out=sys.stderr) -> dict:
             ship = {b.hex: b for b in local.ship}
             sent_by_blob[name] = _send(session, store, local.layout_dir, ship, mine, out) if mine else 0
         for name, local in images.items():
-            image, blobs = runtime.Image(local.image.stage, local.image.digest, store, cfg.slug, rt), local.blobs
+            image = runtime.Image(local.image.stage, local.image.digest, store, cfg.project.slug, rt)
+            blobs = local.blobs
             store_run(session, store, "assemble", image.key, blobs[0].hex, str(blobs[0].size))
             if local.split:
                 top = local.base_manifest
@@ -228,7 +234,7 @@ def deploy(session, cfg, manifest_path: Path, out=sys.stderr) -> dict:
             t0 = time.monotonic()
             rc, _, err = session.run(
                 f"if {runtime.converted_test(image)} >/dev/null 2>&1; then exit 3; fi; "
-                + runtime.convert_command(image, gpu=cfg.use_gpu and name == "model", split=local.split),
+                + runtime.convert_command(image, gpu=cfg.cluster.use_gpu and name == "model", split=local.split),
                 check=False,
                 timeout=3600,
             )
@@ -262,7 +268,7 @@ def deploy(session, cfg, manifest_path: Path, out=sys.stderr) -> dict:
     return {"store": store, "images": results, "bytes_uploaded": total, "seconds": round(time.monotonic() - started, 2)}
 
 
-def prune(session, cfg, keep: int | None = None, out=sys.stderr) -> str:
+def prune(session: Session, cfg: Settings, keep: int | None = None, out: TextIO = sys.stderr) -> str:
     """`mlops images prune`: remove from the cluster's store every blob, image layout and converted
     image that neither the last `keep` commits deployed (mlops.toml images.keep) nor a run that is
     not final (a queued or running job may still start a container from it) uses.
@@ -270,13 +276,13 @@ def prune(session, cfg, keep: int | None = None, out=sys.stderr) -> str:
     Returns store.sh's summary line ("kept N images, removed M blobs, freed B bytes").
     """
     if keep is None:
-        keep = int(cfg["images"].get("keep", DEFAULT_KEEP))
+        keep = cfg.images.keep
     if keep < 1:
         raise DeployError(f"images.keep = {keep}: keep at least the last commit's images (1)")
-    root = runtime.cluster_root(cfg)
+    root = cfg.cluster_root
     store = f"{root}/images"
     with _Lock(session, store):
-        summary = store_run(session, store, "prune", str(keep), cfg.slug).strip()
+        summary = store_run(session, store, "prune", str(keep), cfg.project.slug).strip()
     print(f"{store}: {summary}", file=out)
     return summary
 
