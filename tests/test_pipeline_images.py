@@ -268,3 +268,15 @@ def test_apptainers_lower_image_is_the_same_for_two_commits_that_changed_only_co
     config = json.loads(layout.read_blob(oci, lower[1]))
     assert len(lower) == 2 + 2 and len(config["rootfs"]["diff_ids"]) == 2
     assert config["config"]["Entrypoint"] == ["python", "train.py"] and "Labels" not in config["config"]
+
+
+def test_the_first_new_deploy_removes_the_old_whole_archive_store_and_keeps_converted_images(tmp_path):
+    import subprocess
+    script, s = _store_script(tmp_path), tmp_path / "images"
+    (s / "deploys").mkdir(parents=True)
+    key = "model-" + "ab" * 32
+    for name in (f"{key}.tar.gz", f"{key}.tar.gz.sha256", f"{key}.tar.gz.part", f"{key}.sif"):
+        (s / name).write_bytes(b"old")
+    subprocess.run(["bash", str(script), "record", str(s), "20261130T000000Z-abc"], input=b"image x\n", check=True)
+    assert sorted(p.name for p in s.iterdir()) == ["deploys", f"{key}.sif"]
+    assert (s / "deploys" / "20261130T000000Z-abc").read_text() == "image x\n"
