@@ -111,8 +111,9 @@ def _load_and_run(project, manifest, store, tmp_path):
     for name in IMAGES:
         oci = ps.artifacts(project, "build") / manifest["images"][name]["layout"]
         # The artifact is one OCI layout with the three images; podman reads it with the oci: transport.
-        pull = subprocess.run(["podman", "pull", "-q", f"oci:{oci}:{name}"], env=store, capture_output=True,
-                              text=True, timeout=600)
+        # podman names the image after the layout's path (it must be a valid reference): pull by a relative one
+        pull = subprocess.run(["podman", "pull", "-q", f"oci:{oci.name}:{name}"], cwd=oci.parent, env=store,
+                              capture_output=True, text=True, timeout=600)
         assert pull.returncode == 0, pull.stderr
         image_id = pull.stdout.strip().splitlines()[-1]
         assert f"sha256:{image_id}" == manifest["images"][name]["digest"]

@@ -57,7 +57,8 @@ def test_podman_pulls_from_the_stores_oci_layout_and_runs_as_the_user():
     img = image("podman")
     convert = runtime.convert_command(img)
     assert img.layout == f"{STORE}/refs/model-{'ab' * 32}"
-    assert f"podman pull -q oci:{img.layout}:{img.key}" in convert   # only missing layers are copied
+    # only missing layers are copied; a relative path, as podman names the image after it
+    assert f"cd {STORE} && podman pull -q oci:refs/{img.key}:{img.key}" in convert
     assert convert.endswith(f"podman tag \"$ref\" {img.podman_ref}")
     assert runtime.converted_test(img) == f"podman image exists {img.podman_ref}"
     argv = runtime.run_argv(img, RUN, "/x/c1.env", gpu=True)
@@ -71,7 +72,7 @@ def test_charliecloud_converts_to_a_directory_with_the_mount_point_and_runs_the_
     img = image("charliecloud")
     convert = runtime.convert_command(img, gpu=True)
     assert f"ch-convert -i podman {img.podman_ref} {img.target}.part" in convert
-    assert f"podman pull -q oci:{img.layout}:{img.key}" in convert   # podman's store skips unchanged layers
+    assert f"podman pull -q oci:refs/{img.key}:{img.key}" in convert   # podman's store skips unchanged layers
     assert f"mkdir -p {img.target}.part/project" in convert and "ch-fromhost --nvidia" in convert
     argv = runtime.run_argv(img, RUN, "/x/c1.env", entrypoint=["python", "train.py"])
     assert argv[0] == "ch-run" and "--set-env=/x/c1.env" in argv and f"--bind={RUN}:/project" in argv

@@ -99,9 +99,14 @@ class Image:
 
 
 def _podman_pull(image: Image) -> str:
-    # `podman pull -q` prints the image id; only layers podman's storage lacks are copied.
-    source = shlex.quote(f"oci:{image.layout}:{image.key}")
-    return f'ref=$(podman pull -q {source}) && test -n "$ref" && podman tag "$ref" {shlex.quote(image.podman_ref)}'
+    # `podman pull -q` prints the image id; only layers podman's storage lacks are copied. podman
+    # names an image pulled from `oci:PATH` "localhost/PATH", which must be a valid reference: a
+    # workdir with upper-case letters or a dot in it is not, so pull by the relative path refs/<key>.
+    source = shlex.quote(f"oci:refs/{image.key}:{image.key}")
+    return (
+        f'ref=$(cd {shlex.quote(image.store)} && podman pull -q {source}) && test -n "$ref" '
+        f'&& podman tag "$ref" {shlex.quote(image.podman_ref)}'
+    )
 
 
 def converted_test(image: Image) -> str:
