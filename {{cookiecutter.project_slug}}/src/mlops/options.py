@@ -580,7 +580,7 @@ SETTINGS_KEYS: tuple[Key, ...] = (
     Key("collect", "max_path_length", int, 1024, "longest path inside a results archive (characters)", _at_least(1)),
     Key("collect", "log_tail_bytes", int, 65536, "bytes of a failed task's log kept in the report", _at_least(0)),
     Key("collect", "log_tail_lines", int, 30, "lines of a failed task's log shown in the report", _at_least(0)),
-    Key("images", "keep", int, 5, "image digests kept on the cluster per stage (older ones are removed)", _at_least(1)),
+    Key("images", "keep", int, 5, "commits whose images `mlops images prune` keeps on the cluster", _at_least(1)),
 )
 # mlops.toml's sections in file order.
 SECTIONS = ("project", "cluster", "scheduler", "build", "wandb", "notify", "collect", "images")
