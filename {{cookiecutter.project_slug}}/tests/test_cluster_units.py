@@ -83,6 +83,46 @@ def test_charliecloud_converts_to_a_directory_with_the_mount_point_and_runs_the_
         runtime.run_argv(img, RUN, "/x/c1.env")
 
 
+def _code_layer(path, members: dict) -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_charliecloud_applies_only_the_code_layer_to_a_hard_linked_copy_of_the_lower_tree(tmp_path):
+    """Run for real without charliecloud: the lower tree exists (converted by an earlier deploy)."""
+    import os
+
+    store = tmp_path / "images"
+    base_key, code_hex = "base-" + "cd" * 32, "ef" * 32
+    img = Image("model", DIGEST, str(store), "proj", "charliecloud")
+    lower = store / f"{base_key}.ch"
+    (lower / "app").mkdir(parents=True)
+    (lower / "project").mkdir()
+    (lower / "app" / "train.py").write_text("old\n")
+    (lower / "app" / "requirements.txt").write_text("numpy\n")
+    (store / "blobs" / "sha256").mkdir(parents=True)
+    _code_layer(store / "blobs" / "sha256" / code_hex, {"app/train.py": b"new\n", "app/extra.py": b"x\n"})
+    command = runtime._charliecloud_incremental(img, False, runtime.Split(base_key, code_hex))
+    assert subprocess.run(["bash", "-c", command], capture_output=True).returncode == 0
+    tree = store / f"model-{'ab' * 32}.ch"
+    assert (tree / "app" / "train.py").read_text() == "new\n" and (tree / "app" / "extra.py").exists()
+    assert (lower / "app" / "train.py").read_text() == "old\n"     # the lower tree is never written
+    assert os.stat(tree / "app" / "requirements.txt").st_ino == os.stat(lower / "app" / "requirements.txt").st_ino
+    assert (tree / "project").is_dir()
+    # a whiteout or a path outside /app: the incremental step refuses (the caller converts in full)
+    for members in ({"app/.wh.train.py": b""}, {"etc/passwd": b"x"}, {"app/../etc/x": b"x"}):
+        _code_layer(store / "blobs" / "sha256" / code_hex, members)
+        assert subprocess.run(["bash", "-c", command], capture_output=True).returncode != 0
+    full = runtime.convert_command(img, split=runtime.Split(base_key, code_hex))
+    assert full.endswith(f"{runtime._charliecloud_full(img, False)}; }}")
+
+
 def test_bad_runtime_and_digest_are_named():
     with pytest.raises(ValueError, match="cluster.runtime"):
         image("docker").target

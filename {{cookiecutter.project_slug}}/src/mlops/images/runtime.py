@@ -150,20 +150,65 @@ def convert_command(image: Image, gpu: bool = False, split: Split | None = None)
     if image.runtime == "podman":
         return _podman_pull(image)
     if image.runtime == "charliecloud":
-        # ch-convert reads podman's store (its "tar" input is a flattened export, not `docker save`).
-        # The bind target /project must exist in the read-only image, so create it in the directory.
-        steps = [
-            f"({converted_test(Image(image.stage, image.digest, image.store, image.slug, 'podman'))} || "
-            f"{{ {_podman_pull(image)}; }})",
-            f"rm -rf {part}",
-            f"ch-convert -i podman {shlex.quote(image.podman_ref)} {part}",
-            f"mkdir -p {part}{MOUNT}",
-        ]
-        if gpu:
-            steps.append(f"ch-fromhost --nvidia {part}")
-        steps += [f"rm -rf {target}", f"mv {part} {target}"]
-        return " && ".join(steps)
+        full = _charliecloud_full(image, gpu)
+        if split is None:
+            return full
+        return f"{{ {_charliecloud_incremental(image, gpu, split)}; }} || {{ {full}; }}"
     raise ValueError(f"mlops.toml cluster.runtime: {image.runtime!r} is not one of {', '.join(RUNTIMES)}")
+
+
+def _charliecloud_full(image: Image, gpu: bool) -> str:
+    # ch-convert reads podman's store (its "tar" input is a flattened export, not `docker save`).
+    # The bind target /project must exist in the read-only image, so create it in the directory.
+    target, part = shlex.quote(image.target), shlex.quote(image.target + ".part")
+    steps = [
+        f"({converted_test(Image(image.stage, image.digest, image.store, image.slug, 'podman'))} || "
+        f"{{ {_podman_pull(image)}; }})",
+        f"rm -rf {part}",
+        f"ch-convert -i podman {shlex.quote(image.podman_ref)} {part}",
+        f"mkdir -p {part}{MOUNT}",
+    ]
+    if gpu:
+        steps.append(f"ch-fromhost --nvidia {part}")
+    steps += [f"rm -rf {target}", f"mv {part} {target}"]
+    return " && ".join(steps)
+
+
+def _charliecloud_incremental(image: Image, gpu: bool, split: Split) -> str:
+    """The lower image's tree (converted once, shared by every commit with those lower layers), copied
+    with hard links, plus the code layer unpacked over it: a code-only change unpacks one small layer.
+
+    Only for a top layer that is plain files under WORKDIR (what `COPY . /app/` makes): no whiteouts
+    (.wh.*), no `..`, nothing outside /app, and /app a real directory in the lower tree; GNU tar
+    unlinks a file before writing it, so the lower tree's hard-linked files are never changed. Anything
+    else fails the check, and the caller falls back to a full conversion.
+    """
+    base = Image(image.stage, image.digest, image.store, image.slug, "charliecloud")
+    base_dir = f"{image.store}/{split.base_key}.ch"
+    q_base, q_base_part = shlex.quote(base_dir), shlex.quote(base_dir + ".part")
+    base_ref = shlex.quote(f"localhost/{image.slug}-base:{split.base_key.removeprefix('base-')[:20]}")
+    source = shlex.quote(f"oci:refs/{split.base_key}:{split.base_key}")
+    code = shlex.quote(f"{image.store}/blobs/sha256/{split.code_hex}")
+    target, part = shlex.quote(base.target), shlex.quote(base.target + ".part")
+    app = WORKDIR.strip("/")
+    only_app = (
+        f"awk '!/^(\\.\\/)?{app}(\\/|$)/ || /(^|\\/)\\.wh\\./ || /(^|\\/)\\.\\.(\\/|$)/ "
+        "{ bad = 1 } END { exit bad }'"
+    )
+    steps = [
+        f"{{ test -d {q_base} || {{ ref=$(cd {shlex.quote(image.store)} && podman pull -q {source}) "
+        f'&& podman tag "$ref" {base_ref} && rm -rf {q_base_part} && ch-convert -i podman {base_ref} {q_base_part} '
+        f"&& mkdir -p {q_base_part}{MOUNT} && mv {q_base_part} {q_base}; }}; }}",
+        f"tar -tzf {code} | {only_app}",
+        f"test -d {q_base}/{app} && ! test -L {q_base}/{app}",
+        f"rm -rf {part}",
+        f"cp -al {q_base} {part}",
+        f"tar -xzf {code} -C {part} --no-same-owner",
+    ]
+    if gpu:
+        steps.append(f"ch-fromhost --nvidia {part}")
+    steps += [f"rm -rf {target}", f"mv {part} {target}"]
+    return " && ".join(steps)
 
 
 def run_argv(

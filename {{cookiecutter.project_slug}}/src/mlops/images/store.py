@@ -203,7 +203,7 @@ def deploy(session: Session, cfg: Settings, manifest_path: Path, out: TextIO = s
             raise DeployError(f"{layout_dir}: {entry['oci_ref']} is not image {entry['digest']}; run `mlops build`")
         image = runtime.Image(stage.name, entry["digest"], "", cfg.project.slug, rt)
         local = _Local(image, layout_dir, blobs, list(blobs))
-        if rt in ("apptainer", "singularity"):  # a SIF of the lower layers + the code layer as an overlay
+        if rt in ("apptainer", "singularity", "charliecloud"):  # lower image converted once + the code layer
             base_key, extra = layout.lower_image(layout_dir, blobs)
             local.split, local.base_manifest = runtime.Split(base_key, blobs[-1].hex), extra[0]
             local.ship += extra
@@ -258,6 +258,7 @@ def deploy(session: Session, cfg: Settings, manifest_path: Path, out: TextIO = s
                 file=out,
             )
         record = "".join(f"image {local.image.key}\n" for local in images.values())
+        record += "".join(f"image {local.split.base_key}\n" for local in images.values() if local.split)
         record += "".join(f"blob {h}\n" for h in sorted(wanted))
         name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + str(manifest.get("commit", "unknown"))[:12]
         store_run(

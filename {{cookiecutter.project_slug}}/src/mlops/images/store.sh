@@ -145,7 +145,7 @@ prune)
         rm -rf "$path"
     done
     if command -v podman >/dev/null; then
-        podman images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | { grep -E "^localhost/$slug-(params|data|model):" || true; } |
+        podman images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | { grep -E "^localhost/$slug-(params|data|model|base):" || true; } |
             while read -r ref; do
                 stage=${ref#localhost/"$slug"-}
                 stage=${stage%%:*}
