@@ -12,7 +12,8 @@ Deploy (mlops.images.store) leaves each image as a small OCI layout `refs/<stage
                   + the code layer as X.code.sqfs; X.sif -> BASE.sif       --overlay X.code.sqfs:ro X.sif
     singularity   the same with singularity                              singularity run ...
     podman        podman pull oci:REFDIR:REF; podman tag                 podman run --env-file ... REF
-    charliecloud  (podman pull, then) ch-convert -i podman REF DIR       ch-run --set-env=FILE DIR -- ENTRYPOINT
+    charliecloud  ch-convert of BASE into BASE.ch (once), then cp -al      ch-run --set-env=FILE DIR -- ENTRYPOINT
+                  BASE.ch DIR + the code layer unpacked into DIR
 
 podman's pull copies only the layers its storage lacks (containers/image reuses a layer by digest),
 so a code-only change loads one small layer. Apptainer/Singularity: a SIF of every layer but the
@@ -20,8 +21,9 @@ top one (BASE, keyed by the lower image's manifest: shared by every commit with 
 layers and runtime config, so built once) plus the top (code) layer as a read-only squashfs
 overlay (`--overlay X.code.sqfs:ro`; documented for squashfs images by Apptainer); X.sif is a link
 to BASE.sif. A code-only change builds one small squashfs, not a SIF. OCI whiteouts (.wh.*) in the
-code layer are not carried into the overlay (a COPY layer has none). Charliecloud flattens a whole
-directory per image id (from podman's store, so its input already skips unchanged layers).
+code layer are not carried into the overlay (a COPY layer has none). Charliecloud: the lower
+image's tree is converted once (BASE.ch); each image is a hard-linked copy of it with the code layer
+unpacked over it, when that layer is plain files under /app (else a full ch-convert of the image).
 
 Env files are NAME=value with no quotes (mlops.params): podman reads them literally, apptainer and
 charliecloud parse the same lines the same way because values avoid shell-special characters.
