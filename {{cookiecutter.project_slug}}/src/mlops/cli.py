@@ -190,12 +190,13 @@ def _cmd_status(args) -> int:
 
 
 def _cmd_collect(args) -> int:
-    from . import collect, scheduler
+    from . import scheduler
+    from .results import collect
     cfg, session = _cluster_session()
-    run_id = scheduler.resolve_run_id(cfg, args.run_id)
+    run_id = collect.check_run_id(scheduler.resolve_run_id(cfg, args.run_id))  # before the login
     with session:
         result = collect.collect(session, cfg, run_id, args.out, wait=args.wait)
-    return 0 if result["counts"]["completed"] == len(result["rows"]) else 1
+    return 0 if result["ok"] else 1
 
 
 def _cmd_cancel(args) -> int:
@@ -321,10 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     from .params import ParamsError
     from .local import StageFailed
     from .images import BuildError
+    from .errors import MlopsError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except MlopsError as exc:
+        print(f"mlops {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
     except ParamsError as exc:
         for error in exc.errors:
             print(f"{exc.source}: {error}", file=sys.stderr)
@@ -342,11 +347,10 @@ def main(argv: list[str] | None = None) -> int:
         from .transport import TransportError, RemoteError
         from .scheduler import SubmitError
         from .deploy import DeployError
-        from .collect import CollectError
         if isinstance(exc, (TransportError, SubmitError)):
             print(f"mlops {args.command}: {exc}", file=sys.stderr)
             return 2
-        if isinstance(exc, (RemoteError, DeployError, CollectError)):
+        if isinstance(exc, (RemoteError, DeployError)):
             print(f"mlops {args.command}: {exc}", file=sys.stderr)
             return 1
         raise
