@@ -90,7 +90,9 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
             data = reader.read(path.name, LOG_TAIL_BYTES, tail=True) or b""
     except (OSError, read.Unreadable) as exc:
         return printable(exc)
-    return text_tail(data, LOG_TAIL_BYTES, lines)
+    # the end of each line is the telling part (a 20 MB progress line ends with the error)
+    return "\n".join(line if len(line) <= 200 else "..." + line[-197:]
+                     for line in text_tail(data, LOG_TAIL_BYTES, lines).splitlines())
 
 
 def _train_one(cfg, run: Path, entry: dict, base_env: dict) -> dict:
@@ -166,8 +168,8 @@ def run_local(root: Path | None = None, jobs: int = 1, run_id: str | None = None
     files = {"summary.json": reports.summary_json(rows, run_id, problems, []), "summary.csv": reports.summary_csv(rows)}
     try:
         files["sweep.png"] = plot(rows)
-    except Exception as exc:  # noqa: BLE001 (a plot must never cost the summary)
-        problems.append(f"sweep.png: drawing failed ({type(exc).__name__})")
+    except Exception as exc:  # noqa: BLE001 (a plot must never cost the summary; no matplotlib: pip install .[report])
+        print(f"  sweep.png not drawn ({type(exc).__name__}: {printable(exc, 100)})", file=out)
     where = run / "results"
     try:
         reports.write_all(where, files)

@@ -108,7 +108,8 @@ def collect(
         try:
             png = plot(rows)
         except Exception as exc:  # noqa: BLE001 (a plot must never cost the reports)
-            png, lost = b"", [*lost, f"sweep.png: drawing failed ({type(exc).__name__})"]
+            png = b""
+            print(f"  sweep.png not drawn ({type(exc).__name__}: {printable(exc, 100)})", file=out)
         files = {
             "junit.xml": reports.junit(rows, run_id, lost, caps),
             "metrics.txt": ("\n".join(reports.metrics_lines(rows, len(skipped))) + "\n").encode(),
