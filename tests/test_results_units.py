@@ -397,3 +397,12 @@ def test_local_run_passes_no_secret_to_research_code():
     env = local.child_env({**CANARY_ENV, "HPC_SSH_PRIVATE_KEY": "/k", "PATH": "/bin", "HOME": "/h", "LANG": "C",
                            "CI_JOB_TOKEN": "t", "AWS_SECRET_ACCESS_KEY": "s", "WANDB_DIR": "/w"})
     assert env == {"PATH": "/bin", "HOME": "/h", "LANG": "C", "WANDB_DIR": "/w"}
+
+
+def test_caps_come_from_mlops_toml_collect_section(tmp_path):
+    cfg = config.Config(tmp_path, {"collect": {"max_file_bytes": 1024, "log_tail_lines": 5}})
+    caps = Caps.from_settings(cfg)
+    assert caps.max_file_bytes == 1024 and caps.log_tail_lines == 5 and caps.max_members == Caps().max_members
+    for bad in (0, -1, "1k", True, 1.5):
+        with pytest.raises(collect.BadInput, match="max_members"):
+            Caps.from_settings(config.Config(tmp_path, {"collect": {"max_members": bad}}))
