@@ -118,6 +118,21 @@ def make_cluster_run(workdir: Path, n: int) -> Path:
     return run
 
 
+def bench_settings(root: Path, workdir: Path):
+    """Settings of a rendered project named SLUG (scheduler none) whose cluster workdir is `workdir`."""
+    import tomllib
+
+    from mlops import options, settings
+
+    answers = {o.name: (o.choices[0] if o.choices else o.default) for o in options.OPTIONS}
+    answers.update(project_name=SLUG, scheduler="none")
+    for name in ("project_slug", "hpc_workdir", "wandb_project"):
+        answers[name] = options.derived(name, answers)
+    answers["hpc_workdir"] = str(workdir)
+    text = settings.fill_toml((PROJECT_TEMPLATE / "mlops.toml").read_text(), answers)
+    return settings.from_data(tomllib.loads(text), root)
+
+
 def write_params(where: Path, n: int) -> Path:
     path = where / "parameters.json"
     if not path.exists():
@@ -193,7 +208,7 @@ def step(name: str, work: Path, n: int, max_array: int) -> dict:
                      arrays=len(chunks), largest_task_id=max(max(c["indices"]) - c["offset"] for c in chunks),
                      all_sbatch_calls=submit_sh.count("sbatch --parsable"))
     elif name == "collect":
-        cfg = config.Config(work, {"project": {"slug": SLUG}, "cluster": {"workdir": str(work / "cluster")}})
+        cfg = bench_settings(work, work / "cluster")
         out = work / "artifacts"
         parts = time_parts()
         t0 = time.perf_counter()

@@ -50,12 +50,21 @@ def make(run: Path, secret_file: str, site_packages: str) -> None:
         (run / sub).mkdir(parents=True, exist_ok=True)
     (run / "run.json").write_text(json.dumps({"run_id": run.name, "mode": "hostile"}))
     ids = [*GOOD, ODD, *BAD, *FAILED]
-    entries = [{"index": i, "config_id": cid, "parameters": {"alpha": i, "label": "=HYPERLINK(\"http://x\")"}}
-               for i, cid in enumerate(ids)]
+    entries = [
+        {"index": i, "config_id": cid, "parameters": {"alpha": i, "label": '=HYPERLINK("http://x")'}}
+        for i, cid in enumerate(ids)
+    ]
     (run / "envs" / "index.json").write_text(json.dumps({"configurations": entries + BAD_INDEX}))
     (run / "envs" / f"{ids[0]}.env").write_text("SECRET_INPUT=stays-on-the-cluster\n")
-    jobs = [{"attempt": 1, "kind": "none", "pid": "not-a-number", "config_ids": ids,
-             "model": [{"job": None, "offset": 0, "indices": list(range(len(ids)))}]}]
+    jobs = [
+        {
+            "attempt": 1,
+            "kind": "none",
+            "pid": "not-a-number",
+            "config_ids": ids,
+            "model": [{"job": None, "offset": 0, "indices": list(range(len(ids)))}],
+        }
+    ]
     (run / "state" / "jobs.json").write_text(json.dumps(jobs))
 
     def res(cid: str) -> Path:
@@ -65,7 +74,8 @@ def make(run: Path, secret_file: str, site_packages: str) -> None:
 
     def record(cid: str, status, exit_code: int = 0) -> None:
         (run / "state" / "tasks" / f"{cid}.json").write_text(
-            json.dumps({"config_id": cid, "status": status, "exit_code": exit_code, "duration_s": 1.5, "attempt": 1}))
+            json.dumps({"config_id": cid, "status": status, "exit_code": exit_code, "duration_s": 1.5, "attempt": 1})
+        )
 
     for cid, mae in GOOD.items():
         (res(cid) / "metrics.json").write_text(json.dumps({"mae": mae, "rmse": mae * 2}))
@@ -73,8 +83,13 @@ def make(run: Path, secret_file: str, site_packages: str) -> None:
         record(cid, "completed")
     # links of every shape, in good configurations (they are refused; the configuration stays good)
     g = res("a000000001")
-    for name, target in (("abs-secret", secret_file), ("abs-root", "/"), ("up", "../../../../.."),
-                         ("pth", os.path.join(site_packages, "evil.pth")), ("dangling", "nowhere/x")):
+    for name, target in (
+        ("abs-secret", secret_file),
+        ("abs-root", "/"),
+        ("up", "../../../../.."),
+        ("pth", os.path.join(site_packages, "evil.pth")),
+        ("dangling", "nowhere/x"),
+    ):
         os.symlink(target, g / name)
     (g / "a").mkdir()
     os.symlink("y/../..", g / "a" / "x")  # the chain of issue 11: a/x -> y/../.. with a/y -> .
@@ -104,9 +119,11 @@ def make(run: Path, secret_file: str, site_packages: str) -> None:
     (off / "logs").mkdir()
     os.symlink(os.path.expanduser("~/.cache/wandb/logs/core-debug.log"), off / "logs" / "debug-core.log")
 
-    (res(ODD) / "metrics.json").write_text('{"mae": NaN, "rmse": Infinity, "mase": -Infinity, '
-                                           '"evil 1\\nconfigurations_failed": 1, "=HYPERLINK(\\"http://e\\")": 2, '
-                                           '"ok": 3}')
+    (res(ODD) / "metrics.json").write_text(
+        '{"mae": NaN, "rmse": Infinity, "mase": -Infinity, '
+        '"evil 1\\nconfigurations_failed": 1, "=HYPERLINK(\\"http://e\\")": 2, '
+        '"ok": 3}'
+    )
     record(ODD, "completed")
 
     b = {cid: res(cid) for cid in BAD}
@@ -127,8 +144,10 @@ def make(run: Path, secret_file: str, site_packages: str) -> None:
     os.symlink(secret_file, b["b000000001"] / "log")  # a log that is a link to the runner's key
 
     c1, c2 = res("c000000001"), res("c000000002")
-    (c1 / "log").write_bytes(b"start\n\x00\x01\x02\x1b[31mred\x1b[0m \x0b\x0c\xff\xfe bad bytes\n"
-                             b"]]></failure><injected/>\nTraceback: diverged\n")
+    (c1 / "log").write_bytes(
+        b"start\n\x00\x01\x02\x1b[31mred\x1b[0m \x0b\x0c\xff\xfe bad bytes\n"
+        b"]]></failure><injected/>\nTraceback: diverged\n"
+    )
     with open(c2 / "log", "wb") as fh:
         fh.write(b"x" * (20 << 20))  # 20 MB, one line
         fh.write(b" END-OF-HUGE-LOG\n")

@@ -16,22 +16,38 @@ import subprocess
 import sys
 import tarfile
 import time
+import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import hostile_results as hostile
 import pytest
 
-import hostile_results as hostile
-from mlops import config
+from conftest import PROJECT_TEMPLATE, answers_for
+from mlops import settings
 from mlops.results import collect, extract, read, reports, text, wandb_sync
 from mlops.results.caps import Caps
 
 pytestmark = pytest.mark.unit
 
 SECRET = "-----BEGIN OPENSSH PRIVATE KEY-----\ncanary-key-material-5f1e2d\n-----END OPENSSH PRIVATE KEY-----\n"
-CANARY_ENV = {"HPC_TOTP_SECRET": "CANARYTOTPSECRETAAAAAAAAAAAAAAAA", "HPC_OTP": "918273",
-              "WANDB_API_KEY": "canary-wandb-key-0123456789abcdef0123456789", "GITLAB_TOKEN": "glpat-canary-gitlab",
-              "CI_JOB_TOKEN": "canary-ci-job-token"}
+CANARY_ENV = {
+    "HPC_TOTP_SECRET": "CANARYTOTPSECRETAAAAAAAAAAAAAAAA",
+    "HPC_OTP": "918273",
+    "WANDB_API_KEY": "canary-wandb-key-0123456789abcdef0123456789",
+    "GITLAB_TOKEN": "glpat-canary-gitlab",
+    "CI_JOB_TOKEN": "canary-ci-job-token",
+}
+
+
+def make_settings(root: Path, workdir: Path, slug: str = "proj", **collect_caps) -> settings.Settings:
+    """Settings as a rendered project has them (scheduler none), with the cluster workdir and caps given."""
+    answers = {**answers_for({"project_name": slug, "scheduler": "none"}), "hpc_workdir": str(workdir)}
+    data = tomllib.loads(settings.fill_toml((PROJECT_TEMPLATE / "mlops.toml").read_text(), answers))
+    data["collect"].update(collect_caps)
+    return settings.from_data(data, root)
+
+
 GITLAB_METRIC = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]* -?[0-9.e+-]+")
 
 
@@ -79,30 +95,56 @@ def box(tmp_path):
 
 def test_links_devices_fifos_and_bad_names_are_refused_the_rest_kept(box):
     members = [
-        _info("results/", tarfile.DIRTYPE), _info("results/a/x", tarfile.SYMTYPE, link="y/../.."),
-        _info("results/a/y", tarfile.SYMTYPE, link="."), _info("results/a/x/canary.txt", data=b"through the chain"),
-        _info("results/abs", tarfile.SYMTYPE, link="/etc/passwd"), _info("results/abs", data=b"replaced link?"),
-        _info("results/hard", tarfile.LNKTYPE, link="../canary.txt"), _info("results/fifo", tarfile.FIFOTYPE),
-        _info("results/dev", tarfile.CHRTYPE), _info("results/blk", tarfile.BLKTYPE),
-        _info("../canary.txt", data=b"escaped"), _info("/tmp/abs-escape", data=b"escaped"),
-        _info("results/../../canary.txt", data=b"escaped"), _info("results/nl\nname", data=b"x"),
-        _info("results/esc\x1b[31m", data=b"x"), _info("results/not-utf8-\udcff", data=b"x"),
-        _info("results/" + "l" * 300, data=b"x"), _info("results/" + "/".join(["d" * 200] * 6), data=b"x"),
-        _info("results/ok.json", data=b'{"mae": 1}'), _info("./results/sub/./ok2.txt", data=b"kept"),
-        _info("results/ok.json/inner", data=b"parent is a file"), _info("results/sub", data=b"a dir already"),
+        _info("results/", tarfile.DIRTYPE),
+        _info("results/a/x", tarfile.SYMTYPE, link="y/../.."),
+        _info("results/a/y", tarfile.SYMTYPE, link="."),
+        _info("results/a/x/canary.txt", data=b"through the chain"),
+        _info("results/abs", tarfile.SYMTYPE, link="/etc/passwd"),
+        _info("results/abs", data=b"replaced link?"),
+        _info("results/hard", tarfile.LNKTYPE, link="../canary.txt"),
+        _info("results/fifo", tarfile.FIFOTYPE),
+        _info("results/dev", tarfile.CHRTYPE),
+        _info("results/blk", tarfile.BLKTYPE),
+        _info("../canary.txt", data=b"escaped"),
+        _info("/tmp/abs-escape", data=b"escaped"),
+        _info("results/../../canary.txt", data=b"escaped"),
+        _info("results/nl\nname", data=b"x"),
+        _info("results/esc\x1b[31m", data=b"x"),
+        _info("results/not-utf8-\udcff", data=b"x"),
+        _info("results/" + "l" * 300, data=b"x"),
+        _info("results/" + "/".join(["d" * 200] * 6), data=b"x"),
+        _info("results/ok.json", data=b'{"mae": 1}'),
+        _info("./results/sub/./ok2.txt", data=b"kept"),
+        _info("results/ok.json/inner", data=b"parent is a file"),
+        _info("results/sub", data=b"a dir already"),
     ]
     done = extract.extract(_stream(members), box / "dest", Caps())
     tree = _tree(box / "dest")
     # a/x was refused as a link, so a/x/canary.txt is a plain file in a plain directory a/x: inside dest
-    assert tree == {"results": "d", "results/a": "d", "results/a/x": "d", "results/a/x/canary.txt": "f",
-                    "results/abs": "f", "results/ok.json": "f", "results/sub": "d", "results/sub/ok2.txt": "f"}, tree
+    assert tree == {
+        "results": "d",
+        "results/a": "d",
+        "results/a/x": "d",
+        "results/a/x/canary.txt": "f",
+        "results/abs": "f",
+        "results/ok.json": "f",
+        "results/sub": "d",
+        "results/sub/ok2.txt": "f",
+    }, tree
     assert (box / "dest/results/abs").read_bytes() == b"replaced link?"
     assert (box / "canary.txt").read_text() == "canary\n"
     assert not Path("/tmp/abs-escape").exists()
     refused = dict(done.refused)
-    assert {"results/a/x", "results/a/y", "results/abs", "results/hard", "results/fifo", "results/dev",
-            "results/blk"} <= set(refused)
-    reasons = {name: why for name, why in done.skipped}
+    assert {
+        "results/a/x",
+        "results/a/y",
+        "results/abs",
+        "results/hard",
+        "results/fifo",
+        "results/dev",
+        "results/blk",
+    } <= set(refused)
+    reasons = dict(done.skipped)
     assert reasons["../canary.txt"] == "name contains '..'" and reasons["/tmp/abs-escape"] == "absolute name"
     assert "control characters" in reasons["results/nl\nname"] and "not UTF-8" in reasons["results/not-utf8-\udcff"]
     assert "longer than max_path_length" in reasons["results/" + "/".join(["d" * 200] * 6)]
@@ -113,8 +155,11 @@ def test_links_devices_fifos_and_bad_names_are_refused_the_rest_kept(box):
 
 def test_caps_per_file_total_and_member_count(box):
     caps = Caps(max_file_bytes=100, max_total_bytes=250, max_members=6)
-    members = [_info(f"f{i}", data=b"x" * 90) for i in range(3)] + [_info("big", data=b"y" * 101)] + \
-              [_info(f"g{i}", data=b"z") for i in range(5)]
+    members = (
+        [_info(f"f{i}", data=b"x" * 90) for i in range(3)]
+        + [_info("big", data=b"y" * 101)]
+        + [_info(f"g{i}", data=b"z") for i in range(5)]
+    )
     done = extract.extract(_stream(members), box / "dest", caps)
     assert sorted(os.listdir(box / "dest")) == ["f0", "f1", "g0", "g1"]
     reasons = dict(done.skipped)
@@ -255,8 +300,9 @@ class LocalShell:
 
     def run(self, command, stdin=None, timeout=600, check=True, stdout=None):
         argv = command if isinstance(command, list) else ["bash", "-c", command]
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=self.env)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env
+        )
         proc.stdin.write(stdin or b"")
         proc.stdin.close()
         data = b""
@@ -282,14 +328,14 @@ def _pth_files() -> set[str]:
     return {str(p) for d in site.getsitepackages() if os.path.isdir(d) for p in Path(d).glob("*.pth")}
 
 
-def test_collect_of_a_hostile_run_keeps_everything_inside_and_reports_each_case(hostile_run, secret_file, tmp_path,
-                                                                                 monkeypatch):
+def test_collect_of_a_hostile_run_keeps_everything_inside_and_reports_each_case(
+    hostile_run, secret_file, tmp_path, monkeypatch
+):
     for k, v in CANARY_ENV.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("HPC_SSH_PRIVATE_KEY", str(secret_file))
     root = hostile_run.parents[2]
-    cfg = config.Config(tmp_path, {"project": {"slug": "proj"}, "cluster": {"workdir": str(root)},
-                                   "scheduler": {"kind": "none"}})
+    cfg = make_settings(tmp_path, root)
     artifacts = tmp_path / "job"
     out = artifacts / "results"
     out.mkdir(parents=True)
@@ -300,14 +346,22 @@ def test_collect_of_a_hostile_run_keeps_everything_inside_and_reports_each_case(
     t0 = time.monotonic()
     result = collect.collect(LocalShell({"PATH": os.environ["PATH"]}), cfg, "p666", out, out=log)
     seconds = time.monotonic() - t0
-    print(f"\ncollect of the hostile run: {seconds:.1f}s; {len(result['lost'])} lost/bad lines, "
-          f"{len(result['refused'])} refused\n{log.getvalue()}")
+    print(
+        f"\ncollect of the hostile run: {seconds:.1f}s; {len(result['lost'])} lost/bad lines, "
+        f"{len(result['refused'])} refused\n{log.getvalue()}"
+    )
     assert not result["ok"]
     _check_rows(result["rows"], result["lost"])
     assert (beside.stat().st_mtime_ns, _pth_files()) == before
     assert sorted(p.name for p in artifacts.iterdir()) == ["canary.txt", "results"]
-    assert sorted(p.name for p in out.iterdir()) == ["junit.xml", "metrics.txt", "p666", "summary.csv",
-                                                     "summary.json", "sweep.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "junit.xml",
+        "metrics.txt",
+        "p666",
+        "summary.csv",
+        "summary.json",
+        "sweep.png",
+    ]
     _tree_ok = _tree(out / "p666")
     assert "envs/index.json" in _tree_ok and not any(n.endswith(".env") for n in _tree_ok)
     secrets = [*CANARY_ENV.values(), SECRET.splitlines()[1]]
@@ -335,7 +389,7 @@ def test_run_id_used_as_a_path_is_validated(run_id):
 def test_out_dir_that_is_a_link_is_refused(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "results").symlink_to(tmp_path / "elsewhere")
-    cfg = config.Config(tmp_path, {"project": {"slug": "p"}, "cluster": {"workdir": "/nonexistent"}})
+    cfg = make_settings(tmp_path, Path("/nonexistent"))
     with pytest.raises(collect.BadInput):
         collect.collect(LocalShell({}), cfg, "p1", tmp_path / "results", out=io.StringIO())
 
@@ -361,8 +415,10 @@ def _offline_run(run: Path, cid: str = "a000000001") -> Path:
 
 def _fake_wandb(tmp_path: Path, body: str) -> list[str]:
     script = tmp_path / "fake_wandb.py"
-    script.write_text("import json, os, pathlib, sys\nd = pathlib.Path(sys.argv[1])\n"
-                      f"(d.parent / 'env.json').write_text(json.dumps(dict(os.environ)))\n{body}\n")
+    script.write_text(
+        "import json, os, pathlib, sys\nd = pathlib.Path(sys.argv[1])\n"
+        f"(d.parent / 'env.json').write_text(json.dumps(dict(os.environ)))\n{body}\n"
+    )
     return [sys.executable, str(script)]
 
 
@@ -394,15 +450,28 @@ def test_wandb_sync_without_a_key_does_nothing(tmp_path):
 def test_local_run_passes_no_secret_to_research_code():
     from mlops import local
 
-    env = local.child_env({**CANARY_ENV, "HPC_SSH_PRIVATE_KEY": "/k", "PATH": "/bin", "HOME": "/h", "LANG": "C",
-                           "CI_JOB_TOKEN": "t", "AWS_SECRET_ACCESS_KEY": "s", "WANDB_DIR": "/w"})
+    env = local.child_env(
+        {
+            **CANARY_ENV,
+            "HPC_SSH_PRIVATE_KEY": "/k",
+            "PATH": "/bin",
+            "HOME": "/h",
+            "LANG": "C",
+            "CI_JOB_TOKEN": "t",
+            "AWS_SECRET_ACCESS_KEY": "s",
+            "WANDB_DIR": "/w",
+        }
+    )
     assert env == {"PATH": "/bin", "HOME": "/h", "LANG": "C", "WANDB_DIR": "/w"}
 
 
 def test_caps_come_from_mlops_toml_collect_section(tmp_path):
-    cfg = config.Config(tmp_path, {"collect": {"max_file_bytes": 1024, "log_tail_lines": 5}})
-    caps = Caps.from_settings(cfg)
-    assert caps.max_file_bytes == 1024 and caps.log_tail_lines == 5 and caps.max_members == Caps().max_members
-    for bad in (0, -1, "1k", True, 1.5):
+    s = make_settings(tmp_path, Path("/w"), max_file_bytes=1024, log_tail_lines=5)
+    caps = Caps.from_settings(s)
+    assert caps.max_file_bytes == 1024 and caps.log_tail_lines == 5 and caps.max_members == 100_000
+    assert Caps() == Caps.from_settings(make_settings(tmp_path, Path("/w")))  # defaults: options.py only
+    with pytest.raises(collect.BadInput, match="max_members"):
+        make_settings(tmp_path, Path("/w"), max_members=0)
+    for bad in (0, -1, "1k", True, 1.5):  # the raw-table path (a dict-like view)
         with pytest.raises(collect.BadInput, match="max_members"):
-            Caps.from_settings(config.Config(tmp_path, {"collect": {"max_members": bad}}))
+            Caps.from_settings({"collect": {"max_members": bad}})

@@ -1,4 +1,5 @@
 """`mlops run --local`: the whole sweep on this machine; a failing configuration loses nothing."""
+
 import csv
 import json
 import os
@@ -51,8 +52,9 @@ def test_a_failing_configuration_does_not_stop_the_others(project):
     names = set(doc.get("fixed", {})) | set(doc.get("grid", {})) | {n for g in doc.get("zip", []) for n in g}
     # An explicit configuration whose window is longer than the series: train.py fails on it.
     first = params_first(project)
-    doc.setdefault("configurations", []).append({**{n: first[n] for n in names if n not in doc.get("fixed", {})},
-                                                 "window": 100000})
+    doc.setdefault("configurations", []).append(
+        {**{n: first[n] for n in names if n not in doc.get("fixed", {})}, "window": 100000}
+    )
     path.write_text(json.dumps(doc))
     result = mlops(project, "run", "--local", "--jobs", "2")
     assert result.returncode == 1
@@ -66,6 +68,7 @@ def test_a_failing_configuration_does_not_stop_the_others(project):
 
 def params_first(project):
     from mlops import params
+
     return params.expand(params.validate(project / "params" / "parameters.json"))[0].parameters
 
 
@@ -77,7 +80,7 @@ def test_bad_parameters_stop_before_anything_is_written(project):
     assert not (project / "runs").exists()
 
 
-HOSTILE_TRAIN = r'''
+HOSTILE_TRAIN = r"""
 import json, os, pathlib, sys
 res = pathlib.Path(os.environ["RESULT_DIR"])
 res.mkdir(parents=True, exist_ok=True)
@@ -93,10 +96,14 @@ elif kind == 1:  # metrics.json is a link to the secret; the log is huge and ful
     sys.stdout.write("\x00\x01\x1b[31m" + "x" * 3_000_000 + "\n")
 else:            # metrics.json is a FIFO: reading it would block forever
     os.mkfifo(res / "metrics.json")
-'''
-CANARIES = {"HPC_TOTP_SECRET": "CANARYTOTPSECRETAAAAAAAAAAAAAAAA", "HPC_OTP": "918273",
-            "WANDB_API_KEY": "canary-wandb-key-0123456789abcdef", "GITLAB_TOKEN": "glpat-canary-gitlab",
-            "CI_JOB_TOKEN": "canary-ci-job-token"}
+"""
+CANARIES = {
+    "HPC_TOTP_SECRET": "CANARYTOTPSECRETAAAAAAAAAAAAAAAA",
+    "HPC_OTP": "918273",
+    "WANDB_API_KEY": "canary-wandb-key-0123456789abcdef",
+    "GITLAB_TOKEN": "glpat-canary-gitlab",
+    "CI_JOB_TOKEN": "canary-ci-job-token",
+}
 
 
 def test_hostile_research_code_sees_no_secret_and_cannot_break_the_summary(project, tmp_path):
@@ -107,8 +114,14 @@ def test_hostile_research_code_sees_no_secret_and_cannot_break_the_summary(proje
     (project / "model" / "secret_path.txt").write_text(str(secret))
     (project / "model" / "train.py").write_text(HOSTILE_TRAIN)
     env = {**os.environ, **CANARIES, "HPC_SSH_PRIVATE_KEY": str(secret)}
-    result = subprocess.run([sys.executable, "-m", "mlops", "run", "--local", "--jobs", "2"], cwd=project,
-                            capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "mlops", "run", "--local", "--jobs", "2"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     run = only_run(project)
     index = json.loads((run / "envs" / "index.json").read_text())["configurations"]
     kinds = {e["config_id"]: int(e["config_id"], 16) % 3 for e in index}
@@ -116,8 +129,9 @@ def test_hostile_research_code_sees_no_secret_and_cannot_break_the_summary(proje
     for cid in kinds:
         seen = json.loads((run / "results" / cid / "env.json").read_text())
         assert not {k for k in seen if k.startswith(("HPC_", "GITLAB_", "CI_"))} and "WANDB_API_KEY" not in seen
-    summary = json.loads((run / "results" / "summary.json").read_text(),
-                         parse_constant=lambda c: pytest.fail(f"{c} in summary.json"))
+    summary = json.loads(
+        (run / "results" / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in summary.json")
+    )
     rows = {r["config_id"]: r for r in summary["configurations"]}
     assert set(rows) == set(kinds)
     for cid, kind in kinds.items():

@@ -21,14 +21,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from . import config as config_mod
-from . import params, rundir, stages
+from . import params, rundir, runenv, settings, stages
 from .errors import WorkFailed
 from .results import read, reports, table
 from .results.caps import Caps
 from .results.plot import plot
 from .results.text import printable
-from .results.text import tail as text_tail
 
 LOG_TAIL_LINES = 5
 LOG_TAIL_BYTES = 4096
@@ -54,21 +52,11 @@ class StageFailed(WorkFailed):
     """A stage of the local run failed (exit 1)."""
 
 
-def _stage_env(cfg: config_mod.Config, run: Path, run_id: str) -> dict[str, str]:
+def _stage_env(cfg: settings.Settings, run: Path, run_id: str) -> dict[str, str]:
+    """The research code's environment: the allow-listed part of ours plus the stage contract (runenv)."""
     env = child_env()
-    env.update(
-        {
-            "PROJECT_DIR": str(run),
-            "RUN_ID": run_id,
-            # Local runs never wait on a network: online mode is for the cluster's login node sync.
-            "WANDB_MODE": "disabled" if cfg["wandb"].get("mode") == "disabled" else "offline",
-            "WANDB_PROJECT": cfg["wandb"].get("project", cfg.slug),
-            "WANDB_RUN_GROUP": run_id,
-            "WANDB_SILENT": "true",
-        }
-    )
-    if cfg["wandb"].get("entity"):
-        env["WANDB_ENTITY"] = cfg["wandb"]["entity"]
+    env.update(runenv.stage_env(cfg, run_id, str(run)))
+    env["WANDB_SILENT"] = "true"
     return env
 
 
@@ -84,15 +72,13 @@ def _run_stage(cfg, name: str, env: dict, log: Path) -> None:
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last lines of a log the research code wrote: bounded, printable, never through a link."""
-    try:
-        with read.RunReader(path.parent) as reader:
-            data = reader.read(path.name, LOG_TAIL_BYTES, tail=True) or b""
-    except (OSError, read.Unreadable) as exc:
-        return printable(exc)
-    # the end of each line is the telling part (a 20 MB progress line ends with the error)
-    return "\n".join(line if len(line) <= 200 else "..." + line[-197:]
-                     for line in text_tail(data, LOG_TAIL_BYTES, lines).splitlines())
+    """The last lines of a log the research code wrote (rundir.tail: bounded, printable, never through a
+    link), each at most 200 characters: the end of a line is the telling part (a 20 MB progress line
+    ends with the error)."""
+    return "\n".join(
+        line if len(line) <= 200 else "..." + line[-197:]
+        for line in rundir.tail(path, lines, LOG_TAIL_BYTES).splitlines()
+    )
 
 
 def _train_one(cfg, run: Path, entry: dict, base_env: dict) -> dict:
@@ -121,7 +107,7 @@ def _train_one(cfg, run: Path, entry: dict, base_env: dict) -> dict:
 
 def run_local(root: Path | None = None, jobs: int = 1, run_id: str | None = None, out=sys.stderr) -> tuple[Path, int]:
     """Run the whole sweep; returns (run dir, number of failed configurations)."""
-    cfg = config_mod.load(root)
+    cfg = settings.load(root)
     params.validate(cfg.root / "params" / "parameters.json")  # fail before creating anything
     run_id = run_id or rundir.new_run_id()
     run = rundir.create(
@@ -161,7 +147,7 @@ def run_local(root: Path | None = None, jobs: int = 1, run_id: str | None = None
             line = f"  [{done:>{len(str(total))}}/{total}] {'ok  ' if ok else 'FAIL'} {cid} {result['duration_s']:.1f}s"
             if not ok:
                 line += f" (exit {result['exit_code']}), log: {run / 'results' / cid / 'log'}"
-                line += "".join(f"\n        | {l}" for l in tail(run / "results" / cid / "log").splitlines())
+                line += "".join(f"\n        | {x}" for x in tail(run / "results" / cid / "log").splitlines())
             print(line, file=out, flush=True)
     rows, problems = read.run_rows(run, caps)
     bad = sum(r["status"] != "completed" or bool(r["problems"]) for r in rows) + len(problems)

@@ -1,25 +1,32 @@
-"""The caps on what collect accepts from the cluster (mlops.toml `[collect]`, documented in the README).
+"""The caps on what collect accepts from the cluster: mlops.toml `[collect]` (`settings.Collect`).
 
-A member of the results stream that breaks a cap is skipped and listed in the report; the others are kept.
+Defaults live in `mlops.options.SETTINGS_KEYS` only (documented in the README). A member of the
+results stream that breaks a cap is skipped and listed in the report; the others are kept.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
-MIB = 1 << 20
+from .. import options
+from ..errors import BadInput
+
+
+def _default(name: str) -> int:
+    key = next(k for k in options.SETTINGS_KEYS if k.section == "collect" and k.name == name)
+    return int(key.default)
 
 
 @dataclass(frozen=True)
 class Caps:
-    """Limits, in bytes / members / characters; `from_settings` reads them from mlops.toml `[collect]`."""
+    """Limits in bytes / members; `from_settings` takes them from the settings."""
 
-    max_file_bytes: int = 256 * MIB  # one file; larger ones are not even sent by the cluster
-    max_total_bytes: int = 2048 * MIB  # all extracted files together
-    max_members: int = 100_000  # files, directories and skipped entries of the stream
-    max_path_length: int = 1024  # bytes of a member's path (UTF-8)
-    log_tail_bytes: int = 16 * 1024  # the end of a failed configuration's log in junit.xml / the job log
-    log_tail_lines: int = 30
+    max_file_bytes: int = field(default_factory=lambda: _default("max_file_bytes"))  # one file
+    max_total_bytes: int = field(default_factory=lambda: _default("max_total_bytes"))  # all extracted files
+    max_members: int = field(default_factory=lambda: _default("max_members"))  # members read from the stream
+    max_path_length: int = field(default_factory=lambda: _default("max_path_length"))  # bytes of a member's path
+    log_tail_bytes: int = field(default_factory=lambda: _default("log_tail_bytes"))  # of a log, in reports
+    log_tail_lines: int = field(default_factory=lambda: _default("log_tail_lines"))
 
     @property
     def max_stream_bytes(self) -> int:
@@ -31,9 +38,10 @@ class Caps:
         return self.max_total_bytes + 1024 * self.max_members + 64 * 1024
 
     @classmethod
-    def from_settings(cls, settings) -> Caps:
-        """From `mlops.settings.Settings.collect` once it exists; until then from the raw `[collect]` table
-        of mlops.toml (`mlops.config.Config`), each key optional, each value a positive int."""
+    def from_settings(cls, settings: object) -> Caps:
+        """From `settings.Settings` (its validated `collect` section), or from anything whose
+        `["collect"]` is a dict (the old `config.Config`, tests): there each key is optional and
+        must be a whole number >= 0 (>= 1 except for the log tail); raises BadInput otherwise."""
         section = getattr(settings, "collect", None)
         if section is None:
             try:
@@ -45,10 +53,9 @@ class Caps:
             value = section.get(f.name) if isinstance(section, dict) else getattr(section, f.name, None)
             if value is None:
                 continue
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                from ..errors import BadInput
-
-                raise BadInput(f"mlops.toml [collect] {f.name} = {value!r}: give a positive whole number")
+            least = 0 if f.name.startswith("log_tail") else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise BadInput(f"mlops.toml [collect] {f.name} = {value!r}: give a whole number >= {least}")
             values[f.name] = value
         return cls(**values)
 

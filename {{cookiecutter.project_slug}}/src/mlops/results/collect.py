@@ -23,11 +23,14 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TextIO
 
 from .. import runtime, scheduler
 from ..errors import BadInput, MlopsError
+from ..settings import Settings
 from . import extract, fetch, read, reports, table, wandb_sync
 from .caps import Caps
+from .fetch import Remote
 from .plot import plot
 from .text import printable
 
@@ -44,7 +47,9 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-def cluster_view(session, cfg, run_id: str, wait: float, out) -> tuple[dict | None, str | None]:
+def cluster_view(
+    session: Remote, cfg: Settings, run_id: str, wait: float, out: TextIO
+) -> tuple[dict | None, str | None]:
     """The scheduler's view of the run, or (None, why) when the cluster's state files cannot be read."""
     try:
         view = scheduler.wait(session, cfg, run_id, wait, out=out) if wait else scheduler.status(session, cfg, run_id)
@@ -70,7 +75,13 @@ def _replace_run_dir(out_fd: int, tree: Path, run_id: str, work: Path) -> None:
 
 
 def collect(
-    session, cfg, run_id: str, out_dir: Path, wait: float = 0, out=sys.stderr, caps: Caps | None = None
+    session: Remote,
+    cfg: Settings,
+    run_id: str,
+    out_dir: Path,
+    wait: float = 0,
+    out: TextIO = sys.stderr,
+    caps: Caps | None = None,
 ) -> dict:
     """Fetch, extract, read, report. Returns {"run", "rows", "counts", "bytes", "ok", "lost", "refused"};
     ok is True only when every configuration completed with good results and everything sent came back."""
@@ -84,7 +95,8 @@ def collect(
         raise BadInput(f"--out {out_dir}: not a plain directory ({exc.strerror})") from None
     try:
         view, view_problem = cluster_view(session, cfg, run_id, wait, out)
-        run_dir = view["run_dir"] if view else f"{runtime.cluster_root(cfg)}/runs/{run_id}"
+        root = cfg.cluster_root if hasattr(cfg, "cluster_root") else runtime.cluster_root(cfg)
+        run_dir = view["run_dir"] if view else f"{root}/runs/{run_id}"
         work = Path(tempfile.mkdtemp(prefix=f".{run_id}.collect-", dir=out_dir))  # 0700, ours
         try:
             tree = work / "tree"

@@ -11,12 +11,20 @@ import os
 import shlex
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from ..errors import WorkFailed
 from .caps import Caps
 
 TOO_LARGE = "MLOPS-TOO-LARGE "
+
+
+class Remote(Protocol):
+    """What collect needs of an SSH session (mlops.transport.Session): run a command, stream its stdout."""
+
+    def run(
+        self, command: str, stdin: bytes | None = None, timeout: float = 600, check: bool = True, stdout: object = None
+    ) -> tuple[int, str, str]: ...
 
 
 class _CappedWriter:
@@ -53,7 +61,7 @@ def too_large(stderr: str) -> list[tuple[str, str]]:
     return out
 
 
-def download(session, run_dir: str, into: Path, caps: Caps) -> tuple[int, list[tuple[str, str]]]:
+def download(session: Remote, run_dir: str, into: Path, caps: Caps) -> tuple[int, list[tuple[str, str]]]:
     """Write the compressed stream of `run_dir` to the new file `into`; returns (bytes, files not sent).
 
     `into` is created with O_EXCL|O_NOFOLLOW (it must not exist). Raises WorkFailed when the run

@@ -109,7 +109,7 @@ class RunReader:
             raise Unreadable(f"{rel}: larger than {max_bytes:,} bytes")
         return data
 
-    def json(self, rel: str, max_bytes: int):
+    def json(self, rel: str, max_bytes: int) -> object:
         """The JSON document in `rel` (None if absent); Unreadable with the reason otherwise."""
         data = self.read(rel, max_bytes)
         if data is None:
@@ -204,7 +204,7 @@ def index(reader: RunReader) -> tuple[list[dict], list[str]]:
     return sorted(entries, key=lambda e: e["index"]), problems
 
 
-def task_state(raw) -> tuple[dict, str | None]:
+def task_state(raw: object) -> tuple[dict, str | None]:
     """A task record (or a scheduler view of one) reduced to validated fields; (state, problem)."""
     if not isinstance(raw, dict):
         return {}, "task record is not an object"

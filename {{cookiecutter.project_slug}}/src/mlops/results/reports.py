@@ -42,7 +42,8 @@ def write_file(dir_fd: int, name: str, data: bytes) -> None:
 
 
 def counts(rows: list[dict]) -> dict[str, int]:
-    return {s: sum(r["status"] == s for r in rows) for s in rundir.STATES}
+    """State -> number of configurations (rundir.count_states)."""
+    return rundir.count_states([r["status"] for r in rows])
 
 
 def _params_text(row: dict) -> str:

@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from .read import ID
 from .text import printable
@@ -106,7 +107,11 @@ def _load_record(path: Path) -> dict[str, str]:
 
 
 def sync(
-    run: Path, out_dir: Path, command: list[str] | None = None, out=sys.stderr, env: dict[str, str] | None = None
+    run: Path,
+    out_dir: Path,
+    command: list[str] | None = None,
+    out: TextIO = sys.stderr,
+    env: dict[str, str] | None = None,
 ) -> tuple[int, int]:
     """Sync each offline run of the extracted run directory `run`; returns (synced, failed).
 
