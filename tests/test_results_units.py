@@ -24,7 +24,7 @@ import hostile_results as hostile
 import pytest
 
 from conftest import PROJECT_TEMPLATE, answers_for
-from mlops import settings
+from mlops import settings, transport
 from mlops.results import collect, extract, read, reports, text, wandb_sync
 from mlops.results.caps import Caps
 
@@ -319,8 +319,8 @@ class LocalShell:
 
     def python(self, script, *args, timeout=300):
         rc, out, err = self.run(["python3", "-", *args], stdin=script.encode(), check=False)
-        if rc:
-            raise RuntimeError(f"python3 failed: {err[-500:]}")
+        if rc:  # as mlops.transport.Session.python does
+            raise transport.RemoteError(f"remote python3 failed (exit {rc}):\n{err[-500:]}")
         return out
 
 

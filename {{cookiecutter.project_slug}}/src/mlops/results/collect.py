@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .. import runtime, scheduler
-from ..errors import BadInput, MlopsError
+from ..errors import BadInput
 from ..settings import Settings
 from . import extract, fetch, read, reports, table, wandb_sync
 from .caps import Caps
@@ -54,8 +54,10 @@ def cluster_view(
     try:
         view = scheduler.wait(session, cfg, run_id, wait, out=out) if wait else scheduler.status(session, cfg, run_id)
         return view, None
-    except (MlopsError, scheduler.SubmitError):
-        raise  # the run does not exist, or the login failed: nothing to collect
+    except BadInput:
+        raise  # the run does not exist, or the setup is wrong: nothing to collect
+    # A remote command that failed (WorkFailed) lands here too: the state reader on the cluster
+    # parses files the model container can rewrite (a non-numeric pid in state/jobs.json).
     except Exception as exc:  # noqa: BLE001 (the state files are untrusted: any parse failure lands here)
         return None, (
             f"the cluster's state of the run could not be read ({type(exc).__name__}: "
