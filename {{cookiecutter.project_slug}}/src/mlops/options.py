@@ -511,7 +511,9 @@ def _pattern(regex: re.Pattern, what: str, fix: str, empty_ok: bool = False) -> 
 def _at_least(low: int, unit: str = "") -> Rule:
     def rule(value: object) -> tuple[str, str] | None:
         return (
-            None if int(value) >= low else (f"{value!r} is below {low}", f"use a whole number of at least {low}{unit}")
+            None
+            if isinstance(value, int) and value >= low
+            else (f"{value!r} is below {low}", f"use a whole number of at least {low}{unit}")
         )
 
     return rule

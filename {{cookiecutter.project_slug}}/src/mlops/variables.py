@@ -8,7 +8,7 @@ variables listed for the chosen options. Never values: only names, kinds and fla
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -31,7 +31,7 @@ class Variable:
     hidden: bool = False  # "masked and hidden": not even maintainers can read it back (GitLab >= 17.4)
     jobs: tuple[str, ...] = CLUSTER_JOBS
     # When it is needed, as a predicate over the answers (mlops.toml seen as template options).
-    needed: object = field(default=lambda answers: True, compare=False)
+    needed: Callable[[dict], bool] = field(default=lambda answers: True, compare=False)
     manual: bool = False  # typed by a person when starting a manual job, never stored in the project
     secret: bool = True
     environment_scope: str = ENVIRONMENT_SCOPE
