@@ -225,11 +225,11 @@ def test_raw_entrypoint_and_merged_helpers(tmp_path, monkeypatch):
 
 
 def test_error_classes_share_one_base():
-    from mlops import cli, collect, credentials, deploy, images, local, scheduler, transport
+    from mlops import cli, credentials, deploy, images, local, scheduler, transport
 
     bad = (cli.UsageError, params.ParamsError, transport.TransportError, scheduler.SubmitError,
            credentials.CredentialError)  # fmt: skip
-    failed = (transport.RemoteError, deploy.DeployError, collect.CollectError, local.StageFailed)
+    failed = (transport.RemoteError, deploy.DeployError, local.StageFailed)  # results/ raises WorkFailed itself
     assert all(issubclass(c, errors.BadInput) for c in bad)
     assert all(issubclass(c, errors.WorkFailed) for c in failed)
     assert images.BuildError("x", bad_input=True).exit_code == 2 and images.BuildError("x").exit_code == 1

@@ -224,13 +224,14 @@ def _cmd_status(args) -> int:
 
 
 def _cmd_collect(args) -> int:
-    from . import collect, scheduler
+    from . import scheduler
+    from .results import collect
 
     cfg, session = _cluster_session()
-    run_id = scheduler.resolve_run_id(cfg, args.run_id)
+    run_id = collect.check_run_id(scheduler.resolve_run_id(cfg, args.run_id))  # before the login
     with session:
         result = collect.collect(session, cfg, run_id, args.out, wait=args.wait)
-    return 0 if result["counts"]["completed"] == len(result["rows"]) else 1
+    return 0 if result["ok"] else 1
 
 
 def _cmd_cancel(args) -> int:
