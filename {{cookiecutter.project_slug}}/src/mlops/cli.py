@@ -79,13 +79,13 @@ def _cmd_variables(args) -> int:
             path.unlink(missing_ok=True)
             print(f"removed {path}")
             return 0
-        path, problems = variables.write_local(cfg.root, answers)
+        written, problems = variables.write_local(cfg.root, answers)
         for problem in problems:
             print(f"mlops variables local: {problem}", file=sys.stderr)
         if problems:
             print("mlops variables local: nothing was written", file=sys.stderr)
             return 2
-        print(f"wrote {path} (mode 0600, gitignored; values are not shown)")
+        print(f"wrote {written} (mode 0600, gitignored; values are not shown)")
         return 0
     project = args.project or os.environ.get("CI_PROJECT_PATH")
     if not project:

@@ -7,6 +7,7 @@ results stream that breaks a cap is skipped and listed in the report; the others
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from .. import options
 from ..errors import BadInput
@@ -14,7 +15,7 @@ from ..errors import BadInput
 
 def _default(name: str) -> int:
     key = next(k for k in options.SETTINGS_KEYS if k.section == "collect" and k.name == name)
-    return int(key.default)
+    return int(str(key.default))
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Caps:
         return self.max_total_bytes + 1024 * self.max_members + 64 * 1024
 
     @classmethod
-    def from_settings(cls, settings: object) -> Caps:
+    def from_settings(cls, settings: Any) -> Caps:
         """From `settings.Settings` (its validated `collect` section), or from anything whose
         `["collect"]` is a dict (the old `config.Config`, tests): there each key is optional and
         must be a whole number >= 0 (>= 1 except for the log tail); raises BadInput otherwise."""

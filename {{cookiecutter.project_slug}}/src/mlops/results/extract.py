@@ -20,7 +20,7 @@ import stat
 import tarfile
 import zlib
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import IO, BinaryIO, cast
 
 from .caps import DEFAULT, Caps
 
@@ -53,7 +53,7 @@ class Extracted:
 class _Capped:
     """A read-only file object that refuses to give more than `limit` bytes in total."""
 
-    def __init__(self, raw: BinaryIO, limit: int):
+    def __init__(self, raw: IO[bytes], limit: int):
         self.raw, self.limit, self.count = raw, limit, 0
 
     def read(self, size: int = -1) -> bytes:
@@ -167,8 +167,8 @@ def extract(stream: BinaryIO, root: str | os.PathLike, caps: Caps = DEFAULT) -> 
     tree = _Tree(root_fd)
     members = 0
     try:
-        capped = _Capped(gzip.GzipFile(fileobj=stream, mode="rb"), caps.max_stream_bytes)
-        with tarfile.open(fileobj=capped, mode="r|", errorlevel=2) as tar:
+        capped = _Capped(cast(IO[bytes], gzip.GzipFile(fileobj=stream, mode="rb")), caps.max_stream_bytes)
+        with tarfile.open(fileobj=cast(IO[bytes], capped), mode="r|", errorlevel=2) as tar:
             for member in tar:
                 members += 1
                 if members > caps.max_members:
@@ -206,7 +206,9 @@ def _one(tar: tarfile.TarFile, member: tarfile.TarInfo, tree: _Tree, caps: Caps,
             done.dirs += 1
         else:
             source = tar.extractfile(member)
-            done.bytes += _write_file(tree, parts, source)
+            if source is None:  # a regular member always has a file object; be explicit for the reader
+                raise tarfile.ReadError(f"{member.name!r}: no data")
+            done.bytes += _write_file(tree, parts, cast(BinaryIO, source))
             done.files += 1
     except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
         done.skipped.append((member.name, f"clashes with an earlier member ({exc.strerror})"))

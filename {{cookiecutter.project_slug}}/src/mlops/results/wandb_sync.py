@@ -17,6 +17,7 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -56,8 +57,8 @@ TIMEOUT_S = 600
 
 def child_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """The allow-listed environment of the `wandb sync` child."""
-    env = os.environ if env is None else env
-    return {k: env[k] for k in ALLOWED if k in env}
+    source: Mapping[str, str] = os.environ if env is None else env
+    return {k: source[k] for k in ALLOWED if k in source}
 
 
 def offline_runs(run: Path) -> list[Path]:
