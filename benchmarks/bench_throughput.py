@@ -16,7 +16,7 @@ One cluster (tests/infra: sshd with TOTP, SLURM 22.05, rootless podman), one run
                 python3 train.py): the floor SLURM itself allows here. From sbatch to the last task final.
   ideal         ceil(N / slots) * t, t = the entry point's own run time measured directly (no SLURM).
 The container start cost is measured separately: `podman run` of the model image (the argv mlops
-runs, from mlops.runtime.run_argv) with WORK_SECONDS=0 minus the same entry point run directly,
+runs, from mlops.images.runtime.run_argv) with WORK_SECONDS=0 minus the same entry point run directly,
 both as the cluster user, median of 5.
 The model (benchmarks/_bench_model.py) sleeps WORK_SECONDS: the figures measure orchestration.
 Goals (issue #7): mlops no slower than submitit; within 1.10x of the bare array, containers included.
@@ -84,7 +84,8 @@ def median_time(argv_fn, reps: int) -> float:
 
 def container_cost(cluster: dict, proj: Path, manifest: dict, seconds: float, reps: int) -> dict:
     """podman run of the model image (mlops's own argv) vs the entry point directly, as the cluster user."""
-    from mlops import config, runtime
+    from mlops import config
+    from mlops.images import runtime
 
     podman = cluster["podman"]
     scratch = cluster["workdir"] / "container-cost"

@@ -63,7 +63,7 @@ class Settings:
     base_image: str
     registry_image: str | None  # e.g. $CI_REGISTRY_IMAGE; None = do not push
     tag: str  # e.g. the commit sha
-    out_dir: Path  # images/ (archives + manifest: the CI artifacts)
+    out_dir: Path  # images/ (the OCI layout oci/ + images.json: the CI artifacts)
     cache_dir: Path  # .mlops-cache/images (the runner cache)
     extra_args: list[str]
     commit: str
@@ -182,7 +182,13 @@ def build(s: Settings, names: list[str] | None = None, force: bool = False, out:
     manifest_path = s.out_dir / MANIFEST
     previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     kept = {k: v for k, v in previous.get("images", {}).items() if v.get("oci_ref")} if names else {}
-    manifest = {"version": 2, "commit": s.commit, "builder": s.builder, "base_image": s.base_image, "images": kept}
+    manifest: dict = {
+        "version": 2,
+        "commit": s.commit,
+        "builder": s.builder,
+        "base_image": s.base_image,
+        "images": kept,
+    }
     if s.registry_image:
         builder.login()
     slug = settings_mod.load(s.root).project.slug

@@ -134,7 +134,10 @@ def import_docker_archive(tar: Path, layout: Path, ref: str) -> dict:
         if member is None:
             raise BuildError(f"{tar}: no manifest.json (not a docker-archive)")
         entry = json.load(member)[0]
-        config_bytes = archive.extractfile(entry["Config"]).read()
+        config_member = archive.extractfile(entry["Config"])
+        if config_member is None:
+            raise BuildError(f"{tar}: its config {entry['Config']} is not a file")
+        config_bytes = config_member.read()
         diff_ids = json.loads(config_bytes)["rootfs"]["diff_ids"]
         if len(diff_ids) != len(entry["Layers"]):
             raise BuildError(f"{tar}: {len(entry['Layers'])} layers but {len(diff_ids)} diff ids in the config")
@@ -144,7 +147,10 @@ def import_docker_archive(tar: Path, layout: Path, ref: str) -> dict:
             if cached and blob_path(layout, cached["digest"]).is_file():
                 layers.append(Blob(cached["digest"], cached["size"], LAYER_TYPE))
                 continue
-            blob = _put_gzip(layout, archive.extractfile(name))
+            layer = archive.extractfile(name)
+            if layer is None:
+                raise BuildError(f"{tar}: layer {name} is not a file")
+            blob = _put_gzip(layout, layer)
             known[diff_id] = {"digest": blob.digest, "size": blob.size}
             layers.append(blob)
     _write_atomic(diff_ids_path, _dumps(known))

@@ -93,8 +93,9 @@ class Registry:
         fields = dict(part.split("=", 1) for part in params.replace('"', "").split(",") if "=" in part)
         query = urllib.parse.urlencode({"service": fields.get("service", ""), "scope": f"repository:{repo}:pull,push"})
         req = urllib.request.Request(f"{fields['realm']}?{query}")
-        if self._basic():
-            req.add_header("Authorization", self._basic())
+        basic = self._basic()
+        if basic:
+            req.add_header("Authorization", basic)
         with urllib.request.urlopen(req, timeout=60) as resp:
             data = json.load(resp)
         self._token = "Bearer " + (data.get("token") or data.get("access_token", ""))

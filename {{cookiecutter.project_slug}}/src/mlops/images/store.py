@@ -211,7 +211,7 @@ def deploy(session: Session, cfg: Settings, manifest_path: Path, out: TextIO = s
     root = cfg.cluster_root
     store = f"{root}/images"
     session.run(f"mkdir -p {shlex.quote(store)} && chmod 700 {shlex.quote(root)} {shlex.quote(store)}")
-    results = {}
+    results: dict[str, dict] = {}
     with _Lock(session, store):
         wanted = {b.hex: b for local in images.values() for b in local.ship}
         facts = parse_facts(store_run(session, store, "facts", *sorted(wanted)))
@@ -228,7 +228,7 @@ def deploy(session: Session, cfg: Settings, manifest_path: Path, out: TextIO = s
             image = runtime.Image(local.image.stage, local.image.digest, store, cfg.project.slug, rt)
             blobs = local.blobs
             store_run(session, store, "assemble", image.key, blobs[0].hex, str(blobs[0].size))
-            if local.split:
+            if local.split and local.base_manifest:
                 top = local.base_manifest
                 store_run(session, store, "assemble", local.split.base_key, top.hex, str(top.size))
             t0 = time.monotonic()
