@@ -125,9 +125,9 @@ def _cmd_images_show(args) -> int:
     return 0
 
 
-# --- cluster verbs: each opens ONE SSH session (mlops.transport) and calls one module function
+# --- cluster verbs: each opens ONE SSH session (mlops.ssh) and calls one module function
 def _cluster_session():
-    from .transport import Session
+    from .ssh import Session
     cfg = config_mod.load()
     return cfg, Session.from_config(cfg)
 
@@ -322,9 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     from .local import StageFailed
     from .images import BuildError
 
+    from .errors import MlopsError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except MlopsError as exc:  # the one error model (mlops.errors): message and exit code, no traceback
+        print(f"mlops {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
     except ParamsError as exc:
         for error in exc.errors:
             print(f"{exc.source}: {error}", file=sys.stderr)
@@ -339,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mlops: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # the cluster verbs' errors: bad setup -> 2, the work failed -> 1
-        from .transport import TransportError, RemoteError
+        from .ssh import LoginFailed as TransportError, RemoteError
         from .scheduler import SubmitError
         from .deploy import DeployError
         from .collect import CollectError

@@ -14,6 +14,7 @@ CLUSTER_JOBS = ("deploy", "run", "status", "collect", "cancel")
 # Every job that reaches the cluster declares `environment: hpc/...`; scoping the secrets to it keeps
 # them out of every other job (build, test, lint) even on protected branches.
 ENVIRONMENT_SCOPE = "hpc/*"
+CODE_AUTH = ("totp", "totp+password")  # cluster.auth values whose login asks for a one-time code
 MANIFEST = Path(".gitlab") / "ci-variables.yml"
 LOCAL_FILE = Path(".gitlab-ci-local-variables.yml")   # gitignored; holds secrets, mode 0600
 
@@ -41,9 +42,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("HPC_KNOWN_HOSTS", "known_hosts lines pinning the login node (and jump host) host keys.",
              "file", secret=False),
     Variable("HPC_TOTP_SECRET", "Base32 TOTP secret of the cluster account, for the one-time code.",
-             "env_var", masked=True, hidden=True, needed=lambda a: a.get("hpc_auth") == "totp"),
+             "env_var", masked=True, hidden=True, needed=lambda a: a.get("hpc_auth") in CODE_AUTH),
     Variable("HPC_OTP", "A one-time code typed when starting a manual cluster job (instead of HPC_TOTP_SECRET).",
-             "env_var", protected=False, masked=False, manual=True, needed=lambda a: a.get("hpc_auth") == "totp"),
+             "env_var", protected=False, masked=False, manual=True, needed=lambda a: a.get("hpc_auth") in CODE_AUTH),
+    Variable("HPC_PASSWORD", "Service password of the cluster account, typed only into a password prompt "
+             "(hpc_auth totp+password).",
+             "env_var", masked=True, hidden=True, needed=lambda a: a.get("hpc_auth") == "totp+password"),
     Variable("WANDB_API_KEY", "W&B API key, used on the runner/login node to sync offline runs.",
              "env_var", masked=True, hidden=True, jobs=("collect",),
              needed=lambda a: a.get("wandb_mode") != "disabled"),
