@@ -228,8 +228,9 @@ class Session:
             raise LoginFailed(
                 f"connection closed by the server during the SSH handshake with {where} ({sources.sanitize(exc, 200)})"
             ) from None
-        self.notes.append(known_hosts.verify(pins, endpoint.host, t.host_key_type, t.mlops_host_key_blob,
-                                             now=self._clock()))
+        self.notes.append(
+            known_hosts.verify(pins, endpoint.host, t.host_key_type, t.mlops_host_key_blob, now=self._clock())
+        )
         return t
 
     def _login(self, endpoint: Endpoint, sock=None):
@@ -464,6 +465,10 @@ class Session:
             ) from None
         finally:
             channel.close()
+        if rc == -1 and not self.transport.is_active():  # closed without an exit status: the server went away
+            raise ConnectionLost(
+                f"the connection to {self.endpoint.host} was closed by the server during `{command[:80]}`"
+            )
         result = (rc, out.decode(errors="replace"), err.decode(errors="replace"))
         if check and rc != 0:
             raise RemoteError(f"remote command failed (exit {rc}): {command[:300]}\n{result[2][-2000:]}")
