@@ -25,6 +25,7 @@ from pathlib import Path
 
 from . import params, rundir, runtime, stages
 from .runtime import Raw, shell_join
+from .errors import BadInput
 
 TERMINAL = ("completed", "failed", "timeout", "out-of-memory", "cancelled")
 # SLURM job states -> mlops.rundir.STATES
@@ -38,7 +39,7 @@ SLURM_STATES = {
 }
 
 
-class SubmitError(Exception):
+class SubmitError(BadInput):
     """Bad setup for a submission (exit 2); the message names the fix."""
 
 

@@ -24,7 +24,8 @@ import os
 import struct
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TextIO
 
 from ..errors import BadInput
 from ..variables import BY_NAME
@@ -38,7 +39,7 @@ class CodeProblem(BadInput):
     """No usable one-time code (exit 2): names the variable and the fix, never its value."""
 
 
-def decode_secret(secret: str, name: str = TOTP_VAR, env=None) -> bytes:
+def decode_secret(secret: str, name: str = TOTP_VAR, env: Mapping[str, str] | None = None) -> bytes:
     """The key bytes of a base32 TOTP secret (spaces and case ignored, padding optional)."""
     text = "".join(secret.split()).upper().rstrip("=")
     try:
@@ -120,7 +121,7 @@ class TypedCode(Codes):
         return self._value
 
 
-def from_env(env=os.environ, stdin=sys.stdin) -> Codes:
+def from_env(env: Mapping[str, str] = os.environ, stdin: TextIO | None = sys.stdin) -> Codes:
     """HPC_OTP (typed when starting a manual job) wins; else HPC_TOTP_SECRET; else a hidden prompt on a TTY."""
     typed = env.get(OTP_VAR, "").strip()
     if typed:

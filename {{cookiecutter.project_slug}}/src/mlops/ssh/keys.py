@@ -13,12 +13,17 @@ import io
 import os
 import re
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import BadInput
 from ..variables import BY_NAME
 from . import sources
+
+if TYPE_CHECKING:
+    import paramiko
 
 KEY_VAR = BY_NAME["HPC_SSH_PRIVATE_KEY"].name
 DEFAULT_KEY = "~/.ssh/id_ed25519"
@@ -37,7 +42,7 @@ class KeySource:
     text: str | None = None
 
 
-def source(env=os.environ, setting: str | None = None) -> KeySource:
+def source(env: Mapping[str, str] = os.environ, setting: str | None = None) -> KeySource:
     """HPC_SSH_PRIVATE_KEY (path or key text) wins over cluster.ssh_key (`setting`), else ~/.ssh/id_ed25519."""
     value = env.get(KEY_VAR, "")
     if value.strip():
@@ -64,7 +69,7 @@ def read_text(src: KeySource) -> str:
         raise KeyProblem(f"{src.label}: cannot be read ({exc.strerror}). Fix: check its permissions") from None
 
 
-def load(env=os.environ, setting: str | None = None):
+def load(env: Mapping[str, str] = os.environ, setting: str | None = None) -> paramiko.PKey:
     """The paramiko key of the account. Raises KeyProblem (passphrase, not a private key, unreadable)."""
     import paramiko
 

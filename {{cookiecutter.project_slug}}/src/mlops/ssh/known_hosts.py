@@ -28,6 +28,7 @@ import hmac
 import re
 import struct
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from ..errors import BadInput
@@ -179,7 +180,7 @@ class HostPins:
     def usable_cas(self) -> list[Entry]:
         return [e for e in self.cas if e.blob not in self.revoked_blobs]
 
-    def algorithms(self, supported) -> list[str]:
+    def algorithms(self, supported: Collection[str]) -> list[str]:
         """Host-key algorithms to offer: certificate ones if a CA matches, then the pinned types."""
         out = list(CERT_ALGORITHMS) if self.usable_cas else []
         for entry in self.usable:

@@ -22,13 +22,20 @@ import shlex
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import BadInput, WorkFailed
 from ..variables import BY_NAME
 from . import codes as codes_mod
 from . import keys, known_hosts, prompts, sources
+
+if TYPE_CHECKING:
+    import paramiko
+
+    from ..settings import Settings
 
 KNOWN_HOSTS_VAR, PASSWORD_VAR = BY_NAME["HPC_KNOWN_HOSTS"].name, BY_NAME["HPC_PASSWORD"].name
 CONNECT_TIMEOUT = 20
@@ -78,7 +85,7 @@ class Endpoint:
         return cls(host, int(port or 22), user or default_user)
 
 
-def load_known_hosts(env=os.environ) -> tuple[known_hosts.KnownHosts, str]:
+def load_known_hosts(env: Mapping[str, str] = os.environ) -> tuple[known_hosts.KnownHosts, str]:
     """The pinned host keys: HPC_KNOWN_HOSTS (a path, or the lines themselves), else ~/.ssh/known_hosts."""
     value = env.get(KNOWN_HOSTS_VAR, "")
     if value.strip() and sources.existing_file(value) is None and ("\n" in value.strip() or " " in value.strip()):
@@ -147,7 +154,7 @@ class Session:
         self.answerers: list[prompts.Answerer] = []  # one per keyboard-interactive attempt (rounds, answers)
 
     @classmethod
-    def from_settings(cls, s) -> Session:
+    def from_settings(cls, s: Settings) -> Session:
         """From typed settings (mlops.settings): s.cluster.{host, port, user, jump_host, auth, ssh_key}."""
         c = s.cluster
         endpoint = Endpoint(str(c.host), int(c.port), str(c.user))
@@ -155,7 +162,7 @@ class Session:
         return cls(endpoint, str(c.auth), jump=jump, ssh_key_setting=str(c.ssh_key or "") or None)
 
     @classmethod
-    def from_config(cls, cfg) -> Session:
+    def from_config(cls, cfg: Any) -> Session:
         """From the raw mlops.toml dict (mlops.config.Config), until every caller uses settings."""
         c = cfg["cluster"]
         port = str(c.get("port", 22))
@@ -398,7 +405,7 @@ class Session:
 
     # ------------------------------------------------------------------ use
     @property
-    def sftp(self):
+    def sftp(self) -> paramiko.SFTPClient:
         """paramiko SFTPClient on the session's connection (opened on first use)."""
         import paramiko
 
@@ -412,7 +419,7 @@ class Session:
         stdin: bytes | None = None,
         timeout: float = 600,
         check: bool = True,
-        stdout=None,
+        stdout: BinaryIO | None = None,
     ) -> tuple[int, str, str]:
         """Run a command on a new channel; secrets go in `stdin`. Returns (rc, stdout, stderr).
 

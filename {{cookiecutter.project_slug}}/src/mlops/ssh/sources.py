@@ -13,6 +13,7 @@ refuses secrets as answers). Everything else is described by its shape: key text
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..variables import BY_NAME
@@ -51,7 +52,7 @@ def shape(value: str) -> str:
     return f"set, {len(value.strip())} characters"
 
 
-def describe(name: str, env=os.environ) -> str:
+def describe(name: str, env: Mapping[str, str] = os.environ) -> str:
     """`NAME (shape)` for the environment variable `name`; a file variable's existing path is shown."""
     value = env.get(name)
     if value is None:
