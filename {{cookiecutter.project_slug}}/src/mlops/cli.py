@@ -145,12 +145,12 @@ def _cmd_images_show(args) -> int:
     return 0
 
 
-# --- cluster verbs: each opens ONE SSH session (mlops.ssh) and calls one module function
+# --- cluster verbs: each opens ONE SSH session (mlops.transport) and calls one module function
 def _cluster_session():
-    from .ssh import Session
+    from .transport import Session
 
     cfg = settings.load()
-    return cfg, Session.from_settings(cfg)
+    return cfg, Session.from_config(cfg)
 
 
 def _cmd_deploy(args) -> int:

@@ -163,7 +163,9 @@ class Session:
 
     @classmethod
     def from_config(cls, cfg: Any) -> Session:
-        """From the raw mlops.toml dict (mlops.config.Config), until every caller uses settings."""
+        """From mlops.settings.Settings (delegates to from_settings) or the raw mlops.toml dict view."""
+        if hasattr(cfg, "cluster"):
+            return cls.from_settings(cfg)
         c = cfg["cluster"]
         port = str(c.get("port", 22))
         if not port.isdigit() or not 1 <= int(port) <= 65535:
@@ -472,10 +474,13 @@ class Session:
             ) from None
         finally:
             channel.close()
-        if rc == -1 and not self.transport.is_active():  # closed without an exit status: the server went away
-            raise ConnectionLost(
-                f"the connection to {self.endpoint.host} was closed by the server during `{command[:80]}`"
-            )
+        if rc == -1:  # no exit status: killed by a signal, or the server is going away (wait briefly to tell)
+            for _ in range(20):
+                if not self.transport.is_active():
+                    raise ConnectionLost(
+                        f"the connection to {self.endpoint.host} was closed by the server during `{command[:80]}`"
+                    )
+                time.sleep(0.05)
         result = (rc, out.decode(errors="replace"), err.decode(errors="replace"))
         if check and rc != 0:
             raise RemoteError(f"remote command failed (exit {rc}): {command[:300]}\n{result[2][-2000:]}")
