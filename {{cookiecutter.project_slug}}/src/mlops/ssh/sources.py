@@ -61,7 +61,7 @@ def describe(name: str, env: Mapping[str, str] = os.environ) -> str:
         path = existing_file(value)
         if path is not None:
             return f"{name} (file {value.strip()})"
-        if not looks_like_key_text(value) and "\n" not in value.strip():
+        if not looks_like_key_text(value) and not any(c.isspace() for c in value.strip()):
             return f"{name} (a path of {len(value.strip())} characters; no such file)"
     return f"{name} ({shape(value)})"
 
