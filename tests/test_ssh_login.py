@@ -91,6 +91,16 @@ def table(srv, tmp: Path) -> dict[str, tuple[str, str]]:
     }
 
 
+# Where mlops is deliberately stricter than the OpenSSH client (the one divergence the table found).
+# A different ed25519 key pinned under [host]:port and the right one under the port-less name: OpenSSH
+# 9.2 accepts, but (as read in sshconnect.c check_host_key) only because this server also offers a host
+# certificate: with no @cert-authority line the certificate's lookup is HOST_NEW, the "checking without
+# port identifier" recursion then drops the certificate and finds the plain key under the port-less name,
+# and the changed key under [host]:port is never looked at. Without a certificate OpenSSH reports the
+# key as changed. mlops refuses a key that contradicts the pin for [host]:port, certificate or not.
+STRICTER = {"wrong key at [host]:port, right at host"}
+
+
 def openssh_accepts(srv, host: str, known: Path) -> bool:
     cp = subprocess.run(
         [
@@ -178,7 +188,10 @@ def test_known_hosts_decisions_equal_openssh(server, check_project, tmp_path):
         online = "[PASS] SSH login" in out
         offline = re.search(r"\[(\w+)\] known_hosts entry for the cluster", out).group(1)
         rows.append(f"{case:40} openssh={oracle!s:5} login={login!s:5} check --online={online!s:5} offline={offline}")
-        if not (oracle == login == online) or (oracle and offline != "PASS"):
+        if case in STRICTER:  # documented above: OpenSSH accepts, mlops refuses (login and check alike)
+            if not (oracle and not login and not online):
+                wrong.append(f"{rows[-1]}\n    expected: OpenSSH accepts, mlops refuses (see STRICTER)")
+        elif not (oracle == login == online) or (oracle and offline != "PASS"):
             wrong.append(f"{rows[-1]}\n    {why}\n    {out}")
     print("\n" + "\n".join(rows))
     assert not wrong, "\n".join(wrong)
