@@ -21,13 +21,13 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pyotp
 import pytest
 
 from conftest import render
 from infra._util import shared_tmpdir
 from infra.baseimage import DEFAULT_IMAGE, build_base_rootfs, import_base_image, private_store
 from infra.fixtures import rootless_podman, slurm_cluster, ssh_server  # noqa: F401 (fixtures)
+from infra.sshd_totp import CodeBook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 
@@ -38,24 +38,6 @@ PARAMETERS = {"fixed": {"horizon": 24, "test_fraction": 0.2, "seed": 0},
 CRASH = '    if WINDOW == 48 and ALPHA == 10.0:  # e2e fault: this configuration crashes\n' \
         '        raise RuntimeError("diverged: injected by the e2e test")\n'
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-
-
-class Codes:
-    """One-time codes as a person or the TOTP secret gives them; never the same step twice
-    (the server's DISALLOW_REUSE), using the +-1 step window the server accepts."""
-
-    def __init__(self, secret: str):
-        self.totp, self.used = pyotp.TOTP(secret), set()
-
-    def next(self) -> str:
-        for _ in range(3):
-            now = int(time.time() // 30)
-            for step in (now - 1, now, now + 1):
-                if step not in self.used:
-                    self.used.add(step)
-                    return self.totp.at(step * 30)
-            time.sleep((now + 1) * 30 - time.time() + 0.5)
-        raise AssertionError("no fresh one-time code")
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +61,7 @@ def cluster(ssh_server, rootless_podman, tmp_path_factory):
     secrets = tmp_path_factory.mktemp("secrets")
     known = secrets / "known_hosts"
     ssh_server.write_known_hosts(known)
-    yield {"server": ssh_server, "workdir": workdir, "known_hosts": known, "codes": Codes(ssh_server.totp_secret)}
+    yield {"server": ssh_server, "workdir": workdir, "known_hosts": known, "codes": CodeBook(ssh_server.totp_secret)}
     shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -311,7 +293,7 @@ def test_wrong_code_fails_at_once_with_one_attempt(project, cluster, sweep):
     t0 = time.monotonic()
     proc = mlops(project, cluster, "status", "--run-id", "p101", code=srv.wrong_otp())
     assert proc.returncode == 2
-    assert "refused the one-time code" in proc.stderr and "Not retrying" in proc.stderr
+    assert "refused the one-time code" in proc.stderr and "Not retrying a typed code" in proc.stderr
     assert time.monotonic() - t0 < 30
     time.sleep(0.5)
     assert srv.count_auth_attempts() - before == 1

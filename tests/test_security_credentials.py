@@ -118,7 +118,8 @@ def test_complete_credentials_pass_strict_and_write_the_local_file(project, good
     check = mlops(project, good["env"], "check-credentials", "--strict")
     assert check.returncode == 0, check.stdout + check.stderr
     out = check.stdout
-    assert "[PASS] SSH key ~/.ssh/id_ed25519" in out and "no passphrase" in out and "matches" in out
+    assert "[PASS] SSH key, cluster.ssh_key in mlops.toml (~/.ssh/id_ed25519)" in out and "no passphrase" in out
+    assert "matches ~/.ssh/id_ed25519.pub" in out
     assert "[PASS] known_hosts entry for the cluster [127.0.0.1]:2222" in out
     assert "[PASS] TOTP secret" in out and "yields 6-digit codes" in out
     assert "[PASS] W&B API key" in out and "[PASS] GitLab token" in out

@@ -4,6 +4,15 @@
 (pam_google_authenticator with RATE_LIMIT 10 30, WINDOW_SIZE 3, DISALLOW_REUSE),
 i.e. like real clusters: a code works once per 30 s window, so a client must
 authenticate ONCE and multiplex.  ``auth='key'``: publickey only.
+``auth='totp+password'``: PAM asks the code ("Your OTP:", as bwHPC) then the
+account's password (pam_unix, a random password set with chpasswd: ``.password``);
+``auth='password+totp'``: the password first, then "Verification code:".
+``disallow_reuse=False`` drops DISALLOW_REUSE (and the rate limit) for load tests.
+
+Host keys: ``host_key_types`` (default ``("ed25519",)``; e.g. ``("ed25519",
+"ecdsa", "rsa")``) and, with ``host_cert=True``, an ed25519 host certificate
+signed by a test CA (``ssh-keygen -s``; ``ca_public_line``, principals
+``cert_principals``), as sshd ``HostCertificate``.
 
 Isolation: the binary is started through a symlink ``sshd-mlops-<port>`` because
 sshd names its PAM service after argv[0]; so ``/etc/pam.d/sshd-mlops-<port>`` is
@@ -43,10 +52,17 @@ class TotpSshServer(Service):
     totp_secret (never log it), known_hosts_line, log_path, workdir.
     """
 
+    AUTHS = ("totp", "key", "totp+password", "password+totp")
+
     def __init__(self, workdir=None, user: str = "mlopshpc", port: int = None,
-                 auth: str = "totp", setenv: dict = None, max_sessions: int = 50):
-        if auth not in ("totp", "key"):
-            raise ValueError("auth must be 'totp' or 'key'")
+                 auth: str = "totp", setenv: dict = None, max_sessions: int = 50,
+                 host_key_types=("ed25519",), host_cert: bool = False,
+                 cert_principals=("127.0.0.1",), disallow_reuse: bool = True):
+        if auth not in self.AUTHS:
+            raise ValueError(f"auth must be one of {self.AUTHS}")
+        self.host_key_types, self.host_cert = tuple(host_key_types), host_cert
+        self.cert_principals, self.disallow_reuse = tuple(cert_principals), disallow_reuse
+        self.password = None
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else shared_tmpdir("mlops-sshd-")
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -72,7 +88,12 @@ class TotpSshServer(Service):
         pw = ensure_user(self.user)
         self.uid, self.gid, self.home = pw.pw_uid, pw.pw_gid, pw.pw_dir
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privsep dir
-        self._keygen(self.host_key_path, "mlops-test-host")
+        for kind in self.host_key_types:
+            self._keygen(self.host_key_file(kind), "mlops-test-host", kind)
+        if self.host_cert:
+            self._keygen(self.workdir / "test_ca", "mlops-test-ca")
+            run(["ssh-keygen", "-q", "-s", str(self.workdir / "test_ca"), "-I", "mlops-test-host", "-h",
+                 "-n", ",".join(self.cert_principals), "-V", "-5m:+1d", f"{self.host_key_file('ed25519')}.pub"])
         self._keygen(self.client_key_path, "mlops-test-client")
         # StrictModes rejects any path through /tmp (mode 1777), so the key
         # file lives in the user's ~/.ssh, but one file per instance/port.
@@ -83,10 +104,15 @@ class TotpSshServer(Service):
         self.authorized_keys_path.write_text(Path(f"{self.client_key_path}.pub").read_text())
         self.authorized_keys_path.chmod(0o644)  # root-owned, not writable by others: OK for sshd
         pam = ["account required pam_unix.so", "session required pam_unix.so"]
+        ga = f"auth required pam_google_authenticator.so secret={self.workdir}/ga/${{USER}}"
         if self.auth == "totp":
             self._write_totp_file()
-            pam.insert(0, "auth required pam_google_authenticator.so "
-                          f"secret={self.workdir}/ga/${{USER}}")
+            pam[:0] = [ga]
+        elif self.auth in ("totp+password", "password+totp"):
+            self._write_totp_file()
+            self._set_password()
+            unix = "auth required pam_unix.so"
+            pam[:0] = [ga + " [authtok_prompt=Your OTP: ]", unix] if self.auth == "totp+password" else [unix, ga]
         else:
             pam.insert(0, "auth required pam_deny.so")  # keyboard-interactive never passes
         self.pam_path.write_text("# written by tests/infra/sshd_totp.py\n" + "\n".join(pam) + "\n")
@@ -98,13 +124,33 @@ class TotpSshServer(Service):
         self._spawn()
         return self
 
-    def _keygen(self, path: Path, comment: str):
-        for p in (path, Path(f"{path}.pub")):
+    def host_key_file(self, kind: str) -> Path:
+        return self.workdir / f"ssh_host_{kind}_key"
+
+    def _keygen(self, path: Path, comment: str, kind: str = "ed25519"):
+        for p in (path, Path(f"{path}.pub"), Path(f"{path}-cert.pub")):
             if p.exists():
                 p.unlink()
-        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+        bits = ["-b", "3072"] if kind == "rsa" else []
+        run(["ssh-keygen", "-q", "-t", kind, *bits, "-N", "", "-C", comment, "-f", str(path)])
         path.chmod(0o600)
 
+    def _set_password(self):
+        """A random password for the user (pam_unix); given on stdin, never in argv."""
+        import secrets
+        self.password = secrets.token_urlsafe(18)
+        subprocess.run(["chpasswd"], input=f"{self.user}:{self.password}\n", text=True, check=True,
+                       capture_output=True, timeout=30)
+
+    def public_line(self, kind: str, name: str = None) -> str:
+        """``NAME TYPE BASE64`` for the host key of ``kind`` (default name ``[127.0.0.1]:PORT``)."""
+        key_type, b64 = Path(f"{self.host_key_file(kind)}.pub").read_text().split()[:2]
+        return f"{name or f'[{self.host}]:{self.port}'} {key_type} {b64}"
+
+    @property
+    def ca_public_line(self) -> str:
+        """``TYPE BASE64`` of the test CA (for an ``@cert-authority NAME`` line)."""
+        return " ".join(Path(self.workdir / "test_ca.pub").read_text().split()[:2])
     def _write_totp_file(self):
         # Fresh random secret per instance.  The file sits in a dir owned by
         # the user because the PAM module runs with the user's fsuid and
@@ -113,20 +159,24 @@ class TotpSshServer(Service):
         gadir = self.workdir / "ga"
         gadir.mkdir(mode=0o700, exist_ok=True)
         f = gadir / self.user
-        f.write_text(f'{self.totp_secret}\n" RATE_LIMIT 10 30\n" WINDOW_SIZE 3\n'
-                     '" DISALLOW_REUSE\n" TOTP_AUTH\n')
+        options = '" RATE_LIMIT 10 30\n" WINDOW_SIZE 3\n" DISALLOW_REUSE\n' if self.disallow_reuse \
+            else '" WINDOW_SIZE 3\n'
+        f.write_text(f'{self.totp_secret}\n{options}" TOTP_AUTH\n')
         f.chmod(0o600)
         for p in (gadir, f):
             os.chown(p, self.uid, self.gid)
 
     def _write_config(self):
-        methods = "publickey,keyboard-interactive" if self.auth == "totp" else "publickey"
+        kbd = self.auth != "key"
+        methods = "publickey,keyboard-interactive" if kbd else "publickey"
         lines = [
             f"Port {self.port}", f"ListenAddress {self.host}",
-            f"HostKey {self.host_key_path}", f"PidFile {self.workdir}/sshd.pid",
+            *[f"HostKey {self.host_key_file(kind)}" for kind in self.host_key_types],
+            *([f"HostCertificate {self.host_key_file('ed25519')}-cert.pub"] if self.host_cert else []),
+            f"PidFile {self.workdir}/sshd.pid",
             f"AuthorizedKeysFile .ssh/{self.authorized_keys_path.name}",
             "PubkeyAuthentication yes", "PasswordAuthentication no",
-            f"KbdInteractiveAuthentication {'yes' if self.auth == 'totp' else 'no'}",
+            f"KbdInteractiveAuthentication {'yes' if kbd else 'no'}",
             "UsePAM yes", f"AuthenticationMethods {methods}",
             f"AllowUsers {self.user}", "PermitRootLogin no",
             "Subsystem sftp internal-sftp", f"MaxSessions {self.max_sessions}",
@@ -219,12 +269,16 @@ class TotpSshServer(Service):
     def count_auth_attempts(self) -> int:
         """Completed-or-failed logins: each ``Accepted``/``Failed`` line for the
         final method (keyboard-interactive in totp mode, publickey in key mode)."""
-        method = "keyboard-interactive" if self.auth == "totp" else "publickey"
+        method = "keyboard-interactive" if self.auth != "key" else "publickey"
         return len(re.findall(rf"(Accepted|Failed) {method}\S* for ", self.log_text()))
+
+    def count_failed(self) -> int:
+        """Failed keyboard-interactive (PAM) attempts in the VERBOSE log."""
+        return len(re.findall(r"Failed keyboard-interactive\S* for ", self.log_text()))
 
     def count_logins(self) -> int:
         """Fully authenticated logins (``Accepted`` for the final method)."""
-        method = "keyboard-interactive" if self.auth == "totp" else "publickey"
+        method = "keyboard-interactive" if self.auth != "key" else "publickey"
         return len(re.findall(rf"Accepted {method}\S* for ", self.log_text()))
 
     # ---------------------------------------------------------------- client
@@ -309,6 +363,9 @@ class TotpSshServer(Service):
                 pass
         self._orphans = []
         self.pam_path.unlink(missing_ok=True)
+        if self.password:  # lock the account's password again (no secret in argv: "!" is the lock)
+            subprocess.run(["usermod", "-p", "!", self.user], capture_output=True, timeout=30)
+            self.password = None
         if getattr(self, "authorized_keys_path", None):
             self.authorized_keys_path.unlink(missing_ok=True)
         if self._own_workdir:
@@ -346,3 +403,25 @@ def exec_command(transport: paramiko.Transport, cmd: str, timeout: float = 120,
         return ch.recv_exit_status(), out.decode(errors="replace"), err.decode(errors="replace")
     finally:
         ch.close()
+
+
+class CodeBook:
+    """One-time codes for tests, handed out as a person or the TOTP secret gives them, and never
+    one that can expire before it is used: only the current step's code or the next step's (the
+    server's WINDOW_SIZE 3 accepts t-1..t+1, so both stay valid for at least 30 s after they are
+    handed out; the previous step's code, valid only until the end of this step, is never used).
+    ``distinct`` (a server with DISALLOW_REUSE): no step twice; when both are used, wait (bounded)
+    for the next step. The same choice as the product's ``mlops.ssh.codes.choose_step``."""
+
+    def __init__(self, secret: str, distinct: bool = True):
+        self.totp, self.used, self.distinct = pyotp.TOTP(secret), set(), distinct
+
+    def next(self) -> str:
+        for _ in range(3):
+            now = int(time.time() // 30)
+            for step in (now, now + 1):
+                if not self.distinct or step not in self.used:
+                    self.used.add(step)
+                    return self.totp.at(step * 30)
+            time.sleep(max(0.0, (now + 1) * 30 - time.time()) + 0.2)
+        raise InfraError("no fresh one-time code within 90 s")

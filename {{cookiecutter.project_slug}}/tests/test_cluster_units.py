@@ -5,14 +5,17 @@ are checked here against the documented syntax (`apptainer build X.sif oci:LAYOU
 `apptainer run --env-file F --bind SRC:DST --nv X.sif`); podman, charliecloud and SLURM also run
 for real in the template's end-to-end tests.
 """
+import base64
 import json
 import subprocess
 
 import pytest
 
-from mlops import scheduler, stages, transport
+from mlops import scheduler, stages
 from mlops.images import runtime
 from mlops.images.runtime import Image, Raw
+from mlops.ssh import codes, known_hosts
+from mlops.ssh.session import Endpoint, LoginFailed, load_known_hosts
 
 DIGEST = "sha256:" + "ab" * 32
 STORE = "/work/u/proj/images"
@@ -232,41 +235,31 @@ def test_merge_prefers_final_records_and_the_schedulers_kills():
 def test_totp_matches_rfc6238_and_codes_come_from_env_only():
     # RFC 6238 appendix B test vector (SHA-1, secret "12345678901234567890"), last 6 digits
     secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"  # pragma: allowlist secret (RFC 6238 test vector)
-    assert transport.totp_now(secret, at=59) == "287082"
-    assert transport.totp_now(secret, at=1111111109) == "081804"
-    assert transport.one_time_code({"HPC_OTP": " 123456 "}, stdin=None) == "123456"
-    with pytest.raises(transport.TransportError, match="HPC_OTP"):
-        transport.one_time_code({}, stdin=None)
+    assert codes.totp_now(secret, at=59) == "287082"
+    assert codes.totp_now(secret, at=1111111109) == "081804"
+    assert codes.from_env({"HPC_OTP": " 123456 "}, stdin=None).code() == "123456"
+    with pytest.raises(codes.CodeProblem, match="HPC_OTP"):
+        codes.from_env({}, stdin=None)
 
 
 def test_host_key_must_match_the_pinned_line(tmp_path):
-    paramiko = pytest.importorskip("paramiko", reason="the cluster extra (paramiko) is not installed")
     for name in ("k1", "k2"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)], check=True)
-    pinned = paramiko.PKey.from_path(str(tmp_path / "k1"))
-    other = paramiko.PKey.from_path(str(tmp_path / "k2"))
-    (tmp_path / "known_hosts").write_text(f"[hpc.example.org]:2222 {pinned.get_name()} {pinned.get_base64()}\n")
-    known = transport.load_known_hosts(tmp_path / "known_hosts")
-    endpoint = transport.Endpoint("hpc.example.org", 2222, "u")
-
-    class Offered:
-        def __init__(self, key):
-            self.key = key
-
-        def get_remote_server_key(self):
-            return self.key
-    transport._check_host_key(Offered(pinned), endpoint, known)
-    with pytest.raises(transport.TransportError, match="does NOT match"):
-        transport._check_host_key(Offered(other), endpoint, known)
-    with pytest.raises(transport.TransportError, match="not in the pinned"):
-        transport._check_host_key(Offered(pinned), transport.Endpoint("other.example.org", 22, "u"), known)
-    with pytest.raises(transport.TransportError, match="HPC_KNOWN_HOSTS"):
-        transport.load_known_hosts(tmp_path / "missing")
+    pinned, other = ((tmp_path / f"{n}.pub").read_text().split()[:2] for n in ("k1", "k2"))
+    blob, other_blob = (base64.b64decode(k[1]) for k in (pinned, other))
+    known = known_hosts.parse(f"[hpc.example.org]:2222 {pinned[0]} {pinned[1]}\n")
+    pins = known_hosts.lookup(known, "hpc.example.org", 2222)
+    assert known_hosts.verify(pins, "hpc.example.org", "ssh-ed25519", blob)
+    with pytest.raises(known_hosts.HostKeyRefused, match="does NOT match"):
+        known_hosts.verify(pins, "hpc.example.org", "ssh-ed25519", other_blob)
+    with pytest.raises(known_hosts.HostKeyRefused, match="not in the pinned"):
+        known_hosts.verify(known_hosts.lookup(known, "other.example.org", 22), "other.example.org", "ssh-ed25519", blob)
+    with pytest.raises(LoginFailed, match="HPC_KNOWN_HOSTS"):
+        load_known_hosts({"HPC_KNOWN_HOSTS": str(tmp_path / "missing")})
 
 
 def test_jump_host_spec():
-    assert transport.Endpoint.parse("bob@jump.example.org:2200", "alice") == \
-        transport.Endpoint("jump.example.org", 2200, "bob")
-    assert transport.Endpoint.parse("jump", "alice") == transport.Endpoint("jump", 22, "alice")
-    assert transport.Endpoint("h", 22).known_hosts_name == "h"
-    assert transport.Endpoint("h", 2222).known_hosts_name == "[h]:2222"
+    assert Endpoint.parse("bob@jump.example.org:2200", "alice") == Endpoint("jump.example.org", 2200, "bob")
+    assert Endpoint.parse("jump", "alice") == Endpoint("jump", 22, "alice")
+    assert Endpoint("h", 22).known_hosts_name == "h"
+    assert Endpoint("h", 2222).known_hosts_name == "[h]:2222"

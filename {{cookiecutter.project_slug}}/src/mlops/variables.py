@@ -20,6 +20,7 @@ CLUSTER_JOBS = ("deploy", "run", "status", "collect", "cancel")
 # Every job that reaches the cluster declares `environment: hpc/...`; scoping the secrets to it keeps
 # them out of every other job (build, test, lint) even on protected branches.
 ENVIRONMENT_SCOPE = "hpc/*"
+CODE_AUTH = ("totp", "totp+password")  # cluster.auth values whose login asks for a one-time code
 MANIFEST = Path(".gitlab") / "ci-variables.yml"
 LOCAL_FILE = Path(".gitlab-ci-local-variables.yml")  # gitignored; holds secrets, mode 0600
 
@@ -54,7 +55,7 @@ VARIABLES: tuple[Variable, ...] = (
         "env_var",
         masked=True,
         hidden=True,
-        needed=lambda a: a.get("hpc_auth") in ("totp", "totp+password"),
+        needed=lambda a: a.get("hpc_auth") in CODE_AUTH,
     ),
     Variable(
         "HPC_OTP",
@@ -63,7 +64,15 @@ VARIABLES: tuple[Variable, ...] = (
         protected=False,
         masked=False,
         manual=True,
-        needed=lambda a: a.get("hpc_auth") in ("totp", "totp+password"),
+        needed=lambda a: a.get("hpc_auth") in CODE_AUTH,
+    ),
+    Variable(
+        "HPC_PASSWORD",
+        "Service password of the cluster account, typed only into a password prompt (hpc_auth totp+password).",
+        "env_var",
+        masked=True,
+        hidden=True,
+        needed=lambda a: a.get("hpc_auth") == "totp+password",
     ),
     Variable(
         "WANDB_API_KEY",

@@ -1,0 +1,142 @@
+"""One-time codes: RFC 6238 TOTP, and which code a login sends.
+
+pam_google_authenticator (the usual PAM module) with its default WINDOW_SIZE 3 accepts the codes of
+steps t-1, t, t+1 (30 s steps) and, with DISALLOW_REUSE, refuses a step that ANY earlier login of the
+account used. So:
+  * A code from HPC_TOTP_SECRET is computed at the moment the server's code prompt arrives, for the
+    current step s. The server accepts it while its clock is in steps s-1..s+1: at least 30 s after it
+    is sent (it cannot expire during the login) and with at least 30 s of clock skew either way.
+  * If the server refuses it, the ONE retry (a new connection) uses a later step: s+1 while the clock
+    is still in s (the server accepts s+1 as t+1), else the current step. Two logins of one account in
+    one step therefore both succeed: the second's first code is refused as reused, its retry is not.
+  * A typed HPC_OTP is sent once and never retried (it is the only code a person gave).
+Budget per command: typed code 1 attempt; secret 2 attempts (RATE_LIMIT on clusters is ~3-10 per 30 s).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import getpass
+import hashlib
+import hmac
+import os
+import struct
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import TextIO
+
+from ..errors import BadInput
+from ..variables import BY_NAME
+from . import sources
+
+TOTP_VAR, OTP_VAR = BY_NAME["HPC_TOTP_SECRET"].name, BY_NAME["HPC_OTP"].name
+STEP_S = 30
+
+
+class CodeProblem(BadInput):
+    """No usable one-time code (exit 2): names the variable and the fix, never its value."""
+
+
+def decode_secret(secret: str, name: str = TOTP_VAR, env: Mapping[str, str] | None = None) -> bytes:
+    """The key bytes of a base32 TOTP secret (spaces and case ignored, padding optional)."""
+    text = "".join(secret.split()).upper().rstrip("=")
+    try:
+        if not text or any(c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567" for c in text):
+            raise ValueError
+        return base64.b32decode(text + "=" * (-len(text) % 8))
+    except (binascii.Error, ValueError):
+        where = sources.describe(name, env) if env is not None else name
+        raise CodeProblem(
+            f"{where}: not a base32 TOTP secret (letters A-Z and digits 2-7, usually 16 or 32 "
+            "of them). Fix: copy the secret again from the token's setup page"
+        ) from None
+
+
+def totp(key: bytes, step: int, digits: int = 6) -> str:
+    """RFC 6238 (HMAC-SHA1) code of time step `step` (= unix time // 30)."""
+    mac = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
+    offset = mac[-1] & 0x0F
+    code = (struct.unpack(">I", mac[offset : offset + 4])[0] & 0x7FFFFFFF) % 10**digits
+    return f"{code:0{digits}d}"
+
+
+def totp_now(secret: str, at: float | None = None, digits: int = 6) -> str:
+    """The code of the step containing `at` (default now) for a base32 secret."""
+    return totp(decode_secret(secret), int((time.time() if at is None else at) // STEP_S), digits)
+
+
+def choose_step(now: float, refused_step: int | None = None) -> int:
+    """The step whose code to send now: the current one; after a refusal, strictly later than the refused one."""
+    step = int(now // STEP_S)
+    return step if refused_step is None or step > refused_step else refused_step + 1
+
+
+class Codes:
+    """Where this command's one-time codes come from. `code()` is called at the server's prompt."""
+
+    kind = "code"
+    retryable = False
+
+    def __init__(self, source: str):
+        self.source = source  # words for messages (sources.describe), never the value
+        self.sent_step: int | None = None
+
+    def code(self) -> str:
+        raise NotImplementedError
+
+    def refused(self) -> None:
+        """The server refused the last code: the next code() must come from a later step."""
+
+
+class SecretCodes(Codes):
+    """Codes computed from HPC_TOTP_SECRET, one later step per retry (see the module docstring)."""
+
+    kind = "secret"
+    retryable = True
+
+    def __init__(self, key: bytes, source: str, clock: Callable[[], float] = time.time):
+        super().__init__(source)
+        self._key, self._clock, self._refused = key, clock, None
+
+    def code(self) -> str:
+        self.sent_step = choose_step(self._clock(), self._refused)
+        return totp(self._key, self.sent_step)
+
+    def refused(self) -> None:
+        self._refused = self.sent_step
+
+
+class TypedCode(Codes):
+    """A code a person typed (HPC_OTP or a hidden prompt): sent once, never retried."""
+
+    kind = "typed"
+
+    def __init__(self, value: str, source: str):
+        super().__init__(source)
+        self._value = value
+
+    def code(self) -> str:
+        return self._value
+
+
+def from_env(env: Mapping[str, str] = os.environ, stdin: TextIO | None = sys.stdin) -> Codes:
+    """HPC_OTP (typed when starting a manual job) wins; else HPC_TOTP_SECRET; else a hidden prompt on a TTY."""
+    typed = env.get(OTP_VAR, "").strip()
+    if typed:
+        if not typed.isdigit() or not 6 <= len(typed) <= 8:
+            raise CodeProblem(
+                f"{sources.describe(OTP_VAR, env)}: a one-time code is 6 to 8 digits. Fix: type the "
+                "code your authenticator shows when starting the job"
+            )
+        return TypedCode(typed, sources.describe(OTP_VAR, env))
+    if env.get(TOTP_VAR, "").strip():
+        return SecretCodes(decode_secret(env[TOTP_VAR], env=env), sources.describe(TOTP_VAR, env))
+    if stdin is not None and stdin.isatty():
+        return TypedCode(getpass.getpass("cluster one-time code: ").strip(), "the code typed at the prompt")
+    raise CodeProblem(
+        f"the cluster asks for a one-time code but none is given ({sources.describe(OTP_VAR, env)}, "
+        f"{sources.describe(TOTP_VAR, env)}). Fix: type a code into {OTP_VAR} when starting the job, "
+        f"or store the protected variable {TOTP_VAR}, or run from a terminal to be asked"
+    )
