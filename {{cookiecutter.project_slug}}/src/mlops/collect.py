@@ -22,7 +22,8 @@ import tempfile
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from . import report, rundir, scheduler
+from . import report, rundir
+from .cluster import state as cluster_state
 
 LOG_TAIL = 30
 # What travels back: everything but the env files (they are the inputs, and stay on the cluster).
@@ -42,7 +43,7 @@ def fetch(session, run_dir: str, dest: Path) -> int:
     with tempfile.NamedTemporaryFile(suffix=".tar.gz", dir=dest.parent) as tmp:
         rc, _, err = session.run(cmd, stdout=tmp, check=False, timeout=3600)
         if rc not in (0, 1):  # 1: a file changed while read (a task still writing): fine for partial results
-            raise scheduler.SubmitError(f"downloading {run_dir} failed (exit {rc}): {err.strip()[-1000:]}")
+            raise CollectError(f"downloading {run_dir} failed (exit {rc}): {err.strip()[-1000:]}")
         tmp.flush()
         size = tmp.tell()
         with tarfile.open(tmp.name, "r:gz") as tar:
@@ -148,7 +149,7 @@ def sync_wandb(run: Path, out=sys.stderr) -> int:
 
 def collect(session, cfg, run_id: str, out_dir: Path, wait: float = 0, out=sys.stderr) -> dict:
     """Fetch, merge the cluster's view of each configuration, and write the reports."""
-    view = scheduler.wait(session, cfg, run_id, wait, out=out) if wait else scheduler.status(session, cfg, run_id)
+    view = cluster_state.wait(session, cfg, run_id, wait, out=out) if wait else cluster_state.status(session, cfg, run_id)
     out_dir = Path(out_dir)
     run = out_dir / run_id
     size = fetch(session, view["run_dir"], run)
@@ -171,7 +172,7 @@ def collect(session, cfg, run_id: str, out_dir: Path, wait: float = 0, out=sys.s
     plot(rows, out_dir / "sweep.png")
     synced = sync_wandb(run, out)
     counts = {s: sum(r["status"] == s for r in rows) for s in rundir.STATES}
-    print(f"run {run_id}: {scheduler.format_counts(counts)}; {size:,} bytes downloaded into {run}"
+    print(f"run {run_id}: {cluster_state.format_counts(counts)}; {size:,} bytes downloaded into {run}"
           + (f"; {synced} W&B runs synced" if synced else ""), file=out)
     for r in rows:
         if r["status"] not in ("completed", "pending", "running"):

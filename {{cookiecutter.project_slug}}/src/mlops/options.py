@@ -236,6 +236,7 @@ def cookiecutter_json() -> dict:
     # identical in every rendered project are copied verbatim, never rendered by Jinja.
     data["_copy_without_render"] = [
         "src/mlops/*.py",
+        "src/mlops/*.sh",   # fnmatch: also src/mlops/cluster/shell/*.sh (bash has `${#x[@]}`, a Jinja comment)
         ".gitlab/ci/*.yml",
         "params/parameters.schema.json",
     ]

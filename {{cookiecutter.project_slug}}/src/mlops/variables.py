@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CLUSTER_JOBS = ("deploy", "run", "status", "collect", "cancel")
+CLUSTER_JOBS = ("deploy", "status", "collect", "cancel")
 # Every job that reaches the cluster declares `environment: hpc/...`; scoping the secrets to it keeps
 # them out of every other job (build, test, lint) even on protected branches.
 ENVIRONMENT_SCOPE = "hpc/*"
@@ -44,6 +44,9 @@ VARIABLES: tuple[Variable, ...] = (
              "env_var", masked=True, hidden=True, needed=lambda a: a.get("hpc_auth") == "totp"),
     Variable("HPC_OTP", "A one-time code typed when starting a manual cluster job (instead of HPC_TOTP_SECRET).",
              "env_var", protected=False, masked=False, manual=True, needed=lambda a: a.get("hpc_auth") == "totp"),
+    Variable("MLOPS_TRIGGER_TOKEN", "GitLab pipeline trigger token (glptt-...): the sweep's last job starts the "
+             "collect pipeline with it (copied into the run directory, mode 0600, removed when collected).",
+             "env_var", masked=True, hidden=True, jobs=("deploy",)),
     Variable("WANDB_API_KEY", "W&B API key, used on the runner/login node to sync offline runs.",
              "env_var", masked=True, hidden=True, jobs=("collect",),
              needed=lambda a: a.get("wandb_mode") != "disabled"),
