@@ -62,7 +62,7 @@ def read_by_yaml(project: Path) -> set:
 def read_by_code(project: Path) -> set:
     """Secret-like environment names the mlops package reads (literals or BY_NAME lookups)."""
     names = set()
-    for path in (project / "src" / "mlops").glob("*.py"):
+    for path in (project / "src" / "mlops").rglob("*.py"):   # every room (cluster/, ssh/, ...)
         if path.name == "variables.py":
             continue
         names |= {n for n in re.findall(r"""["']([A-Z][A-Z0-9_]{2,})["']""", path.read_text()) if SECRET_LIKE.search(n)}

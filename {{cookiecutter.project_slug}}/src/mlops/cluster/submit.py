@@ -282,7 +282,7 @@ def _submit_slurm(session, cfg, opts, path: str, record: dict, with_stages: bool
     )
     if rc != 0:
         raise WorkFailed(
-            f"run {run_id}: sbatch refused the jobs ({err.strip()[-1500:]}); what was submitted is "
+            f"run {run_id}: sbatch refused the jobs ({'; '.join(err.strip().splitlines())[-1500:]}); what was submitted is "
             "cancelled. Retry the job (or `mlops submit` again): the run is submitted afresh."
         )
     named, model, _ = slurm.parse_submitted(stdout.splitlines())
