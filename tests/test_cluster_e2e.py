@@ -363,6 +363,43 @@ def test_env_files_and_run_dir_are_private(sweep, cluster):
         assert "HPC_" not in script.read_text() and "WANDB_API_KEY" not in script.read_text()
 
 
+def test_a_transient_sbatch_failure_then_a_retry_of_the_job_completes_the_sweep(project, cluster, sweep, tmp_path):
+    """sbatch (first in the sshd's PATH) fails once as a busy slurmctld does; the retried job submits
+    the run once and the sweep ends (issue 14: before, the retry said "File exists" and then
+    "nothing to rerun" for a run that never started)."""
+    srv = cluster["server"]
+    wrappers = shared_tmpdir("mlops-e2e-wrap-")
+    marker = wrappers / "failed-once"
+    (wrappers / "sbatch").write_text(f"""#!/bin/bash
+if [ ! -e {marker} ]; then
+  touch {marker}
+  echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation" >&2
+  exit 1
+fi
+exec {shutil.which("sbatch")} "$@"
+""")
+    (wrappers / "sbatch").chmod(0o755)
+    shutil.chown(wrappers, srv.user, srv.user)
+    old = dict(srv.setenv)
+    srv.set_env({**old, "PATH": f"{wrappers}:/usr/local/bin:/usr/bin:/bin"})
+    try:
+        first = mlops(project, cluster, "submit", "--run-id", "p104")
+        assert first.returncode == 1 and "Socket timed out" in first.stderr and "Retry the job" in first.stderr, \
+            first.stderr
+        run_dir = Path(cluster["workdir"]) / project.name / "runs" / "p104"
+        assert [a["status"] for a in json.loads((run_dir / "state" / "jobs.json").read_text())] == ["submitting"]
+        ok(mlops(project, cluster, "submit", "--run-id", "p104"))   # the GitLab "Retry" of the job
+    finally:
+        srv.set_env(old)
+        shutil.rmtree(wrappers, ignore_errors=True)
+    out = tmp_path / "results"
+    mlops(project, cluster, "collect", "--run-id", "p104", "--out", str(out), "--wait", "600")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["completed"] == 3 and summary["counts"]["failed"] == 1, summary["counts"]
+    jobs = json.loads((run_dir / "state" / "jobs.json").read_text())
+    assert [(a["attempt"], a["status"]) for a in jobs] == [(1, "submitted")]
+
+
 # ---------------------------------------------------------------- faults
 
 def test_wrong_code_fails_at_once_with_one_attempt(project, cluster, sweep):
