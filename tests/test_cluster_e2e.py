@@ -501,9 +501,10 @@ def test_cancel_cancels_the_cluster_jobs(project, cluster, fixed, slurm_cluster)
         jobs = Path(cluster["workdir"]) / project.name / "runs" / "p103" / "state" / "jobs.json"
         proc = mlops(project, cluster, "submit", "--run-id", "p103", "--wait", "600", popen=True)
         deadline = time.monotonic() + 120
-        while not jobs.exists() and time.monotonic() < deadline and proc.poll() is None:
+        submitted = lambda: jobs.exists() and json.loads(jobs.read_text())[-1]["status"] == "submitted"  # noqa: E731
+        while not submitted() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
-        assert jobs.exists(), proc.communicate()[0]
+        assert submitted(), proc.communicate()[0]
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=60)[0]
         assert proc.returncode == 1 and "cancel sent to 4 job(s)" in output, output

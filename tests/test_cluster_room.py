@@ -402,3 +402,45 @@ def test_failed_only_never_reports_success_for_a_run_that_never_started(cluster)
     record = submit.submit(c["session"], c["cfg"], c["manifest"], "p9", failed_only=True, env=c["env"], out=said)
     assert record["status"] == "submitted" and record["indices"] == [0, 1, 2]
     assert "never submitted; submitting the whole run" in said.getvalue()
+
+
+FAKE_APPTAINER = r"""#!/bin/bash
+while [ "$1" != "--env-file" ]; do shift; done
+ENV_FILE=$2; shift 2; RUN=${2%%:*}; TARGET=${!#}
+case "$TARGET" in
+  */params-*) cp "$(dirname "$0")/ids.txt" "$(dirname "$0")/index.json" "$RUN/envs/"
+              while read -r id; do echo "CONFIG_ID=$id" > "$RUN/envs/$id.env"; done < "$RUN/envs/ids.txt" ;;
+  */model-*) . "$ENV_FILE"; echo '{"mae": 1}' > "$RUN/results/$CONFIG_ID/metrics.json" ;;
+esac
+"""
+
+
+def test_scheduler_none_runs_stages_tasks_and_the_notification_on_the_host(cluster):
+    """runner.sh end to end on this machine with a stand-in `apptainer` (params writes the env files,
+    data nothing, model a metrics.json), then the notification to a stand-in GitLab."""
+    from mlops import params
+
+    c = cluster
+    ids = [x.config_id for x in params.expand(params.validate(c["cfg"].root / "params" / "parameters.json"))]
+    bin_dir = c["log"].parent
+    (bin_dir / "ids.txt").write_text("".join(f"{cid}\n" for cid in ids))
+    (bin_dir / "index.json").write_text(json.dumps(
+        {"configurations": [{"index": i, "config_id": cid} for i, cid in enumerate(ids)]}))
+    (bin_dir / "apptainer").write_text(FAKE_APPTAINER)
+    (bin_dir / "apptainer").chmod(0o755)
+    c["cfg"].sections["scheduler"] = {"kind": "none", "parallel": 2}
+    c["run"].mkdir(parents=True)
+    (c["run"] / "envs").mkdir()
+    with StandIn() as gitlab:
+        env = {**c["env"], "CI_API_V4_URL": f"http://127.0.0.1:{gitlab.server_port}/api/v4"}
+        record = submit.submit(c["session"], c["cfg"], c["manifest"], "p9", env=env, out=io.StringIO())
+        assert record["kind"] == "none" and record["pid"] > 1
+        deadline = time.monotonic() + 60
+        while not (c["run"] / "state" / "notify.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        view = state.status(c["session"], c["cfg"], "p9")
+    log = (c["run"] / "state" / "runner-1.log").read_text()
+    assert view["stages"] == {"params": "completed", "data": "completed"}, log
+    assert {cid: s["status"] for cid, s in view["configs"].items()} == dict.fromkeys(ids, "completed"), log
+    assert view["notify"]["status"] == "sent" and len(gitlab.requests) == 1
+    assert gitlab.requests[0]["form"]["variables[MLOPS_RUN_ID]"] == "p9"
