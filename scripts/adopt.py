@@ -15,6 +15,7 @@ before anything is written (exit 2). With --dry-run it only prints the plan.
 When the template is a git checkout it also writes .cruft.json (template, commit, answers, and
 `skip` for the repo's own files) so that `cruft update` and `mlops template check` work there too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,13 +33,24 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "{{cookiecutter.project_slug}}" / "src"))
 from mlops import hooks, options  # noqa: E402
 
-TOOL_DIR_VAR = "MLOPS_TOOL_DIR"          # read by .gitlab/ci/tool.yml: where `pip install` finds the tool
+TOOL_DIR_VAR = "MLOPS_TOOL_DIR"  # read by .gitlab/ci/tool.yml: where `pip install` finds the tool
 TOOL_DIR = ".mlops"
 ALWAYS = (".gitlab/ci", ".gitlab/ci-variables.yml", "mlops.toml", ".secrets.baseline")
-FOLDERS = ("params", "data", "model", "tests")   # research code and its tests: whole folders or nothing
+FOLDERS = ("params", "data", "model", "tests")  # research code and its tests: whole folders or nothing
 # Top-level keys of a GitLab CI file that are not jobs.
-GLOBAL_KEYS = {"default", "include", "stages", "variables", "workflow", "image", "services", "cache",
-               "before_script", "after_script", "spec"}
+GLOBAL_KEYS = {
+    "default",
+    "include",
+    "stages",
+    "variables",
+    "workflow",
+    "image",
+    "services",
+    "cache",
+    "before_script",
+    "after_script",
+    "spec",
+}
 GITLAB_DEFAULT_STAGES = [".pre", "build", "test", "deploy", ".post"]
 
 
@@ -52,13 +64,14 @@ def load_answers(repo: Path, answers_file: Path | None, sets: list[str]) -> dict
     if (repo / "mlops.toml").is_file():
         sys.path.insert(0, str(ROOT / "{{cookiecutter.project_slug}}" / "src"))
         from mlops import config
+
         answers.update(config.load(repo).answers())
     else:
         answers["project_name"] = repo.resolve().name
     if answers_file:
         doc = json.loads(answers_file.read_text())
-        doc = doc.get("context", doc)          # .cruft.json
-        doc = doc.get("cookiecutter", doc)     # replay file
+        doc = doc.get("context", doc)  # .cruft.json
+        doc = doc.get("cookiecutter", doc)  # replay file
         answers.update({k: str(v) for k, v in doc.items() if not k.startswith("_")})
     for item in sets:
         name, sep, value = item.partition("=")
@@ -70,6 +83,7 @@ def load_answers(repo: Path, answers_file: Path | None, sets: list[str]) -> dict
 
 def render(answers: dict, out: Path) -> Path:
     from cookiecutter.main import cookiecutter
+
     home = out / ".cc"
     home.mkdir(parents=True)
     (home / "config.yaml").write_text(f"cookiecutters_dir: {home / 't'}\nreplay_dir: {home / 'r'}\n")
@@ -77,8 +91,15 @@ def render(answers: dict, out: Path) -> Path:
     env_before = os.environ.get(hooks.RENDER_MODE_ENV)
     os.environ[hooks.RENDER_MODE_ENV] = "update"
     try:
-        return Path(cookiecutter(str(ROOT), no_input=True, output_dir=str(out), extra_context=answers,
-                                 config_file=str(home / "config.yaml")))
+        return Path(
+            cookiecutter(
+                str(ROOT),
+                no_input=True,
+                output_dir=str(out),
+                extra_context=answers,
+                config_file=str(home / "config.yaml"),
+            )
+        )
     finally:
         if env_before is None:
             os.environ.pop(hooks.RENDER_MODE_ENV, None)
@@ -105,7 +126,9 @@ def ci_documents(path: Path) -> list[dict]:
 
 
 def job_names(docs: list[dict]) -> set[str]:
-    return {k for d in docs for k, v in d.items() if isinstance(v, dict) and k not in GLOBAL_KEYS and not k.startswith(".")}
+    return {
+        k for d in docs for k, v in d.items() if isinstance(v, dict) and k not in GLOBAL_KEYS and not k.startswith(".")
+    }
 
 
 def plan(repo: Path, rendered: Path) -> tuple[list[tuple[str, str]], list[str], bool]:
@@ -143,8 +166,10 @@ def plan(repo: Path, rendered: Path) -> tuple[list[tuple[str, str]], list[str], 
             ours |= job_names(ci_documents(rendered / f))
         clash = sorted(ours & job_names(ci_documents(theirs)))
         if clash:
-            problems.append(f".gitlab-ci.yml: job name(s) {', '.join(clash)} are also jobs of the template; "
-                            "rename yours (GitLab would merge the two definitions into one job)")
+            problems.append(
+                f".gitlab-ci.yml: job name(s) {', '.join(clash)} are also jobs of the template; "
+                "rename yours (GitLab would merge the two definitions into one job)"
+            )
     if problems:
         raise AdoptError("cannot adopt, nothing was written:\n  - " + "\n  - ".join(problems))
     return copies, notes, tool_in_subdir
@@ -191,15 +216,20 @@ def snippet(repo: Path, rendered: Path, tool_in_subdir: bool) -> str:
 
 def gitignore_lines(repo: Path, rendered: Path) -> list[str]:
     have = set((repo / ".gitignore").read_text().splitlines()) if (repo / ".gitignore").exists() else set()
-    return [line for line in (rendered / ".gitignore").read_text().splitlines()
-            if line and not line.startswith("#") and line not in have]
+    return [
+        line
+        for line in (rendered / ".gitignore").read_text().splitlines()
+        if line and not line.startswith("#") and line not in have
+    ]
 
 
 def cruft_state(repo: Path, rendered: Path, answers: dict, written: set[str]) -> dict | None:
     """A .cruft.json for the adopted repo, or None when the template is not a git checkout."""
+
     def git(*args):
         r = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
         return r.stdout.strip() if r.returncode == 0 else ""
+
     commit = git("rev-parse", "HEAD")
     if not commit:
         return None
@@ -207,10 +237,16 @@ def cruft_state(repo: Path, rendered: Path, answers: dict, written: set[str]) ->
     rendered_files = set(files_under(rendered, "."))
     # The repo's own files that share a name with a template file: cruft update must leave them alone.
     skip = sorted(f for f in rendered_files if (repo / f).exists() and f not in written)
-    context = {k: v for k, v in answers.items()}
+    context = dict(answers)
     context.update({"_template": url, "_commit": commit})
-    return {"template": url, "commit": commit, "checkout": None, "context": {"cookiecutter": context},
-            "directory": None, "skip": skip}
+    return {
+        "template": url,
+        "commit": commit,
+        "checkout": None,
+        "context": {"cookiecutter": context},
+        "directory": None,
+        "skip": skip,
+    }
 
 
 def adopt(repo: Path, answers: dict, dry_run: bool = False, out=sys.stdout) -> int:
@@ -220,13 +256,16 @@ def adopt(repo: Path, answers: dict, dry_run: bool = False, out=sys.stdout) -> i
     full = {o.name: (o.choices[0] if o.choices else o.default) for o in options.OPTIONS}
     problems = options.validate(_derive({**full, **answers}))
     if problems:
-        raise AdoptError("these answers cannot be used (nothing was written):\n  - "
-                         + "\n  - ".join(map(str, problems)) + "\n  set them with --set NAME=VALUE")
+        raise AdoptError(
+            "these answers cannot be used (nothing was written):\n  - "
+            + "\n  - ".join(map(str, problems))
+            + "\n  set them with --set NAME=VALUE"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         rendered = render(answers, Path(tmp))
         copies, notes, tool_in_subdir = plan(repo, rendered)
         rendered_answers = json.loads(json.dumps(_rendered_answers(rendered)))
-        for src, dst in copies:
+        for _src, dst in copies:
             print(f"{'would add' if dry_run else 'add'} {dst}", file=out)
         if not dry_run:
             for src, dst in copies:
@@ -237,8 +276,11 @@ def adopt(repo: Path, answers: dict, dry_run: bool = False, out=sys.stdout) -> i
                 pyproject = repo / TOOL_DIR / "pyproject.toml"
                 slug = rendered_answers["project_slug"]
                 pyproject.write_text(pyproject.read_text().replace(f'name = "{slug}"', f'name = "{slug}-mlops"', 1))
-            state = None if (repo / ".cruft.json").exists() else cruft_state(
-                repo, rendered, rendered_answers, {dst for _, dst in copies})
+            state = (
+                None
+                if (repo / ".cruft.json").exists()
+                else cruft_state(repo, rendered, rendered_answers, {dst for _, dst in copies})
+            )
             if state:
                 (repo / ".cruft.json").write_text(json.dumps(state, indent=2) + "\n")
                 print("add .cruft.json (template link: `cruft update`, `mlops template check`)", file=out)
@@ -254,8 +296,11 @@ def adopt(repo: Path, answers: dict, dry_run: bool = False, out=sys.stdout) -> i
 
 def _derive(answers: dict) -> dict:
     a = dict(answers)
-    a["project_slug"] = answers.get("project_slug") if "{{" not in str(answers.get("project_slug", "{{")) else \
-        a["project_name"].lower().strip().replace(" ", "-").replace("_", "-")
+    a["project_slug"] = (
+        answers.get("project_slug")
+        if "{{" not in str(answers.get("project_slug", "{{"))
+        else a["project_name"].lower().strip().replace(" ", "-").replace("_", "-")
+    )
     if "{{" in str(a.get("hpc_workdir", "")):
         a["hpc_workdir"] = f"/home/{a['hpc_user']}/mlops"
     if "{{" in str(a.get("wandb_project", "")):
@@ -266,6 +311,7 @@ def _derive(answers: dict) -> dict:
 def _rendered_answers(rendered: Path) -> dict:
     sys.path.insert(0, str(ROOT / "{{cookiecutter.project_slug}}" / "src"))
     from mlops import config
+
     return config.load(rendered).answers()
 
 

@@ -1,8 +1,9 @@
 """Generate cookiecutter.json and the README options table from mlops.options (the one source).
 
-    python scripts/sync_options.py          write both
-    python scripts/sync_options.py --check  exit 1 if either is out of date (a test runs this)
+python scripts/sync_options.py          write both
+python scripts/sync_options.py --check  exit 1 if either is out of date (a test runs this)
 """
+
 import json
 import sys
 from pathlib import Path
@@ -21,7 +22,9 @@ def cookiecutter_json() -> str:
 def options_table() -> str:
     lines = ["| option | default / choices | what it sets |", "|---|---|---|"]
     for o in options.OPTIONS:
-        default = " / ".join(f"`{c}`" for c in o.choices) if o.choices else (f"`{o.default}`" if o.default else "(empty)")
+        default = (
+            " / ".join(f"`{c}`" for c in o.choices) if o.choices else (f"`{o.default}`" if o.default else "(empty)")
+        )
         lines.append(f"| `{o.name}` | {default} | {o.help} |")
     return "\n".join(lines)
 

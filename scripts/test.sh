@@ -3,11 +3,12 @@
 # pytest process so that a failure says where it is: a test belongs to the FIRST tier it is marked
 # with. All tiers run even if one fails; the exit code and the last line sum them up.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 tiers=(unit render project pipeline infra e2e security update)
 # Content-keyed things later tiers reuse (debootstrap base image, one private container store).
 if [ -z "${MLOPS_TEST_CACHE:-}" ]; then
-  export MLOPS_TEST_CACHE=$(mktemp -d /tmp/mlops-test-cache.XXXXXX)
+  MLOPS_TEST_CACHE=$(mktemp -d /tmp/mlops-test-cache.XXXXXX)
+  export MLOPS_TEST_CACHE
   own_cache=$MLOPS_TEST_CACHE   # ours: removed at exit (a cache given by the caller is kept)
 fi
 reports=$(mktemp -d /tmp/mlops-test-reports.XXXXXX)

@@ -3,10 +3,9 @@
 Rendering goes through cookiecutter's API with a config file in tmp, so the replay file and the
 cookiecutters dir never touch the user's home (as pytest-cookies does).
 """
+
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +14,8 @@ import pytest
 
 TEMPLATE = Path(__file__).resolve().parents[1]
 PROJECT_TEMPLATE = TEMPLATE / "{{cookiecutter.project_slug}}"
-sys.path.insert(0, str(PROJECT_TEMPLATE / "src"))   # the mlops package, for unit tests
-sys.path.insert(0, str(Path(__file__).parent))      # tests/infra and friends
+sys.path.insert(0, str(PROJECT_TEMPLATE / "src"))  # the mlops package, for unit tests
+sys.path.insert(0, str(Path(__file__).parent))  # tests/infra and friends
 
 from mlops import options  # noqa: E402
 
@@ -33,8 +32,13 @@ def render(out_dir: Path, template: Path = TEMPLATE, **answers) -> Path:
     home.mkdir(exist_ok=True)
     config = home / "config.yaml"
     config.write_text(f"cookiecutters_dir: {home / 'templates'}\nreplay_dir: {home / 'replay'}\n")
-    path = cookiecutter(str(template), no_input=True, output_dir=str(out_dir),
-                        extra_context={k: str(v) for k, v in answers.items()}, config_file=str(config))
+    path = cookiecutter(
+        str(template),
+        no_input=True,
+        output_dir=str(out_dir),
+        extra_context={k: str(v) for k, v in answers.items()},
+        config_file=str(config),
+    )
     return Path(path)
 
 
@@ -55,8 +59,16 @@ def variants() -> list[dict]:
             out.append(variant)
     # Combinations users will really pick, beyond single changes.
     out.append({"scheduler": "none", "container_runtime": "podman", "hpc_auth": "key", "wandb_mode": "disabled"})
-    out.append({"hpc_jump_host": "jump.example.org", "slurm_partition": "gpu_4", "slurm_account": "ml-lab",
-                "use_gpu": "yes", "ml_framework": "pytorch", "container_runtime": "singularity"})
+    out.append(
+        {
+            "hpc_jump_host": "jump.example.org",
+            "slurm_partition": "gpu_4",
+            "slurm_account": "ml-lab",
+            "use_gpu": "yes",
+            "ml_framework": "pytorch",
+            "container_runtime": "singularity",
+        }
+    )
     for v in out:
         assert not options.validate({**DEFAULTS, **answers_for(v)}), v
     return out
@@ -65,10 +77,10 @@ def variants() -> list[dict]:
 def answers_for(variant: dict) -> dict:
     """Full answers for a variant, with the derived defaults filled in as cookiecutter would."""
     a = {**DEFAULTS, **variant}
-    a["project_slug"] = a["project_name"].lower().strip().replace(" ", "-").replace("_", "-")
-    a["hpc_workdir"] = f"/home/{a['hpc_user']}/mlops"
-    a["wandb_project"] = a["project_slug"]
-    return {**a, **variant}
+    for name in ("project_slug", "hpc_workdir", "wandb_project"):  # in answer order, as cookiecutter derives
+        if name not in variant:
+            a[name] = options.derived(name, a)
+    return a
 
 
 def variant_id(variant: dict) -> str:
@@ -79,8 +91,10 @@ def make_venv(project: Path) -> Path:
     """A venv that sees the test machine's packages, with the project installed editable."""
     venv = project / ".venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--no-build-isolation", "-e",
-                    str(project)], check=True)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(project)],
+        check=True,
+    )
     return venv
 
 

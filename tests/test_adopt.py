@@ -4,6 +4,7 @@ A small existing repo with its own .gitlab-ci.yml and jobs adopts the pipeline: 
 is overwritten, the merged pipeline passes the GitLab schema check, gitlab-ci-local lists the old
 and the new jobs, the old jobs still run, and the new validate jobs run.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-
 from test_update import commit_all, copy_template, git_env, run
 
 pytestmark = pytest.mark.update
@@ -65,8 +64,11 @@ def adopt(tpl: Path, repo: Path, env: dict, *args, check=True):
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
-            if p.is_file() and ".git/" not in str(p.relative_to(root)) + "/"}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and ".git/" not in str(p.relative_to(root)) + "/"
+    }
 
 
 def printed_ci(stdout: str) -> str:
@@ -82,7 +84,7 @@ def merge(existing: str, addition: str) -> str:
         if line.startswith("stages:"):
             skipping = True
             continue
-        if skipping and (line.startswith(" ") or line.startswith("-")):
+        if skipping and line.startswith((" ", "-")):
             continue
         skipping = False
         kept.append(line)
@@ -99,8 +101,12 @@ def schema_check(repo: Path, tmp: Path):
             out = tmp / f"{f.stem}-{i}.yml"
             out.write_text(doc)
             docs.append(str(out))
-    result = subprocess.run(["check-jsonschema", "--builtin-schema", "vendor.gitlab-ci", "--data-transform",
-                             "gitlab-ci", *docs], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["check-jsonschema", "--builtin-schema", "vendor.gitlab-ci", "--data-transform", "gitlab-ci", *docs],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -110,14 +116,22 @@ def test_existing_repo_adopts_the_pipeline(legacy):
     before = tree(repo)
     adopted = adopt(tpl, repo, env, "--set", "hpc_host=login.uni.example.edu", "--set", "hpc_user=fc1234")
     after = tree(repo)
-    for rel, content in before.items():                     # not one of its files changed
+    for rel, content in before.items():  # not one of its files changed
         assert after[rel] == content, rel
-    for rel in ("src/mlops/cli.py", "pyproject.toml", "mlops.toml", ".gitlab/ci/validate.yml",
-                "params/parameters.json", "data/prepare.py", "model/train.py", ".cruft.json"):
+    for rel in (
+        "src/mlops/cli.py",
+        "pyproject.toml",
+        "mlops.toml",
+        ".gitlab/ci/validate.yml",
+        "params/parameters.json",
+        "data/prepare.py",
+        "model/train.py",
+        ".cruft.json",
+    ):
         assert rel in after, rel
     state = json.loads(after[".cruft.json"])
     assert state["template"] == str(tpl) and state["context"]["cookiecutter"]["hpc_host"] == "login.uni.example.edu"
-    assert "README.md" in state["skip"] and ".gitignore" in state["skip"]   # cruft update leaves them alone
+    assert "README.md" in state["skip"] and ".gitignore" in state["skip"]  # cruft update leaves them alone
 
     addition = printed_ci(adopted.stdout)
     assert "include:" in addition and "- local: .gitlab/ci/validate.yml" in addition
@@ -129,7 +143,7 @@ def test_existing_repo_adopts_the_pipeline(legacy):
 
     listed = run([GCL, "--list-json"], repo, env, timeout=180)
     jobs = {job["name"]: job for job in json.loads(listed.stdout)}
-    assert {"lint", "unit"} <= set(jobs), sorted(jobs)                       # the old jobs
+    assert {"lint", "unit"} <= set(jobs), sorted(jobs)  # the old jobs
     assert {"params", "config", "tests", "template-check", "build", "deploy"} <= set(jobs), sorted(jobs)
     assert jobs["lint"]["stage"] == "lint" and jobs["params"]["stage"] == "validate"
 
@@ -142,9 +156,9 @@ def test_existing_repo_adopts_the_pipeline(legacy):
     new = run([*gcl, "params", "config", "template-check"], repo, env, check=False, timeout=900)
     print(f"validate jobs in the adopted repo: {time.monotonic() - started:.1f} s")
     assert new.returncode == 0, new.stdout[-4000:] + new.stderr[-2000:]
-    assert "configurations" in new.stdout                                       # mlops params validate
-    assert "mlops.toml: ok" in new.stdout                                       # mlops config check
-    assert "up to date with template" in new.stdout                             # mlops template check
+    assert "configurations" in new.stdout  # mlops params validate
+    assert "mlops.toml: ok" in new.stdout  # mlops config check
+    assert "up to date with template" in new.stdout  # mlops template check
 
 
 def test_clashing_job_names_stop_before_anything_is_written(legacy):
@@ -170,14 +184,18 @@ def test_repo_with_its_own_package_gets_the_tool_beside_it(legacy):
     for rel, content in before.items():
         assert after[rel] == content, rel
     assert ".mlops/src/mlops/cli.py" in after and "src/mlops/cli.py" not in after
-    assert b'name = "legacy-mlops"' in after[".mlops/pyproject.toml"]   # cannot shadow the repo's "legacy"
-    assert "model/train.py" not in after and "kept your model/" in result.stdout   # whole folder or nothing
+    assert b'name = "legacy-mlops"' in after[".mlops/pyproject.toml"]  # cannot shadow the repo's "legacy"
+    assert "model/train.py" not in after and "kept your model/" in result.stdout  # whole folder or nothing
     assert "MLOPS_TOOL_DIR: .mlops" in result.stdout
     # The tool installs from there, as the CI job does (pip install "$MLOPS_TOOL_DIR[cluster]").
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], tmp_path, env)
-    run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--no-build-isolation", str(repo / ".mlops")],
-        tmp_path, env, timeout=300)
+    run(
+        [str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--no-build-isolation", str(repo / ".mlops")],
+        tmp_path,
+        env,
+        timeout=300,
+    )
     checked = run([str(venv / "bin" / "mlops"), "config", "check"], repo, env)
     assert "mlops.toml: ok" in checked.stdout
 

@@ -6,6 +6,7 @@ local stand-in for the SSH session (commands run by bash here, files written her
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import io
 import json
@@ -17,20 +18,22 @@ import stat
 import subprocess
 import threading
 import time
+import tomllib
 import urllib.parse
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from conftest import TEMPLATE
-from mlops import errors
+from conftest import PROJECT_TEMPLATE, TEMPLATE, answers_for
+from mlops import errors, settings
 from mlops.cluster import notify, slurm, state, submit
 
 pytestmark = pytest.mark.unit
 
 SHELL = resources.files("mlops.cluster").joinpath("shell")
 CANARY = "glptt-CANARY" + "5e1d" * 5
+SKELETON = (PROJECT_TEMPLATE / "mlops.toml").read_text()
 
 
 def shell_file(tmp: Path, name: str) -> Path:
@@ -52,59 +55,65 @@ def test_shell_files_are_shellcheck_clean():
 # ---------------------------------------------------------------- batch scripts (pure)
 
 
-class Cfg:
-    """The part of the settings the cluster room reads (until mlops.settings lands)."""
-
-    def __init__(self, root: Path, **sections):
-        self.root, self.slug, self.use_gpu = root, "proj", False
-        self.sections = {"project": {"gitlab_host": "gitlab.example.org"}, "scheduler": {"kind": "slurm"},
-                         "cluster": {}, "wandb": {"mode": "offline"}, **sections}
-
-    def __getitem__(self, name):
-        return self.sections[name]
+def make_settings(root: Path = Path("."), **changes) -> settings.Settings:
+    """The default project's settings with some fields changed: make_settings(scheduler={"partition": "x"})."""
+    s = settings.from_data(tomllib.loads(settings.fill_toml(SKELETON, answers_for({}))), root)
+    for section, values in changes.items():
+        s = dataclasses.replace(s, **{section: dataclasses.replace(getattr(s, section), **values)})
+    return s
 
 
 def test_notify_job_is_tiny_on_its_own_partition_and_waits_for_every_array():
     opts = slurm.SlurmOptions(partition="cpu", account="lab", parallel=2, notify_partition="service")
     trigger = notify.Trigger("https://gitlab.example.org/api/v4/projects/7/trigger/pipeline", "main", 20)
-    files, chunks = slurm.batch_scripts("/w/proj/runs/p1", "proj", opts, list(range(5)), 3, 1, True,
-                                        trigger.argv("p1"))
+    files, chunks = slurm.batch_scripts("/w/proj/runs/p1", "proj", opts, list(range(5)), 3, 1, True, trigger.argv("p1"))
     script = files["notify-1.sbatch"]
     assert "#SBATCH --partition=service" in script and "#SBATCH --time=00:05:00" in script
-    assert script.splitlines()[-1] == ("exec bash /w/proj/runs/p1/state/jobs/notify.sh /w/proj/runs/p1 "
-                                       "https://gitlab.example.org/api/v4/projects/7/trigger/pipeline main p1 20")
+    assert script.splitlines()[-1] == (
+        "exec bash /w/proj/runs/p1/state/jobs/notify.sh /w/proj/runs/p1 "
+        "https://gitlab.example.org/api/v4/projects/7/trigger/pipeline main p1 20"
+    )
     assert "#SBATCH --kill-on-invalid-dep=yes" in files["data.sbatch"]
     assert "kill-on-invalid-dep" not in files["params.sbatch"]
     assert len(chunks) == 2
     with pytest.raises(ValueError, match="newline"):
         slurm.sbatch_script("x", "o", {}, ["bash", "a\nb"])
     with pytest.raises(errors.BadInput, match="scheduler.partition"):
-        slurm.SlurmOptions.from_config(Cfg(Path("."), scheduler={"partition": "cpu\n#SBATCH --uid=0"}))
+        slurm.SlurmOptions.from_settings(make_settings(scheduler={"partition": "cpu\n#SBATCH --uid=0"}))
     with pytest.raises(errors.BadInput, match="notify.partition"):
-        slurm.SlurmOptions.from_config(Cfg(Path("."), notify={"partition": "a b"}))
+        slurm.SlurmOptions.from_settings(make_settings(notify={"partition": "a b"}))
 
 
-@pytest.mark.parametrize("env,reason", [
-    ({}, "MLOPS_TRIGGER_TOKEN is not set"),
-    ({"MLOPS_TRIGGER_TOKEN": CANARY}, "CI_PROJECT_ID"),
-    ({"MLOPS_TRIGGER_TOKEN": CANARY, "CI_PROJECT_ID": "7", "CI_COMMIT_REF_NAME": "main; rm -rf ~"}, "ref name"),
-    ({"MLOPS_TRIGGER_TOKEN": CANARY, "CI_PROJECT_ID": "7", "CI_COMMIT_REF_NAME": "main",
-      "CI_API_V4_URL": "https://x/$(id)"}, "plain http"),
-])
+@pytest.mark.parametrize(
+    "env,reason",
+    [
+        ({}, "MLOPS_TRIGGER_TOKEN is not set"),
+        ({"MLOPS_TRIGGER_TOKEN": CANARY}, "CI_PROJECT_ID"),
+        ({"MLOPS_TRIGGER_TOKEN": CANARY, "CI_PROJECT_ID": "7", "CI_COMMIT_REF_NAME": "main; rm -rf ~"}, "ref name"),
+        (
+            {
+                "MLOPS_TRIGGER_TOKEN": CANARY,
+                "CI_PROJECT_ID": "7",
+                "CI_COMMIT_REF_NAME": "main",
+                "CI_API_V4_URL": "https://x/$(id)",
+            },
+            "plain http",
+        ),
+    ],
+)
 def test_trigger_is_built_from_ci_variables_or_says_why_not(env, reason):
-    found, why = notify.trigger(Cfg(Path(".")), env)
+    found, why = notify.trigger(make_settings(), env)
     assert found is None and reason in why and CANARY not in why
 
 
-def test_trigger_defaults_to_the_projects_gitlab_host_and_bounds_the_timeout():
+def test_trigger_defaults_to_the_projects_gitlab_host_and_takes_the_timeout_setting():
     env = {"MLOPS_TRIGGER_TOKEN": CANARY, "CI_PROJECT_ID": "7", "CI_COMMIT_REF_NAME": "feature/x"}
-    found, _ = notify.trigger(Cfg(Path(".")), env)
-    assert found == notify.Trigger("https://gitlab.example.org/api/v4/projects/7/trigger/pipeline", "feature/x",
-                                   notify.DEFAULT_TIMEOUT_S)
-    found, _ = notify.trigger(Cfg(Path("."), notify={"timeout_s": 5}), {**env, "CI_API_V4_URL": "http://127.0.0.1:81/api/v4"})
-    assert found.endpoint == "http://127.0.0.1:81/api/v4/projects/7/trigger/pipeline" and found.timeout_s == 5
-    with pytest.raises(errors.BadInput, match="notify.timeout_s"):
-        notify.trigger(Cfg(Path("."), notify={"timeout_s": 100000}), env)
+    s = make_settings(project={"gitlab_host": "gitlab.example.org"}, notify={"timeout_s": 5})
+    found, _ = notify.trigger(s, env)
+    assert found == notify.Trigger("https://gitlab.example.org/api/v4/projects/7/trigger/pipeline", "feature/x", 5)
+    found, _ = notify.trigger(s, {**env, "CI_API_V4_URL": "http://127.0.0.1:81/api/v4"})
+    assert found.endpoint == "http://127.0.0.1:81/api/v4/projects/7/trigger/pipeline"
+    assert slurm.SlurmOptions.from_settings(make_settings(scheduler={"partition": "cpu"})).notify_partition == "cpu"
 
 
 # ---------------------------------------------------------------- state read from the cluster
@@ -113,16 +122,30 @@ def test_trigger_defaults_to_the_projects_gitlab_host_and_bounds_the_timeout():
 def test_state_reader_output_is_validated_and_bad_records_are_reported():
     remote = {
         "exists": True,
-        "attempts": [{"attempt": 1, "kind": "slurm", "status": "submitted", "indices": [0, 1],
-                      "config_ids": ["aaaaaaaaaa", "bbbbbbbbbb"], "params": "11", "data": "12",
-                      "model": [{"job": "13", "offset": 0, "indices": [0, 1]}]},
-                     {"attempt": 2, "kind": "slurm", "params": "1; rm -rf ~", "model": []},
-                     {"attempt": 3, "kind": "none", "pid": "-1", "model": []}, "junk"],
+        "attempts": [
+            {
+                "attempt": 1,
+                "kind": "slurm",
+                "status": "submitted",
+                "indices": [0, 1],
+                "config_ids": ["aaaaaaaaaa", "bbbbbbbbbb"],
+                "params": "11",
+                "data": "12",
+                "model": [{"job": "13", "offset": 0, "indices": [0, 1]}],
+            },
+            {"attempt": 2, "kind": "slurm", "params": "1; rm -rf ~", "model": []},
+            {"attempt": 3, "kind": "none", "pid": "-1", "model": []},
+            "junk",
+        ],
         "index": [{"index": 0, "config_id": "aaaaaaaaaa"}, {"index": "1", "config_id": "../../x"}],
-        "records": {"aaaaaaaaaa": {"status": "completed", "attempt": 1}, "bad id": {"status": "completed"},
-                    "bbbbbbbbbb": {"status": "exploded"}},
+        "records": {
+            "aaaaaaaaaa": {"status": "completed", "attempt": 1},
+            "bad id": {"status": "completed"},
+            "bbbbbbbbbb": {"status": "exploded"},
+        },
         "notify": {"status": "sent", "http_status": 201, "error": ""},
-        "runner_alive": "yes", "bad": ["tasks/x.json: JSONDecodeError"],
+        "runner_alive": "yes",
+        "bad": ["tasks/x.json: JSONDecodeError"],
     }
     clean, problems = state.clean(remote)
     assert [a["attempt"] for a in clean["attempts"]] == [1]
@@ -178,8 +201,13 @@ def run_notify(tmp_path: Path, endpoint: str, token: str | None = CANARY, timeou
         (run / "state" / "trigger-token").chmod(0o600)
     script = shell_file(tmp_path, "notify.sh")
     env = {**os.environ, **({"PATH": path_env} if path_env else {})}
-    proc = subprocess.Popen(["bash", str(script), str(run), endpoint, "main", "p42", timeout], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        ["bash", str(script), str(run), endpoint, "main", "p42", timeout],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     return run, proc
 
 
@@ -194,8 +222,17 @@ def test_notify_posts_the_trigger_once_with_the_token_from_its_file(tmp_path):
     with StandIn() as gitlab:
         run, proc = run_notify(tmp_path, f"http://127.0.0.1:{gitlab.server_port}/api/v4/projects/7/trigger/pipeline")
         record = finish(run, proc)
-    assert gitlab.requests == [{"path": "/api/v4/projects/7/trigger/pipeline", "form": {
-        "token": CANARY, "ref": "main", "variables[MLOPS_RUN_ID]": "p42", "variables[MLOPS_TRIGGER]": "collect"}}]
+    assert gitlab.requests == [
+        {
+            "path": "/api/v4/projects/7/trigger/pipeline",
+            "form": {
+                "token": CANARY,
+                "ref": "main",
+                "variables[MLOPS_RUN_ID]": "p42",
+                "variables[MLOPS_TRIGGER]": "collect",
+            },
+        }
+    ]
     assert record["status"] == "sent" and record["http_status"] == 201
 
 
@@ -231,8 +268,9 @@ def test_a_gitlab_that_never_answers_costs_one_bounded_timeout_and_no_argv_shows
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         t0 = time.monotonic()
-        run, proc = run_notify(tmp_path, f"http://127.0.0.1:{silent.getsockname()[1]}/t", timeout="2",
-                               path_env=path_env)
+        run, proc = run_notify(
+            tmp_path, f"http://127.0.0.1:{silent.getsockname()[1]}/t", timeout="2", path_env=path_env
+        )
         leaks = []
         while proc.poll() is None:
             for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
@@ -286,13 +324,18 @@ def test_submit_script_chains_jobs_and_cancels_what_it_got_on_a_refusal(tmp_path
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["params 103", "data 104", "model 105", "model 106", "notify 107"]
     calls = [c for c in log.read_text().splitlines() if c.startswith("sbatch")][3:]
-    assert calls == [f"sbatch --parsable {jobs}/params.sbatch",
-                     f"sbatch --parsable --dependency=afterok:103 {jobs}/data.sbatch",
-                     f"sbatch --parsable --dependency=afterok:104 {jobs}/model-1-0.sbatch",
-                     f"sbatch --parsable --dependency=afterok:104,afterany:105 {jobs}/model-1-1.sbatch",
-                     f"sbatch --parsable --dependency=afterany:105:106 {jobs}/notify-1.sbatch"]
+    assert calls == [
+        f"sbatch --parsable {jobs}/params.sbatch",
+        f"sbatch --parsable --dependency=afterok:103 {jobs}/data.sbatch",
+        f"sbatch --parsable --dependency=afterok:104 {jobs}/model-1-0.sbatch",
+        f"sbatch --parsable --dependency=afterok:104,afterany:105 {jobs}/model-1-1.sbatch",
+        f"sbatch --parsable --dependency=afterany:105:106 {jobs}/notify-1.sbatch",
+    ]
     assert slurm.parse_submitted((jobs / "submitted-1.txt").read_text().splitlines()) == (
-        {"params": "103", "data": "104", "notify": "107"}, ["105", "106"], True)
+        {"params": "103", "data": "104", "notify": "107"},
+        ["105", "106"],
+        True,
+    )
 
 
 class LocalSession:
@@ -323,24 +366,40 @@ class LocalSession:
 def cluster(tmp_path):
     """A project (the template's schema and Dockerfile entrypoints), a 'cluster' dir with converted images."""
     root = tmp_path / "project"
-    for stage, entry in (("params", '["mlops", "params", "expand"]'), ("data", '["python", "prepare.py"]'),
-                         ("model", '["python", "train.py"]')):
+    for stage, entry in (
+        ("params", '["mlops", "params", "expand"]'),
+        ("data", '["python", "prepare.py"]'),
+        ("model", '["python", "train.py"]'),
+    ):
         (root / stage).mkdir(parents=True)
         (root / stage / "Dockerfile").write_text(f"FROM x\nENTRYPOINT {entry}\n")
     shutil.copy(TEMPLATE / "{{cookiecutter.project_slug}}" / "params" / "parameters.schema.json", root / "params")
-    (root / "params" / "parameters.json").write_text(json.dumps({"fixed": {"horizon": 24}, "grid": {"window": [1, 2, 3]}}))
+    (root / "params" / "parameters.json").write_text(
+        json.dumps({"fixed": {"horizon": 24}, "grid": {"window": [1, 2, 3]}})
+    )
     workdir = tmp_path / "hpc"
-    cfg = Cfg(root, cluster={"workdir": str(workdir), "runtime": "apptainer"})
+    cfg = make_settings(root, cluster={"workdir": str(workdir), "runtime": "apptainer"}, project={"slug": "proj"})
     digests = {name: "sha256:" + h * 64 for name, h in (("params", "a"), ("data", "b"), ("model", "c"))}
     manifest = {"images": {name: {"digest": d} for name, d in digests.items()}}
     (workdir / "proj" / "images").mkdir(parents=True)
     for name, d in digests.items():
         (workdir / "proj" / "images" / f"{name}-{d[7:]}.sif").touch()
     log = fake_slurm(tmp_path / "bin", fail_on_call=2)
-    env = {"CI_COMMIT_SHA": "c0ffee" * 6, "MLOPS_TRIGGER_TOKEN": CANARY, "CI_PROJECT_ID": "7",
-           "CI_COMMIT_REF_NAME": "main", "CI_API_V4_URL": "http://127.0.0.1:9/api/v4"}
-    return {"cfg": cfg, "manifest": manifest, "session": LocalSession(tmp_path / "bin"), "log": log, "env": env,
-            "run": workdir / "proj" / "runs" / "p9"}
+    env = {
+        "CI_COMMIT_SHA": "c0ffee" * 6,
+        "MLOPS_TRIGGER_TOKEN": CANARY,
+        "CI_PROJECT_ID": "7",
+        "CI_COMMIT_REF_NAME": "main",
+        "CI_API_V4_URL": "http://127.0.0.1:9/api/v4",
+    }
+    return {
+        "cfg": cfg,
+        "manifest": manifest,
+        "session": LocalSession(tmp_path / "bin"),
+        "log": log,
+        "env": env,
+        "run": workdir / "proj" / "runs" / "p9",
+    }
 
 
 def sbatch_calls(log: Path) -> list[str]:
@@ -357,6 +416,7 @@ def test_a_transient_sbatch_failure_then_a_retry_submits_the_run_once(cluster):
         c["status"] = state.status(c["session"], c["cfg"], "p9")
         assert not state.finished(c["status"])
         from mlops.cluster import runs
+
         runs.collect_run(c["session"], c["cfg"], "p9", Path("unused"), require_final=True)
     # the GitLab "Retry" of the job: the same command again
     record = submit.submit(c["session"], c["cfg"], c["manifest"], "p9", env=c["env"])
@@ -424,11 +484,16 @@ def test_scheduler_none_runs_stages_tasks_and_the_notification_on_the_host(clust
     ids = [x.config_id for x in params.expand(params.validate(c["cfg"].root / "params" / "parameters.json"))]
     bin_dir = c["log"].parent
     (bin_dir / "ids.txt").write_text("".join(f"{cid}\n" for cid in ids))
-    (bin_dir / "index.json").write_text(json.dumps(
-        {"configurations": [{"index": i, "config_id": cid} for i, cid in enumerate(ids)]}))
+    (bin_dir / "index.json").write_text(
+        json.dumps({"configurations": [{"index": i, "config_id": cid} for i, cid in enumerate(ids)]})
+    )
     (bin_dir / "apptainer").write_text(FAKE_APPTAINER)
     (bin_dir / "apptainer").chmod(0o755)
-    c["cfg"].sections["scheduler"] = {"kind": "none", "parallel": 2}
+    c["cfg"] = make_settings(
+        c["cfg"].root,
+        **{k: dataclasses.asdict(getattr(c["cfg"], k)) for k in ("cluster", "project")},
+        scheduler={"kind": "none", "parallel": 2, "partition": ""},
+    )
     c["run"].mkdir(parents=True)
     (c["run"] / "envs").mkdir()
     with StandIn() as gitlab:

@@ -1,4 +1,5 @@
 """Bad answers are rejected by the pre-gen hook with the field and the fix, leaving nothing behind."""
+
 import pytest
 from cookiecutter.exceptions import FailedHookException
 
@@ -7,16 +8,23 @@ from conftest import render
 pytestmark = pytest.mark.render
 
 
-@pytest.mark.parametrize("answers, expected", [
-    ({"project_name": "Deep Learning!"}, "project_slug: 'deep-learning!' is not a valid slug"),
-    ({"hpc_port": "70000"}, "hpc_port: '70000' is not a TCP port. Fix: use a number from 1 to 65535"),
-    ({"hpc_host": "https://hpc.example.org"}, "hpc_host: 'https://hpc.example.org' contains a URL scheme"),
-    ({"hpc_host": "login node.example.org"}, "hpc_host: 'login node.example.org' contains spaces"),
-    ({"hpc_workdir": "work/mlops"}, "hpc_workdir: 'work/mlops' is not an absolute path"),
-    ({"scheduler": "none", "slurm_account": "ml-lab"}, "slurm_account: is set to 'ml-lab' but scheduler is 'none'"),
-    ({"use_gpu": "yes"}, "use_gpu: 'yes' has no effect with ml_framework 'scikit-learn'"),
-    ({"hpc_auth": "command-key", "hpc_jump_host": "jump.example.org"}, "hpc_auth: 'command-key' cannot be used"),
-])
+@pytest.mark.parametrize(
+    "answers, expected",
+    [
+        (
+            {"project_name": "2024 Study"},
+            "project_slug: '2024-study' is not a valid slug (derived from project_name "
+            "'2024 Study'). Fix: answer project_slug yourself",
+        ),
+        ({"hpc_port": "70000"}, "hpc_port: '70000' is not a TCP port. Fix: use a number from 1 to 65535"),
+        ({"hpc_host": "https://hpc.example.org"}, "hpc_host: 'https://hpc.example.org' contains a URL scheme"),
+        ({"hpc_host": "login node.example.org"}, "hpc_host: 'login node.example.org' contains spaces"),
+        ({"hpc_workdir": "work/mlops"}, "hpc_workdir: 'work/mlops' is not an absolute path"),
+        ({"scheduler": "none", "slurm_account": "ml-lab"}, "slurm_account: is set to 'ml-lab' but scheduler is 'none'"),
+        ({"use_gpu": "yes"}, "use_gpu: 'yes' has no effect with ml_framework 'scikit-learn'"),
+        ({"hpc_auth": "command-key", "hpc_jump_host": "jump.example.org"}, "hpc_auth: 'command-key' cannot be used"),
+    ],
+)
 def test_rejected_render_names_the_field_and_leaves_nothing(tmp_path, capfd, answers, expected):
     out = tmp_path / "out"
     with pytest.raises(FailedHookException):
@@ -46,10 +54,29 @@ def test_relative_template_path_is_validated_before_generation(tmp_path):
     shutil.copytree(TEMPLATE, tmp_path / "tpl", ignore=shutil.ignore_patterns(".git", "__pycache__"))
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "config.yaml").write_text(f"replay_dir: {tmp_path / 'home'}\n")
-    result = subprocess.run(["cookiecutter", "--no-input", "--config-file", str(tmp_path / "home" / "config.yaml"),
-                             "./tpl", "hpc_port=0", "-o", "out"], cwd=tmp_path, capture_output=True, text=True,
-                            env={**os.environ, "PWD": str(tmp_path)})
+    result = subprocess.run(
+        [
+            "cookiecutter",
+            "--no-input",
+            "--config-file",
+            str(tmp_path / "home" / "config.yaml"),
+            "./tpl",
+            "hpc_port=0",
+            "-o",
+            "out",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PWD": str(tmp_path)},
+    )
     assert result.returncode != 0
     assert "hpc_port: '0' is not a TCP port" in result.stderr
     assert "pre_gen_project hook" in result.stdout + result.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_name_with_punctuation_gives_a_valid_slug(tmp_path):
+    """cookiecutter's slugify filter derives the default slug (issue 10: "Jane's Forecasting (v2)")."""
+    project = render(tmp_path, project_name="Jane's Forecasting (v2)")
+    assert project.name == "jane-s-forecasting-v2"

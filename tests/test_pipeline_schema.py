@@ -1,5 +1,6 @@
 """Every rendered CI file, for the whole option matrix, is valid for GitLab (its vendored JSON schema),
 and the reusable job files can be included into an unrelated repo with its own jobs."""
+
 from __future__ import annotations
 
 import hashlib
@@ -14,8 +15,15 @@ import yaml
 from conftest import render, variant_id, variants
 
 pytestmark = pytest.mark.render
-CHECK = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.gitlab-ci",
-         "--data-transform", "gitlab-ci"]
+CHECK = [
+    sys.executable,
+    "-m",
+    "check_jsonschema",
+    "--builtin-schema",
+    "vendor.gitlab-ci",
+    "--data-transform",
+    "gitlab-ci",
+]
 
 
 class _Loader(yaml.SafeLoader):
@@ -31,7 +39,7 @@ def _split_documents(path: Path, out_dir: Path) -> list[Path]:
     docs = text.split("\n---\n") if "\n---\n" in text else [text]
     out = []
     for i, doc in enumerate(docs):
-        list(yaml.load_all(doc, Loader=_Loader))   # each part must be YAML by itself
+        list(yaml.load_all(doc, Loader=_Loader))  # each part must be YAML by itself
         target = out_dir / f"{hashlib.sha256(doc.encode()).hexdigest()[:16]}-{i}-{path.name}"
         target.write_text(doc)
         out.append(target)
@@ -48,9 +56,9 @@ def test_every_rendered_ci_file_passes_gitlabs_schema(tmp_path):
         project = render(tmp_path / f"v{i}", **variant)
         for path in _ci_files(project):
             for doc in _split_documents(path, tmp_path):
-                docs.setdefault(doc.read_text(), doc)   # identical documents are checked once
+                docs.setdefault(doc.read_text(), doc)  # identical documents are checked once
         text = (project / ".gitlab-ci.yml").read_text()
-        assert "builder: " + (variant.get("image_builder") or "buildah") in text, variant_id(variant)
+        assert 'builder: "' + (variant.get("image_builder") or "buildah") + '"' in text, variant_id(variant)
     proc = subprocess.run([*CHECK, *map(str, docs.values())], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert len(docs) >= 6
@@ -104,19 +112,31 @@ def test_job_files_included_into_another_repo_validate_and_list(tmp_path):
     (other / ".gitlab-ci.yml").write_text(OTHER_REPO_CI)
     ps.git_init(other)
     jobs = ps.list_jobs(other, tmp_path / "home", "CI_COMMIT_REF_PROTECTED=true")
-    assert {"lint", "params", "config", "tests", "build", "deploy", "collect", "cancel", "collect-triggered"} <= set(jobs)
+    expected = {"lint", "params", "config", "tests", "build", "deploy", "collect", "cancel", "collect-triggered"}
+    assert expected <= set(jobs)
     assert jobs["params"]["stage"] == "test" and jobs["lint"]["stage"] == "test"
     assert jobs["deploy"]["when"] == "manual"
-    preview = subprocess.run(["gitlab-ci-local", "--preview", "--home", str(tmp_path / "home")], cwd=other,
-                             capture_output=True, text=True, timeout=300)
+    preview = subprocess.run(
+        ["gitlab-ci-local", "--preview", "--home", str(tmp_path / "home")],
+        cwd=other,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert preview.returncode == 0, preview.stderr
-    doc = yaml.load(preview.stdout[preview.stdout.find("---"):] if "---" in preview.stdout else preview.stdout,
-                    Loader=_Loader)
+    doc = yaml.load(
+        preview.stdout[preview.stdout.find("---") :] if "---" in preview.stdout else preview.stdout, Loader=_Loader
+    )
     build = doc["build"]
-    assert "kaniko" in str(build["image"]) and build["variables"]["MLOPS_REGISTRY_IMAGE"] == \
-        "registry.example.org/other/images"
-    assert build["cache"][0]["key"] == "other-images-kaniko" if isinstance(build["cache"], list) \
+    assert (
+        "kaniko" in str(build["image"])
+        and build["variables"]["MLOPS_REGISTRY_IMAGE"] == "registry.example.org/other/images"
+    )
+    assert (
+        build["cache"][0]["key"] == "other-images-kaniko"
+        if isinstance(build["cache"], list)
         else build["cache"]["key"] == "other-images-kaniko"
+    )
     assert doc["deploy"]["resource_group"] == "hpc-bwuni"
     assert doc["deploy"]["environment"]["name"] == "hpc/bwuni"
 

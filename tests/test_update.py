@@ -5,6 +5,7 @@ edits a student makes, the template changes (a CI job, a new file, a file nobody
 `cruft update`: the template's change lands, every student edit survives, no `.rej` files, the
 project's own tests still pass and `cruft check` says up to date.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,9 +36,16 @@ def run(argv, cwd, env, check=True, timeout=300):
 def git_env(home: Path) -> dict:
     """Own HOME (no user cookiecutter/git config) and a fixed identity for the commits."""
     home.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0",
-           "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.org",
-           "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.org"}
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_AUTHOR_NAME": "Test",
+        "GIT_AUTHOR_EMAIL": "test@example.org",
+        "GIT_COMMITTER_NAME": "Test",
+        "GIT_COMMITTER_EMAIL": "test@example.org",
+    }
     env.pop(hooks.RENDER_MODE_ENV, None)
     return env
 
@@ -47,8 +55,13 @@ def copy_template(dest: Path, env: dict) -> Path:
 
     Independent of the lead's commits: what is on disk now is "version 1".
     """
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=TEMPLATE,
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=TEMPLATE, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         src = TEMPLATE / rel
         if "__pycache__" in rel or ".pytest_cache" in rel or not src.is_file():
@@ -61,9 +74,11 @@ def copy_template(dest: Path, env: dict) -> Path:
     text = shim.read_text()
     exit_line = "sys.exit(hooks.post_gen("
     assert exit_line in text, "the post-gen shim changed shape; update this test's instrumentation"
-    probe = ("import os as _os\nif _os.environ.get('%s'):\n"
-             "    with open(_os.environ['%s'], 'a') as _log:\n"
-             "        _log.write(hooks.render_mode(Path.cwd(), ANSWERS) + '\\n')\n" % (MODE_LOG, MODE_LOG))
+    probe = (
+        "import os as _os\nif _os.environ.get('%s'):\n"  # noqa: UP031 - code in a string
+        "    with open(_os.environ['%s'], 'a') as _log:\n"
+        "        _log.write(hooks.render_mode(Path.cwd(), ANSWERS) + '\\n')\n" % (MODE_LOG, MODE_LOG)
+    )
     shim.write_text(text.replace(exit_line, probe + exit_line, 1))
     run(["git", "init", "-q", "-b", "main"], dest, env)
     commit_all(dest, env, "version 1")
@@ -82,14 +97,18 @@ def cruft(args, cwd, env, check=True):
 
 def mlops(args, project, env, check=True):
     """The project's own mlops package (the version the project holds, not the template's)."""
-    return run([sys.executable, "-m", "mlops", *args], project, {**env, "PYTHONPATH": str(project / "src")},
-               check=check)
+    return run(
+        [sys.executable, "-m", "mlops", *args], project, {**env, "PYTHONPATH": str(project / "src")}, check=check
+    )
 
 
 def tree(root: Path) -> dict[str, bytes]:
     skip = (".git/", ".venv/", "__pycache__", ".pytest_cache", "runs/")
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
-            if p.is_file() and not any(s in str(p.relative_to(root)) + "/" for s in skip)}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and not any(s in str(p.relative_to(root)) + "/" for s in skip)
+    }
 
 
 def replace_once(path: Path, old: str, new: str):
@@ -108,7 +127,7 @@ def detrend(x):
     """Remove each window's mean level: the model learns the shape, not the level."""
     return x - x.mean(axis=1, keepdims=True)
 '''
-OWN_MODEL = '''# Own model (student): ridge on detrended windows, the level added back afterwards.
+OWN_MODEL = """# Own model (student): ridge on detrended windows, the level added back afterwards.
 from features import detrend  # noqa: E402
 
 _example_fit_predict = fit_predict
@@ -120,14 +139,14 @@ def fit_predict(x_train, y_train, x_test, run):
     return _example_fit_predict(detrend(x_train), y_train - level_train, detrend(x_test), run) + level_test
 
 
-'''
+"""
 
 
 def student_edits(project: Path):
     (project / "model" / "features.py").write_text(FEATURES)
     replace_once(project / "model" / "train.py", 'if __name__ == "__main__":', OWN_MODEL + 'if __name__ == "__main__":')
     doc = json.loads((project / "params" / "parameters.json").read_text())
-    doc["grid"]["window"] = [24, 72]                       # own parameters
+    doc["grid"]["window"] = [24, 72]  # own parameters
     doc["fixed"]["seed"] = 7
     (project / "params" / "parameters.json").write_text(json.dumps(doc, indent=2) + "\n")
     toml = project / "mlops.toml"
@@ -150,12 +169,11 @@ def template_changes(tpl: Path):
     slug_dir = tpl / "{{cookiecutter.project_slug}}"
     replace_once(slug_dir / ".gitlab" / "ci" / "template.yml", "timeout: 10m", "timeout: 15m")  # a CI job
     (tpl / NEW_FILE).parent.mkdir(exist_ok=True)
-    (tpl / NEW_FILE).write_text("# Cluster notes\n\nLogin node: {{ cookiecutter.hpc_host }}\n")     # a new file
-    with (slug_dir / ".dockerignore").open("a") as f:                                           # untouched file
+    (tpl / NEW_FILE).write_text("# Cluster notes\n\nLogin node: {{ cookiecutter.hpc_host }}\n")  # a new file
+    with (slug_dir / ".dockerignore").open("a") as f:  # untouched file
         f.write("# ignore notebooks' checkpoints\n.ipynb_checkpoints/\n")
-    replace_once(slug_dir / "src" / "mlops" / "__init__.py", f'__version__ = "{__version__}"',
-                 '__version__ = "99.0.0"')
-    toml = slug_dir / "mlops.toml"                            # a file the student edited, elsewhere
+    replace_once(slug_dir / "src" / "mlops" / "__init__.py", f'__version__ = "{__version__}"', '__version__ = "99.0.0"')
+    toml = slug_dir / "mlops.toml"  # a file the student edited, elsewhere
     toml.write_text("# Template 99.0.0: see the template's CHANGELOG.md.\n" + toml.read_text())
 
 
@@ -177,7 +195,7 @@ def modes(tmp_path) -> list[str]:
 def test_update_applies_the_template_change_and_keeps_student_work(v1):
     tmp_path, env, tpl = v1
     cruft(["create", "-y", str(tpl), "--output-dir", str(tmp_path / "work")], tmp_path, env)
-    assert modes(tmp_path) == ["non-interactive"]             # no terminal here: the hook never asks
+    assert modes(tmp_path) == ["non-interactive"]  # no terminal here: the hook never asks
     project = tmp_path / "work" / SLUG
     state = json.loads((project / ".cruft.json").read_text())
     assert state["template"] == str(tpl) and len(state["commit"]) == 40
@@ -208,19 +226,25 @@ def test_update_applies_the_template_change_and_keeps_student_work(v1):
     updated = cruft(["update", "-y"], project, env)
     print(f"cruft update took {time.monotonic() - started:.1f} s")
     assert "Good work" in updated.stdout, updated.stdout + updated.stderr
-    assert modes(tmp_path) == ["update", "update"]            # old and new version, both in temp dirs
+    assert modes(tmp_path) == ["update", "update"]  # old and new version, both in temp dirs
 
     after = tree(project)
-    assert not [p for p in after if p.endswith(".rej") or p.endswith(".orig")]
+    assert not [p for p in after if p.endswith((".rej", ".orig"))]
     assert not [p for p, b in after.items() if b"<<<<<<<" in b or b">>>>>>>" in b]
-    for rel in STUDENT_FILES:                                  # every student edit survives unchanged
+    for rel in STUDENT_FILES:  # every student edit survives unchanged
         assert after[rel] == before[rel], rel
     toml = after["mlops.toml"].decode()
     assert "parallel = 8" in toml and toml.startswith("# Template 99.0.0")  # both sides of a 3-way merge
 
     changed = run(["git", "status", "--porcelain"], project, env).stdout.splitlines()
-    assert {line[3:] for line in changed} == {".cruft.json", ".dockerignore", ".gitlab/ci/template.yml",
-                                               "mlops.toml", "src/mlops/__init__.py", "docs/cluster.md"}, changed
+    assert {line[3:] for line in changed} == {
+        ".cruft.json",
+        ".dockerignore",
+        ".gitlab/ci/template.yml",
+        "mlops.toml",
+        "src/mlops/__init__.py",
+        "docs/cluster.md",
+    }, changed
 
     # Every file the student never touched is exactly what version 2 renders for these answers.
     fresh = cruft(["create", "-y", str(tpl), "--output-dir", str(tmp_path / "fresh")], tmp_path, env)
@@ -240,22 +264,35 @@ def test_update_applies_the_template_change_and_keeps_student_work(v1):
 
     # The updated project (with the student's model) still passes its own test suite.
     venv = make_venv(project)
-    suite = run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"],
-                project, {**env, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}, check=False, timeout=900)
+    suite = run(
+        [str(venv / "bin" / "python"), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"],
+        project,
+        {**env, "WANDB_MODE": "offline", "WANDB_SILENT": "true"},
+        check=False,
+        timeout=900,
+    )
     assert suite.returncode == 0, suite.stdout[-3000:] + suite.stderr[-2000:]
 
 
 def test_check_cannot_tell_is_a_warning_not_a_failure(tmp_path):
     env = git_env(tmp_path / "home")
-    project = render(tmp_path / "out")                      # plain cookiecutter: no .cruft.json
+    project = render(tmp_path / "out")  # plain cookiecutter: no .cruft.json
     missing = mlops(["template", "check", "--strict"], project, env, check=False)
     assert missing.returncode == template.CANNOT_TELL
     assert ".cruft.json is missing" in missing.stdout and "cruft link" in missing.stdout
     assert mlops(["template", "check"], project, env).returncode == 0
 
-    (project / ".cruft.json").write_text(json.dumps(
-        {"template": str(tmp_path / "no-such-template"), "commit": "0" * 40, "checkout": None,
-         "context": {"cookiecutter": {}}, "directory": None}))
+    (project / ".cruft.json").write_text(
+        json.dumps(
+            {
+                "template": str(tmp_path / "no-such-template"),
+                "commit": "0" * 40,
+                "checkout": None,
+                "context": {"cookiecutter": {}},
+                "directory": None,
+            }
+        )
+    )
     unreachable = mlops(["template", "check", "--strict"], project, env, check=False)
     assert unreachable.returncode == template.CANNOT_TELL, unreachable.stdout + unreachable.stderr
     assert "cannot reach" in unreachable.stdout and "no-such-template" in unreachable.stdout
@@ -264,15 +301,22 @@ def test_check_cannot_tell_is_a_warning_not_a_failure(tmp_path):
 def test_answers_replay_renders_the_same_project(tmp_path):
     """`mlops template answers --replay` is a cookiecutter replay file that re-renders the project."""
     env = git_env(tmp_path / "home")
-    project = render(tmp_path / "a", hpc_host="login.uni.example.edu", scheduler="none",
-                     container_runtime="podman", wandb_mode="disabled")
+    project = render(
+        tmp_path / "a",
+        hpc_host="login.uni.example.edu",
+        scheduler="none",
+        container_runtime="podman",
+        wandb_mode="disabled",
+    )
     replay = tmp_path / "answers.json"
     replay.write_text(mlops(["template", "answers", "--replay"], project, env).stdout)
     from cookiecutter.main import cookiecutter
+
     config = tmp_path / "cc.yaml"
     config.write_text(f"cookiecutters_dir: {tmp_path / 'cc'}\nreplay_dir: {tmp_path / 'replay'}\n")
-    again = Path(cookiecutter(str(TEMPLATE), replay=str(replay), output_dir=str(tmp_path / "b"),
-                              config_file=str(config)))
+    again = Path(
+        cookiecutter(str(TEMPLATE), replay=str(replay), output_dir=str(tmp_path / "b"), config_file=str(config))
+    )
     assert tree(again) == tree(project)
 
 
@@ -290,7 +334,7 @@ def test_render_mode_detection(tmp_path):
 
     cruft_ctx = {"_template": "x", "_commit": "c" * 40}
     cc_ctx = {"_template": "x", "_repo_dir": "/t", "_output_dir": "/o"}
-    in_temp = Path(tempfile.mkdtemp()) / SLUG       # the shape cruft update/diff renders into
+    in_temp = Path(tempfile.mkdtemp()) / SLUG  # the shape cruft update/diff renders into
     try:
         assert hooks.render_mode(in_temp, cruft_ctx, environ={}, stdin=Tty()) == "update"
         assert hooks.render_mode(in_temp, cc_ctx, environ={}, stdin=Tty()) == "interactive"
@@ -314,8 +358,10 @@ def test_changelog_names_the_current_version_first():
 def test_ci_job_allows_exactly_the_warning_codes():
     """The template-check job must not blanket-allow failure: only the codes template.py defines."""
     import yaml
-    spec, jobs = yaml.safe_load_all((TEMPLATE / "{{cookiecutter.project_slug}}" / ".gitlab" / "ci" /
-                                     "template.yml").read_text())
+
+    spec, jobs = yaml.safe_load_all(
+        (TEMPLATE / "{{cookiecutter.project_slug}}" / ".gitlab" / "ci" / "template.yml").read_text()
+    )
     job = jobs["template-check"]
     assert job["allow_failure"] == {"exit_codes": [template.OUT_OF_DATE, template.CANNOT_TELL]}
     assert any("mlops template check --strict" in line for line in job["script"])

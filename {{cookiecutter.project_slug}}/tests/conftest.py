@@ -1,7 +1,7 @@
 """Helpers for this project's tests: run the stages exactly as `mlops run --local` does."""
+
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +14,13 @@ def run_stage(name: str, project_dir: Path, extra_env: dict | None = None, check
     from mlops import stages
 
     argv = stages.entrypoint(ROOT, stages.BY_NAME[name])
-    env = {**os.environ, "PROJECT_DIR": str(project_dir), "WANDB_MODE": "offline", "WANDB_SILENT": "true",
-           **(extra_env or {})}
+    env = {
+        **os.environ,
+        "PROJECT_DIR": str(project_dir),
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        **(extra_env or {}),
+    }
     return subprocess.run(argv, cwd=ROOT / name, env=env, capture_output=True, text=True, check=check)
 
 

@@ -1,4 +1,5 @@
 """The data stage writes the same data set every time."""
+
 import csv
 import hashlib
 import json

@@ -1,11 +1,12 @@
 """The parameter sweep: validation messages, expansion, stable ids, env files."""
+
 import json
 import stat
 
 import pytest
 
-from mlops import params
 from conftest import ROOT
+from mlops import params
 
 SCHEMA = ROOT / "params" / "parameters.schema.json"
 
@@ -32,9 +33,12 @@ def test_the_shipped_file_is_valid():
 
 
 def test_grid_zip_fixed_and_explicit_configurations(tmp_path):
-    doc = {"fixed": {"horizon": 24}, "grid": {"window": [24, 48], "alpha": [0.1, 1.0]},
-           "zip": [{"hidden": [8, 16, 32], "dropout": [0.0, 0.1, 0.2]}],
-           "configurations": [{"window": 7, "alpha": 3.0, "hidden": 4, "dropout": 0.5}]}
+    doc = {
+        "fixed": {"horizon": 24},
+        "grid": {"window": [24, 48], "alpha": [0.1, 1.0]},
+        "zip": [{"hidden": [8, 16, 32], "dropout": [0.0, 0.1, 0.2]}],
+        "configurations": [{"window": 7, "alpha": 3.0, "hidden": 4, "dropout": 0.5}],
+    }
     configurations = expand(tmp_path, doc)
     assert len(configurations) == 2 * 2 * 3 + 1
     combos = [c.parameters for c in configurations]
@@ -63,22 +67,32 @@ def test_fixed_only_is_one_configuration(tmp_path):
     assert [c.parameters for c in expand(tmp_path, {"fixed": {"a": 1}})] == [{"a": 1}]
 
 
-@pytest.mark.parametrize("doc, expected", [
-    ({"grid": {"alpha": [0.1, "fast lane"]}}, "$.grid.alpha[1]: 'fast lane' has characters an env file cannot"),
-    ({"grid": {"alpha": 0.1}}, "$.grid.alpha: 0.1 is not of type 'array' (rule: type)"),
-    ({"grid": {"alpha": []}}, "$.grid.alpha: [] should be non-empty (rule: minItems)"),
-    ({"grid": {"Alpha": [1]}}, "parameter name 'Alpha' must be lowercase snake_case"),
-    ({"gird": {"alpha": [1]}}, "$: Additional properties are not allowed ('gird' was unexpected)"),
-    ({"fixed": {"a": [1, 2]}}, "$.fixed.a: [1, 2] is not of type 'number', 'boolean', 'string' (rule: type)"),
-    ({"zip": [{"a": [1, 2], "b": [1]}]}, "$.zip[0]: linked lists differ in length (a=2, b=1) (rule: zip lists have equal length)"),
-    ({"fixed": {"a": 1}, "grid": {"a": [2]}}, "$.grid.a: also defined in $.fixed (rule: a name is defined once"),
-    ({"fixed": {"run_id": 1}}, "env name RUN_ID is reserved for the pipeline"),
-    ({"fixed": {"wandb_mode": "x"}}, "env name WANDB_MODE is reserved"),
-    ({"grid": {"a": [1, 2]}, "configurations": [{"b": 1}]},
-     "$.configurations[0]: missing a; unexpected b (rule: every configuration sets the same parameters)"),
-    ({"grid": {"a": list(range(50)), "b": list(range(50))}, "max_configurations": 2000},
-     "$: expands to 2,500 configurations, above the cap of 2,000 (rule: max_configurations"),
-])
+@pytest.mark.parametrize(
+    "doc, expected",
+    [
+        ({"grid": {"alpha": [0.1, "fast lane"]}}, "$.grid.alpha[1]: 'fast lane' has characters an env file cannot"),
+        ({"grid": {"alpha": 0.1}}, "$.grid.alpha: 0.1 is not of type 'array' (rule: type)"),
+        ({"grid": {"alpha": []}}, "$.grid.alpha: [] should be non-empty (rule: minItems)"),
+        ({"grid": {"Alpha": [1]}}, "parameter name 'Alpha' must be lowercase snake_case"),
+        ({"gird": {"alpha": [1]}}, "$: Additional properties are not allowed ('gird' was unexpected)"),
+        ({"fixed": {"a": [1, 2]}}, "$.fixed.a: [1, 2] is not of type 'number', 'boolean', 'string' (rule: type)"),
+        (
+            {"zip": [{"a": [1, 2], "b": [1]}]},
+            "$.zip[0]: linked lists differ in length (a=2, b=1) (rule: zip lists have equal length)",
+        ),
+        ({"fixed": {"a": 1}, "grid": {"a": [2]}}, "$.grid.a: also defined in $.fixed (rule: a name is defined once"),
+        ({"fixed": {"run_id": 1}}, "env name RUN_ID is reserved for the pipeline"),
+        ({"fixed": {"wandb_mode": "x"}}, "env name WANDB_MODE is reserved"),
+        (
+            {"grid": {"a": [1, 2]}, "configurations": [{"b": 1}]},
+            "$.configurations[0]: missing a; unexpected b (rule: every configuration sets the same parameters)",
+        ),
+        (
+            {"grid": {"a": list(range(50)), "b": list(range(50))}, "max_configurations": 2000},
+            "$: expands to 2,500 configurations, above the cap of 2,000 (rule: max_configurations",
+        ),
+    ],
+)
 def test_bad_files_name_the_place_and_the_rule(tmp_path, doc, expected):
     assert expected in errors(tmp_path, doc)
 

@@ -1,9 +1,10 @@
 """One configuration trains end to end through the stages' entry points."""
+
 import json
 import math
 
-from mlops import params
 from conftest import run_stage
+from mlops import params
 
 
 def test_one_configuration_trains_and_logs_offline(project_dir):

@@ -24,13 +24,14 @@ from xml.etree import ElementTree as ET
 
 from . import report, rundir
 from .cluster import state as cluster_state
+from .errors import WorkFailed
 
 LOG_TAIL = 30
 # What travels back: everything but the env files (they are the inputs, and stay on the cluster).
 INCLUDE = ("run.json", "envs/index.json", "state", "results", "data/meta.json")
 
 
-class CollectError(Exception):
+class CollectError(WorkFailed):
     """The run cannot be reported (yet); exit code 1 (the work ran and failed, or is not there)."""
 
 

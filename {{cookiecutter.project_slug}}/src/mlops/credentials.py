@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .variables import BY_NAME
+from .errors import BadInput
 
 KEY_VAR = BY_NAME["HPC_SSH_PRIVATE_KEY"].name
 KNOWN_HOSTS_VAR = BY_NAME["HPC_KNOWN_HOSTS"].name
@@ -41,7 +42,7 @@ DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 PASS, MISSING, FAIL, SKIP = "PASS", "MISSING", "FAIL", "SKIP"
 
 
-class CredentialError(Exception):
+class CredentialError(BadInput):
     """A credential cannot be used; the message names it and the fix (CLI exit code 2)."""
 
 

@@ -20,11 +20,12 @@ from pathlib import Path
 
 from . import runtime, stages
 from .images import read_manifest
+from .errors import WorkFailed
 
 CHUNK = 1 << 20
 
 
-class DeployError(Exception):
+class DeployError(WorkFailed):
     pass
 
 

@@ -3,13 +3,16 @@
 The hooks in the template repo are three-line shims: cookiecutter renders them to temp files
 that cannot import their neighbours, so they add this package to sys.path and call in here.
 """
+
 from __future__ import annotations
 
 import os
 import re
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TextIO
 
 from . import options
 
@@ -23,13 +26,15 @@ GENERATED_FILES: tuple[str, ...] = (".gitlab/ci-variables.yml",)
 #   update           cruft update/diff re-rendering old and new template versions in temp dirs:
 #                    no prompts, no credential checks, output a pure function of the answers
 RENDER_MODES = ("interactive", "non-interactive", "update")
-RENDER_MODE_ENV = "MLOPS_RENDER_MODE"   # forces a mode (tests, wrappers); unset = detect
+RENDER_MODE_ENV = "MLOPS_RENDER_MODE"  # forces a mode (tests, wrappers); unset = detect
 # cruft renders both versions with cookiecutter's generate_files into a fresh
 # tempfile.TemporaryDirectory(): <tempdir>/tmpXXXXXXXX/<slug> (cruft 2.x, _commands/utils/generate.py).
 _PY_TEMPDIR = re.compile(r"^tmp[a-z0-9_]{8}$")
 
 
-def render_mode(project_dir: Path, answers: dict, environ=None, stdin=None) -> str:
+def render_mode(
+    project_dir: Path, answers: dict, environ: Mapping[str, str] | None = None, stdin: TextIO | None = None
+) -> str:
     """interactive, non-interactive or update (see RENDER_MODES) for this run of a hook.
 
     cruft puts `_commit` into the context and no `_repo_dir` (plain cookiecutter sets `_repo_dir`);
@@ -49,7 +54,7 @@ def render_mode(project_dir: Path, answers: dict, environ=None, stdin=None) -> s
         return "update"
     try:
         tty = stdin is not None and stdin.isatty()
-    except (ValueError, OSError):   # closed or unusual stdin
+    except (ValueError, OSError):  # closed or unusual stdin
         tty = False
     return "interactive" if tty and not environ.get("CI") else "non-interactive"
 
@@ -65,7 +70,44 @@ def _report(problems: list[options.Problem], out=sys.stderr) -> int:
 
 def pre_gen(answers: dict) -> int:
     """Before rendering: validate the answers; non-zero makes cookiecutter remove the output."""
-    return _report(options.validate(answers))
+    return _report(options.validate(answers)) or _need_tomlkit()
+
+
+def _need_tomlkit() -> int:
+    """The post-gen hook writes mlops.toml and pyproject.toml with tomlkit: say so before anything is written."""
+    try:
+        import tomlkit  # noqa: F401
+    except ImportError:
+        print(
+            "mlops-template: the Python that runs cookiecutter/cruft needs tomlkit (it writes mlops.toml and "
+            "pyproject.toml). Fix: pip install tomlkit, then render again (nothing was generated)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def write_toml_files(project_dir: Path, answers: dict) -> None:
+    """Set the answers into the rendered mlops.toml and pyproject.toml with tomlkit (comments kept).
+
+    The template's copies hold only placeholders: no answer is ever pasted into TOML text by Jinja.
+    """
+    import tomlkit
+
+    from . import settings
+
+    toml = Path(project_dir) / settings.FILENAME
+    toml.write_text(settings.fill_toml(toml.read_text(encoding="utf-8"), answers), encoding="utf-8")
+    path = Path(project_dir) / "pyproject.toml"
+    doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+    doc["project"]["name"] = answers["project_slug"]
+    doc["project"]["description"] = answers["description"]
+    author = tomlkit.inline_table()
+    author.update({"name": answers["author_name"], "email": answers["author_email"]})
+    authors = tomlkit.array()
+    authors.append(author)
+    doc["project"]["authors"] = authors
+    path.write_text(tomlkit.dumps(doc), encoding="utf-8")
 
 
 def _no_input_requested(pid: int | None = None) -> bool:
@@ -86,19 +128,25 @@ def post_gen(project_dir: Path, answers: dict) -> int:
     manifest, then check this machine's credentials (never fails the render unless strict mode is on)."""
     from . import credentials, variables
 
-    rc = _report(options.validate(answers))
+    rc = _report(options.validate(answers)) or _need_tomlkit()
     if rc:
         return rc
+    write_toml_files(Path(project_dir), answers)
     variables.write_manifest(Path(project_dir), answers)
     mode = render_mode(Path(project_dir), answers)
     if mode == "update":
-        return 0   # cruft re-renders in temp dirs: the output is a function of the answers alone
+        return 0  # cruft re-renders in temp dirs: the output is a function of the answers alone
     interactive = mode == "interactive" and not _no_input_requested()
-    print("mlops-template: checking this machine's credentials (nothing is stored; "
-          "run `mlops check-credentials` again any time):")
+    print(
+        "mlops-template: checking this machine's credentials (nothing is stored; "
+        "run `mlops check-credentials` again any time):"
+    )
     problems = credentials.report(credentials.check_all(answers, interactive=interactive))
     if problems and credentials.strict():
-        print(f"mlops-template: {credentials.STRICT_VAR} is set and {problems} credential problem(s) remain: "
-              "failing the render", file=sys.stderr)
+        print(
+            f"mlops-template: {credentials.STRICT_VAR} is set and {problems} credential problem(s) remain: "
+            "failing the render",
+            file=sys.stderr,
+        )
         return 1
     return 0

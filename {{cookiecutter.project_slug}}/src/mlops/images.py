@@ -46,6 +46,7 @@ from pathlib import Path
 
 from . import config as config_mod
 from . import stages
+from .errors import MlopsError
 
 MANIFEST = "images.json"
 KEY_VERSION = "mlops-images-1"     # bump when the key recipe changes, so old cache entries miss
@@ -57,7 +58,7 @@ _SKIP_PARTS = {"__pycache__", ".git", ".pytest_cache", ".mypy_cache"}
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 
 
-class BuildError(Exception):
+class BuildError(MlopsError):
     """A build, save or push failed (exit 1), or the setup is wrong (bad_input: exit 2).
 
     The message says which image and step, the tool's output, or the field to fix.
@@ -65,7 +66,7 @@ class BuildError(Exception):
 
     def __init__(self, message: str, bad_input: bool = False):
         super().__init__(message)
-        self.bad_input = bad_input
+        self.bad_input, self.exit_code = bad_input, (2 if bad_input else 1)
 
 
 # ---------------------------------------------------------------- input keys

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from . import config as config_mod
 from . import params, report, rundir, stages
+from .errors import WorkFailed
 
 LOG_TAIL_LINES = 5
 
 
-class StageFailed(Exception):
+class StageFailed(WorkFailed):
     pass
 
 

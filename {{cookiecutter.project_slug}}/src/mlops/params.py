@@ -14,6 +14,7 @@ Env files carry values WITHOUT quotes, one NAME=value per line. Quoting cannot b
 shell strips quotes, but podman/docker `--env-file` keep them literally. So string values are
 restricted (by the schema) to characters that every reader takes the same way.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,6 +28,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import Problems
+
 DEFAULT_CAP = 10_000
 ID_LENGTH = 10
 # Env names the pipeline itself sets; a parameter may not shadow them.
@@ -35,18 +38,21 @@ RESERVED_PREFIXES = ("WANDB_", "MLOPS_", "SLURM_", "APPTAINER", "SINGULARITY", "
 # Environment variables of the process running `expand` that are copied into every env file: the
 # run context chosen by the orchestrator (never a secret: WANDB_API_KEY is deliberately absent).
 PASSED_THROUGH = ("RUN_ID", "WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_GROUP", "WANDB_TAGS")
-SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:/+@%=-]*$")
+# Full-match only (re.fullmatch): `$` would also match before a final newline ("lr\n").
+SAFE_VALUE = re.compile(r"[A-Za-z0-9_.,:/+@%=-]*")
+SAFE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 # The same two rules as written in parameters.schema.json, to turn their errors into plain advice.
 VALUE_PATTERN = "^[A-Za-z0-9_.,:/+@%=-]{0,256}$"
 NAME_PATTERN = "^[a-z][a-z0-9_]{0,63}$"
 
 
-class ParamsError(Exception):
-    """Bad parameters file; `errors` holds one line per problem, each naming its place in the file."""
+class ParamsError(Problems):
+    """Bad parameters file (exit 2); `errors` holds one line per problem, each naming its place in the file."""
 
     def __init__(self, source: str, errors: list[str]):
-        self.source, self.errors = source, errors
-        super().__init__("\n".join(f"{source}: {e}" for e in errors))
+        super().__init__(source, errors)
+        self.errors = self.problems
 
 
 @dataclass(frozen=True)
@@ -66,11 +72,15 @@ def load(params_file: Path) -> dict:
     try:
         text = Path(params_file).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ParamsError(str(params_file), ["file not found (create it, e.g. from the template's params/parameters.json)"])
+        raise ParamsError(
+            str(params_file), ["file not found (create it, e.g. from the template's params/parameters.json)"]
+        ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ParamsError(str(params_file), [f"line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})"])
+        raise ParamsError(
+            str(params_file), [f"line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})"]
+        ) from None
 
 
 def _json_path(parts) -> str:
@@ -90,8 +100,10 @@ def schema_errors(doc: dict, schema: dict) -> list[str]:
     for error in errors:
         message = error.message
         if error.validator == "pattern" and error.validator_value == VALUE_PATTERN:
-            message = (f"{error.instance!r} has characters an env file cannot carry portably; "
-                       "use at most 256 of A-Z a-z 0-9 _ . , : / + @ % = -")
+            message = (
+                f"{error.instance!r} has characters an env file cannot carry portably; "
+                "use at most 256 of A-Z a-z 0-9 _ . , : / + @ % = -"
+            )
         elif error.validator == "pattern" and error.validator_value == NAME_PATTERN:
             message = f"parameter name {error.instance!r} must be lowercase snake_case (e.g. 'learning_rate')"
         lines.append(f"{_json_path(error.absolute_path)}: {message} (rule: {error.validator})")
@@ -107,21 +119,48 @@ def _names(doc: dict) -> list[tuple[str, str]]:
     return found
 
 
+def _string_values(doc: dict) -> list[tuple[str, str]]:
+    """(where, value) for every string parameter value in the file."""
+    found = [(f"$.fixed.{n}", v) for n, v in doc.get("fixed", {}).items()]
+    found += [(f"$.grid.{n}[{i}]", v) for n, vs in doc.get("grid", {}).items() for i, v in enumerate(vs)]
+    for g, group in enumerate(doc.get("zip", [])):
+        found += [(f"$.zip[{g}].{n}[{i}]", v) for n, vs in group.items() for i, v in enumerate(vs)]
+    for c, entry in enumerate(doc.get("configurations", [])):
+        found += [(f"$.configurations[{c}].{n}", v) for n, v in entry.items()]
+    return [(where, v) for where, v in found if isinstance(v, str)]
+
+
 def semantic_errors(doc: dict) -> list[str]:
     """Rules a JSON Schema cannot say: unique names, reserved names, zip lengths, uniform configurations."""
     errors = []
     seen: dict[str, str] = {}
     for name, where in _names(doc):
         if name in seen:
-            errors.append(f"{where}.{name}: also defined in {seen[name]} (rule: a name is defined once; "
-                          f"put it in one of fixed, grid or zip)")
+            errors.append(
+                f"{where}.{name}: also defined in {seen[name]} (rule: a name is defined once; "
+                f"put it in one of fixed, grid or zip)"
+            )
         seen.setdefault(name, where)
     all_names = list(seen) + [n for c in doc.get("configurations", []) for n in c]
     for name in dict.fromkeys(all_names):
+        # The schema's `pattern` is applied with re.search, where `$` matches before a final newline.
+        if not SAFE_NAME.fullmatch(name):
+            errors.append(
+                f"parameter {name!r}: not a valid name (rule: lowercase letters, digits and '_', "
+                f"starting with a letter, at most 64 characters; no line breaks)"
+            )
+            continue
         env = name.upper()
         if env in RESERVED or env.startswith(RESERVED_PREFIXES):
-            errors.append(f"parameter {name!r}: its env name {env} is reserved for the pipeline "
-                          f"(rule: reserved names; rename it)")
+            errors.append(
+                f"parameter {name!r}: its env name {env} is reserved for the pipeline (rule: reserved names; rename it)"
+            )
+    for where, value in _string_values(doc):
+        if len(value) > 256 or not SAFE_VALUE.fullmatch(value):
+            errors.append(
+                f"{where}: {value!r} has characters an env file cannot carry portably "
+                f"(rule: letters, digits and _.,:/+@%=- only, at most 256; no line breaks)"
+            )
     for i, group in enumerate(doc.get("zip", [])):
         lengths = {n: len(v) for n, v in group.items()}
         if len(set(lengths.values())) > 1:
@@ -134,8 +173,9 @@ def semantic_errors(doc: dict) -> list[str]:
             expected = names
         elif names != expected:
             missing, extra = sorted(expected - names), sorted(names - expected)
-            detail = "; ".join(filter(None, [missing and f"missing {', '.join(missing)}",
-                                             extra and f"unexpected {', '.join(extra)}"]))
+            detail = "; ".join(
+                filter(None, [missing and f"missing {', '.join(missing)}", extra and f"unexpected {', '.join(extra)}"])
+            )
             errors.append(f"$.configurations[{i}]: {detail} (rule: every configuration sets the same parameters)")
     return errors
 
@@ -162,8 +202,10 @@ def validate(params_file: Path, schema_file: Path | None = None, cap: int | None
         limit = cap or doc.get("max_configurations", DEFAULT_CAP)
         n = count(doc)
         if n > limit:
-            errors.append(f"$: expands to {n:,} configurations, above the cap of {limit:,} "
-                          f"(rule: max_configurations; shrink the grid or raise max_configurations)")
+            errors.append(
+                f"$: expands to {n:,} configurations, above the cap of {limit:,} "
+                f"(rule: max_configurations; shrink the grid or raise max_configurations)"
+            )
     if errors:
         raise ParamsError(str(params_file), errors)
     return doc
@@ -203,7 +245,8 @@ def expand(doc: dict) -> list[Configuration]:
     return list(configurations.values())
 
 
-def format_value(value) -> str:
+def format_value(value: object) -> str:
+    """A parameter value as its env-file text: true/false for booleans, JSON for numbers, strings as they are."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return value if isinstance(value, str) else json.dumps(value)
@@ -226,13 +269,14 @@ def env_lines(configuration: Configuration, project_dir: str, context: dict[str,
     }
     env.update({name.upper(): format_value(v) for name, v in configuration.parameters.items()})
     for name, value in env.items():
-        if not SAFE_VALUE.match(value):
+        if not ENV_NAME.fullmatch(name) or not SAFE_VALUE.fullmatch(value):
             raise ParamsError("env", [f"{name}={value!r}: characters an env file cannot carry portably"])
     return [f"{name}={value}" for name, value in env.items()]
 
 
-def write_envs(configurations: list[Configuration], out_dir: Path, project_dir: str,
-               context: dict[str, str] | None = None) -> Path:
+def write_envs(
+    configurations: list[Configuration], out_dir: Path, project_dir: str, context: dict[str, str] | None = None
+) -> Path:
     """Write `<id>.env` (mode 0600) per configuration plus `index.json`, replacing out_dir whole.
 
     Files are written into a sibling temp dir first, so a failure leaves no half-written envs/.
@@ -251,8 +295,9 @@ def write_envs(configurations: list[Configuration], out_dir: Path, project_dir: 
             with os.fdopen(fd, "w") as fh:
                 fh.write("\n".join(env_lines(configuration, project_dir, context)) + "\n")
             index.append({"index": i, "config_id": configuration.config_id, "parameters": configuration.parameters})
-        (staging / "index.json").write_text(json.dumps(
-            {"run_id": context.get("RUN_ID", ""), "count": len(index), "configurations": index}, indent=1))
+        (staging / "index.json").write_text(
+            json.dumps({"run_id": context.get("RUN_ID", ""), "count": len(index), "configurations": index}, indent=1)
+        )
         # The same mapping for shell readers (a SLURM array task): line N+1 is the id of index N.
         (staging / "ids.txt").write_text("".join(f"{c.config_id}\n" for c in configurations))
         if out_dir.exists():

@@ -1,11 +1,12 @@
 """The run directory: the same shape locally (runs/<run-id>/) and on the cluster.
 
-    run.json        provenance: commit, pipeline, images, parameters hash, created, by whom
-    envs/           written by the params stage (one <config-id>.env each + index.json)
-    data/           written by the data stage
-    results/<id>/   metrics.json, log, wandb/ of one configuration
-    state/          stage logs, job ids, tasks/<config-id>.json (one status per configuration)
+run.json        provenance: commit, pipeline, images, parameters hash, created, by whom
+envs/           written by the params stage (one <config-id>.env each + index.json)
+data/           written by the data stage
+results/<id>/   metrics.json, log, wandb/ of one configuration
+state/          stage logs, job ids, tasks/<config-id>.json (one status per configuration)
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -22,16 +23,46 @@ STATES = ("pending", "running", "completed", "failed", "timeout", "out-of-memory
 
 def new_run_id(prefix: str = "local") -> str:
     """Unique, sortable and safe in paths, env files and W&B ids."""
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     return f"{prefix}-{stamp}-{secrets.token_hex(2)}"
 
 
 def git_commit(root: Path) -> str:
+    """The commit being built or run: $CI_COMMIT_SHA in CI, else `git rev-parse HEAD` in `root`, else "unknown".
+
+    The one implementation (images, the cluster submit and the local runner all record it).
+    """
+    if os.environ.get("CI_COMMIT_SHA"):
+        return os.environ["CI_COMMIT_SHA"]
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("CI_COMMIT_SHA", "unknown")
+        return "unknown"
+
+
+def tail(path: Path, lines: int = 30, max_bytes: int = 65536) -> str:
+    """The last `lines` lines of a log, reading at most its last `max_bytes` bytes (logs may be huge);
+    undecodable bytes are replaced; "" when the file does not exist. The one log-tail helper."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read()
+    except FileNotFoundError:
+        return ""
+    return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-lines:]) if lines > 0 else ""
+
+
+def count_states(statuses: list[str]) -> dict[str, int]:
+    """State -> number of configurations in it, for every state of STATES (in that order)."""
+    return {state: sum(s == state for s in statuses) for state in STATES}
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    """'3 completed, 1 failed' (states with zero left out), or 'no configurations'."""
+    return ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no configurations"
 
 
 def create(runs_root: Path, run_id: str, provenance: dict) -> Path:
@@ -42,7 +73,7 @@ def create(runs_root: Path, run_id: str, provenance: dict) -> Path:
         (run / sub).mkdir(parents=True, mode=0o700)
     record = {
         "run_id": run_id,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "by": os.environ.get("GITLAB_USER_LOGIN") or getpass.getuser(),
         **provenance,
     }

@@ -30,17 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .variables import BY_NAME
+from .errors import BadInput, WorkFailed
 
 KEY_VAR, KNOWN_HOSTS_VAR = BY_NAME["HPC_SSH_PRIVATE_KEY"].name, BY_NAME["HPC_KNOWN_HOSTS"].name
 TOTP_VAR, OTP_VAR = BY_NAME["HPC_TOTP_SECRET"].name, BY_NAME["HPC_OTP"].name
 CONNECT_TIMEOUT = 20
 
 
-class TransportError(Exception):
+class TransportError(BadInput):
     """Connection or login refused; the message says what to fix. (CLI exit code 2.)"""
 
 
-class RemoteError(Exception):
+class RemoteError(WorkFailed):
     """A remote command failed."""
 
 

@@ -4,52 +4,82 @@
 transport reads the env names from here, and a test proves that the CI files read exactly the
 variables listed for the chosen options. Never values: only names, kinds and flags.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 CLUSTER_JOBS = ("deploy", "status", "collect", "cancel")
 # Every job that reaches the cluster declares `environment: hpc/...`; scoping the secrets to it keeps
 # them out of every other job (build, test, lint) even on protected branches.
 ENVIRONMENT_SCOPE = "hpc/*"
 MANIFEST = Path(".gitlab") / "ci-variables.yml"
-LOCAL_FILE = Path(".gitlab-ci-local-variables.yml")   # gitignored; holds secrets, mode 0600
+LOCAL_FILE = Path(".gitlab-ci-local-variables.yml")  # gitignored; holds secrets, mode 0600
 
 
 @dataclass(frozen=True)
 class Variable:
     name: str
     description: str
-    kind: str                 # "file" (GitLab gives the job a path) or "env_var"
-    protected: bool = True    # only protected branches/tags see it
-    masked: bool = False      # GitLab masks it in job logs (one line, >= 8 chars, no spaces)
-    hidden: bool = False      # "masked and hidden": not even maintainers can read it back (GitLab >= 17.4)
+    kind: str  # "file" (GitLab gives the job a path) or "env_var"
+    protected: bool = True  # only protected branches/tags see it
+    masked: bool = False  # GitLab masks it in job logs (one line, >= 8 chars, no spaces)
+    hidden: bool = False  # "masked and hidden": not even maintainers can read it back (GitLab >= 17.4)
     jobs: tuple[str, ...] = CLUSTER_JOBS
     # When it is needed, as a predicate over the answers (mlops.toml seen as template options).
     needed: object = field(default=lambda answers: True, compare=False)
-    manual: bool = False      # typed by a person when starting a manual job, never stored in the project
+    manual: bool = False  # typed by a person when starting a manual job, never stored in the project
     secret: bool = True
     environment_scope: str = ENVIRONMENT_SCOPE
-    raw: bool = True          # GitLab does not expand `$` inside the value (keys and secrets are opaque)
+    raw: bool = True  # GitLab does not expand `$` inside the value (keys and secrets are opaque)
 
 
 VARIABLES: tuple[Variable, ...] = (
-    Variable("HPC_SSH_PRIVATE_KEY", "Private SSH key of the cluster account (unencrypted; rotate by replacing it).",
-             "file"),
-    Variable("HPC_KNOWN_HOSTS", "known_hosts lines pinning the login node (and jump host) host keys.",
-             "file", secret=False),
-    Variable("HPC_TOTP_SECRET", "Base32 TOTP secret of the cluster account, for the one-time code.",
-             "env_var", masked=True, hidden=True, needed=lambda a: a.get("hpc_auth") == "totp"),
-    Variable("HPC_OTP", "A one-time code typed when starting a manual cluster job (instead of HPC_TOTP_SECRET).",
-             "env_var", protected=False, masked=False, manual=True, needed=lambda a: a.get("hpc_auth") == "totp"),
-    Variable("MLOPS_TRIGGER_TOKEN", "GitLab pipeline trigger token (glptt-...): the sweep's last job starts the "
-             "collect pipeline with it (copied into the run directory, mode 0600, removed when collected).",
-             "env_var", masked=True, hidden=True, jobs=("deploy",)),
-    Variable("WANDB_API_KEY", "W&B API key, used on the runner/login node to sync offline runs.",
-             "env_var", masked=True, hidden=True, jobs=("collect",),
-             needed=lambda a: a.get("wandb_mode") != "disabled"),
+    Variable(
+        "HPC_SSH_PRIVATE_KEY", "Private SSH key of the cluster account (unencrypted; rotate by replacing it).", "file"
+    ),
+    Variable(
+        "HPC_KNOWN_HOSTS", "known_hosts lines pinning the login node (and jump host) host keys.", "file", secret=False
+    ),
+    Variable(
+        "HPC_TOTP_SECRET",
+        "Base32 TOTP secret of the cluster account, for the one-time code.",
+        "env_var",
+        masked=True,
+        hidden=True,
+        needed=lambda a: a.get("hpc_auth") in ("totp", "totp+password"),
+    ),
+    Variable(
+        "HPC_OTP",
+        "A one-time code typed when starting a manual cluster job (instead of HPC_TOTP_SECRET).",
+        "env_var",
+        protected=False,
+        masked=False,
+        manual=True,
+        needed=lambda a: a.get("hpc_auth") in ("totp", "totp+password"),
+    ),
+    Variable(
+        "MLOPS_TRIGGER_TOKEN",
+        "GitLab pipeline trigger token (glptt-...): the sweep's last job starts the collect pipeline with it "
+        "(copied into the run directory, mode 0600, removed when the run is collected).",
+        "env_var",
+        masked=True,
+        hidden=True,
+        jobs=("deploy",),
+    ),
+    Variable(
+        "WANDB_API_KEY",
+        "W&B API key, used on the runner/login node to sync offline runs.",
+        "env_var",
+        masked=True,
+        hidden=True,
+        jobs=("collect",),
+        needed=lambda a: a.get("wandb_mode") != "disabled",
+    ),
 )
 BY_NAME = {v.name: v for v in VARIABLES}
 
@@ -60,6 +90,7 @@ def for_answers(answers: dict) -> list[Variable]:
 
 
 # ------------------------------------------------------------------ the manifest (.gitlab/ci-variables.yml)
+
 
 def _yaml_str(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -122,15 +153,17 @@ def masking_problem(value: str) -> str | None:
 
 # ------------------------------------------------------------------ upload to GitLab / local variables file
 
+
 @dataclass(frozen=True)
 class Planned:
     variable: Variable
-    value: str = field(repr=False)   # never printed; repr=False keeps it out of tracebacks too
+    value: str = field(repr=False)  # never printed; repr=False keeps it out of tracebacks too
 
 
-def plan(answers: dict, env=os.environ) -> tuple[list[Planned], list[str]]:
+def plan(answers: dict, env: Mapping[str, str] = os.environ) -> tuple[list[Planned], list[str]]:
     """Values for the stored (non-manual) variables from this machine; (planned, problems)."""
     from . import credentials
+
     planned, problems = [], []
     for v in for_answers(answers):
         if v.manual:
@@ -149,20 +182,33 @@ def plan(answers: dict, env=os.environ) -> tuple[list[Planned], list[str]]:
 
 
 def _flags(v: Variable) -> str:
-    flags = [v.kind, "protected" if v.protected else "unprotected",
-             "masked and hidden" if v.hidden else ("masked" if v.masked else "not masked"), f"scope {v.environment_scope}"]
+    flags = [
+        v.kind,
+        "protected" if v.protected else "unprotected",
+        "masked and hidden" if v.hidden else ("masked" if v.masked else "not masked"),
+        f"scope {v.environment_scope}",
+    ]
     return ", ".join(flags)
 
 
-def upload(answers: dict, project: str, url: str, token: str | None, apply: bool = False,
-           env=os.environ, out=None) -> int:
+def upload(
+    answers: dict,
+    project: str,
+    url: str,
+    token: str | None,
+    apply: bool = False,
+    env: Mapping[str, str] = os.environ,
+    out: TextIO | None = None,
+) -> int:
     """Set the variables on GitLab project `project` (path or id). Dry run unless `apply`. Never prints a value.
 
     Returns 0 (done / would be done), 2 (bad input: nothing was changed on GitLab).
     """
     import sys
+
     out = out or sys.stdout
     from . import credentials
+
     planned, problems = plan(answers, env)
     if token:  # a dry run needs no token, but a wrong one is better caught now than at --apply
         check = credentials.check_gitlab_token(token)
@@ -179,55 +225,78 @@ def upload(answers: dict, project: str, url: str, token: str | None, apply: bool
         print("dry run: nothing was sent; add --apply to set them", file=out)
         return 0
     if not token:
-        print("mlops variables upload: GITLAB_TOKEN is not set. Fix: export a project access token with the api "
-              "scope (never put it on the command line)", file=sys.stderr)
+        print(
+            "mlops variables upload: GITLAB_TOKEN is not set. Fix: export a project access token with the api "
+            "scope (never put it on the command line)",
+            file=sys.stderr,
+        )
         return 2
     import gitlab  # python-gitlab, the [gitlab] extra
+
     try:
         gl = gitlab.Gitlab(url, private_token=token, timeout=30)
         proj = gl.projects.get(project)
         existing = {(x.key, x.environment_scope) for x in proj.variables.list(get_all=True)}
     except Exception as exc:
-        print(f"mlops variables upload: cannot reach project {project!r} at {url} ({type(exc).__name__}). Fix: check "
-              "project.gitlab_host, the project path and the token's scope (api, role Maintainer); "
-              "nothing was changed", file=sys.stderr)
+        print(
+            f"mlops variables upload: cannot reach project {project!r} at {url} ({type(exc).__name__}). Fix: check "
+            "project.gitlab_host, the project path and the token's scope (api, role Maintainer); "
+            "nothing was changed",
+            file=sys.stderr,
+        )
         return 2
     for p in planned:
         v = p.variable
-        attrs = {"value": p.value, "variable_type": v.kind, "protected": v.protected, "raw": v.raw,
-                 "description": v.description, "environment_scope": v.environment_scope}
+        attrs = {
+            "value": p.value,
+            "variable_type": v.kind,
+            "protected": v.protected,
+            "raw": v.raw,
+            "description": v.description,
+            "environment_scope": v.environment_scope,
+        }
         try:
             if (v.name, v.environment_scope) in existing:
                 # Hidden-ness is fixed at creation; an update sends the value and the other flags.
-                proj.variables.update(v.name, {**attrs, "masked": v.masked},
-                                      filter={"environment_scope": v.environment_scope})
+                proj.variables.update(
+                    v.name, {**attrs, "masked": v.masked}, filter={"environment_scope": v.environment_scope}
+                )
                 action = "updated"
             else:
                 flags = {"masked_and_hidden": True, "masked": True} if v.hidden else {"masked": v.masked}
                 proj.variables.create({"key": v.name, **attrs, **flags})
                 action = "created"
         except Exception as exc:
-            print(f"mlops variables upload: {v.name}: GitLab refused it ({type(exc).__name__}: "
-                  f"{getattr(exc, 'error_message', '')}); the variables before it were set", file=sys.stderr)
+            print(
+                f"mlops variables upload: {v.name}: GitLab refused it ({type(exc).__name__}: "
+                f"{getattr(exc, 'error_message', '')}); the variables before it were set",
+                file=sys.stderr,
+            )
             return 2
         print(f"{action} {v.name} ({_flags(v)})", file=out)
     return 0
 
 
-def write_local(project_dir: Path, answers: dict, env=os.environ) -> tuple[Path | None, list[str]]:
+def write_local(project_dir: Path, answers: dict, env: Mapping[str, str] = os.environ) -> tuple[Path | None, list[str]]:
     """The gitlab-ci-local variables file (mode 0600, gitignored) for running the pipeline on this machine.
 
     File variables are written as the PATH of the file (gitlab-ci-local copies it for the job), so the key
     itself is not copied; env variables (TOTP secret, W&B key) must be written as values.
     """
     from . import credentials
+
     path = Path(project_dir) / LOCAL_FILE
-    lines, missing = ["# gitlab-ci-local variables: written by `mlops variables local`; holds secrets.",
-                      "# Mode 0600, gitignored; delete it when done (mlops variables local --remove)."], []
+    lines, missing = (
+        [
+            "# gitlab-ci-local variables: written by `mlops variables local`; holds secrets.",
+            "# Mode 0600, gitignored; delete it when done (mlops variables local --remove).",
+        ],
+        [],
+    )
     for v in for_answers(answers):
         try:
             if v.kind == "file" and v.name == credentials.KEY_VAR:
-                credentials.value_for(v.name, answers, env)      # validated, not copied
+                credentials.value_for(v.name, answers, env)  # validated, not copied
                 value = os.path.abspath(os.path.expanduser(credentials.key_path(answers, env)[0]))
             elif v.kind == "file":
                 credentials.value_for(v.name, answers, env)
@@ -241,7 +310,7 @@ def write_local(project_dir: Path, answers: dict, env=os.environ) -> tuple[Path 
             continue
         lines.append(f"{v.name}: {_yaml_str(value)}")
     if missing:
-        return None, missing      # all or nothing: a partial file would fail later, far from the cause
+        return None, missing  # all or nothing: a partial file would fail later, far from the cause
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)  # O_CREAT keeps the mode of an existing file
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # 0600 from the first byte

@@ -18,11 +18,16 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+    from .state import Session
 
 TOKEN_VARIABLE = "MLOPS_TRIGGER_TOKEN"
 TOKEN_FILE = "state/trigger-token"
-DEFAULT_TIMEOUT_S = 30  # until mlops.settings (options.py) carries notify.timeout_s
 _URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
 _REF = re.compile(r"[A-Za-z0-9._/+-]{1,255}")
 
@@ -40,26 +45,17 @@ class Trigger:
         return [self.endpoint, self.ref, run_id, str(self.timeout_s)]
 
 
-def trigger(cfg, env=os.environ) -> tuple[Trigger | None, str]:
+def trigger(s: Settings, env: Mapping[str, str] = os.environ) -> tuple[Trigger | None, str]:
     """The trigger of this submission, or (None, why not) when it cannot be sent.
 
     Reads CI_API_V4_URL (else https://<project.gitlab_host>/api/v4), CI_PROJECT_ID,
     CI_COMMIT_REF_NAME and whether MLOPS_TRIGGER_TOKEN is set (never its value), plus
-    mlops.toml notify.timeout_s (1..300 s). A value that fails its pattern is a reason, not a crash.
+    mlops.toml notify.timeout_s (seconds; checked by mlops.settings). A value that fails its
+    pattern is a reason, not a crash.
     """
-    try:
-        section = cfg["notify"]
-    except KeyError:
-        section = {}
-    host = str(cfg["project"].get("gitlab_host", "gitlab.com"))
-    timeout = section.get("timeout_s", DEFAULT_TIMEOUT_S)
-    if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 300:
-        from ..errors import BadInput
-
-        raise BadInput(f"mlops.toml notify.timeout_s: {timeout!r} must be whole seconds from 1 to 300")
     if not env.get(TOKEN_VARIABLE):
         return None, f"{TOKEN_VARIABLE} is not set (add it as a protected, masked CI/CD variable; mlops variables)"
-    api = (env.get("CI_API_V4_URL") or f"https://{host}/api/v4").rstrip("/")
+    api = (env.get("CI_API_V4_URL") or f"https://{s.project.gitlab_host}/api/v4").rstrip("/")
     project, ref = env.get("CI_PROJECT_ID", ""), env.get("CI_COMMIT_REF_NAME", "")
     if not _URL.fullmatch(api):
         return None, f"the GitLab API URL {api[:100]!r} is not a plain http(s) URL"
@@ -67,19 +63,19 @@ def trigger(cfg, env=os.environ) -> tuple[Trigger | None, str]:
         return None, "CI_PROJECT_ID is not set (notifications are sent from CI jobs)"
     if not _REF.fullmatch(ref) or ".." in ref:
         return None, f"CI_COMMIT_REF_NAME {ref[:100]!r} is not a plain git ref name"
-    return Trigger(f"{api}/projects/{project}/trigger/pipeline", ref, timeout), ""
+    return Trigger(f"{api}/projects/{project}/trigger/pipeline", ref, s.notify.timeout_s), ""
 
 
-def token_bytes(env=os.environ) -> bytes:
+def token_bytes(env: Mapping[str, str] = os.environ) -> bytes:
     """The token as the file holds it: no surrounding whitespace, no newline (curl sends the file as is)."""
     return env.get(TOKEN_VARIABLE, "").strip().encode()
 
 
-def install_token(session, run_dir: str, env=os.environ) -> None:
+def install_token(session: Session, run_dir: str, env: Mapping[str, str] = os.environ) -> None:
     """Write the trigger token into the run directory, mode 0600 from the start (SFTP, not argv)."""
     session.write_file(f"{run_dir}/{TOKEN_FILE}", token_bytes(env), 0o600)
 
 
-def remove_token(session, run_dir: str) -> None:
+def remove_token(session: Session, run_dir: str) -> None:
     """Remove the run's trigger token (after the run is collected; harmless when absent)."""
     session.run(f"rm -f {shlex.quote(f'{run_dir}/{TOKEN_FILE}')}", check=False)

@@ -15,14 +15,19 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
-from .. import runtime
 from ..errors import BadInput, MlopsError, WorkFailed
 from . import notify, state
+from .state import Session
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 
-def mark_collected(session, view: dict, env=os.environ) -> None:
+def mark_collected(session: Session, view: dict, env: Mapping[str, str] = os.environ) -> None:
     """state/collected.json + the trigger token removed; only for a final run."""
     record = {"at": time.time(), "pipeline": env.get("CI_PIPELINE_ID"), "job": env.get("CI_JOB_ID")}
     session.write_file(f"{view['run_dir']}/state/collected.json", json.dumps(record).encode(), 0o600)
@@ -30,7 +35,13 @@ def mark_collected(session, view: dict, env=os.environ) -> None:
 
 
 def collect_run(
-    session, cfg, run_id: str, out_dir: Path, wait: float = 0, require_final: bool = False, out=sys.stderr
+    session: Session,
+    cfg: Settings,
+    run_id: str,
+    out_dir: Path,
+    wait: float = 0,
+    require_final: bool = False,
+    out: TextIO = sys.stderr,
 ) -> dict:
     """Collect one run into out_dir (mlops.collect.collect); mark it when it is final.
 
@@ -58,9 +69,9 @@ def collect_run(
     return result
 
 
-def collect_all_final(session, cfg, out_dir: Path, out=sys.stderr) -> list[str]:
+def collect_all_final(session: Session, cfg: Settings, out_dir: Path, out: TextIO = sys.stderr) -> list[str]:
     """Collect every final, not yet collected run of this project into out_dir/<run id>/; returns their ids."""
-    root = runtime.cluster_root(cfg)
+    root = cfg.cluster_root
     listing = state.read_remote(session, f"{root}/runs", mode="list").get("runs", [])
     collected, failed = [], []
     for name in listing if isinstance(listing, list) else []:

@@ -13,6 +13,11 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+    from .state import Session
 
 from ..errors import BadInput
 
@@ -106,13 +111,13 @@ class SlurmOptions:
     notify_partition: str = ""
 
     @classmethod
-    def from_config(cls, cfg) -> SlurmOptions:
-        """From the loaded settings; raises BadInput naming the mlops.toml key and the fix."""
-        s, n = cfg["scheduler"], _section(cfg, "notify")
-        opts = cls(partition=str(s.get("partition", "")), account=str(s.get("account", "")),
-                   time=str(s.get("time", "01:00:00")), cpus_per_task=int(s.get("cpus_per_task", 1)),
-                   mem=str(s.get("mem", "")), parallel=int(s.get("parallel", 4)), gpu=cfg.use_gpu,
-                   notify_partition=str(n.get("partition", "")))  # fmt: skip
+    def from_settings(cls, s: Settings) -> SlurmOptions:
+        """From mlops.settings.Settings (already validated there); each value is checked again here
+        because it becomes an #SBATCH line (raises BadInput naming the mlops.toml key)."""
+        sc = s.scheduler
+        opts = cls(partition=sc.partition, account=sc.account, time=sc.time, cpus_per_task=sc.cpus_per_task,
+                   mem=sc.mem, parallel=sc.parallel, gpu=s.cluster.use_gpu,
+                   notify_partition=s.notify.partition or sc.partition)  # fmt: skip
         if opts.parallel < 1:
             raise BadInput("mlops.toml scheduler.parallel: must be at least 1 (model tasks at once)")
         for key in ("partition", "account", "time", "mem", "notify_partition"):
@@ -145,13 +150,6 @@ class SlurmOptions:
             if job == "model" and self.gpu:
                 d["gres"] = "gpu:1"
         return {k: v for k, v in d.items() if v}
-
-
-def _section(cfg, name: str) -> dict:
-    try:
-        return cfg[name]
-    except KeyError:
-        return {}
 
 
 def sbatch_script(job_name: str, output: str, directives: dict[str, str], argv: list[str]) -> str:
@@ -272,7 +270,7 @@ def parse_scontrol(text: str) -> dict[str, str]:
     return out
 
 
-def scheduler_view(session, job_ids: list[str]) -> dict[str, str]:
+def scheduler_view(session: Session, job_ids: list[str]) -> dict[str, str]:
     """Job states from sacct where accounting exists, else scontrol (kept MinJobAge after the end).
 
     `job_ids` must already be validated (JOB_ID); they are still quoted.

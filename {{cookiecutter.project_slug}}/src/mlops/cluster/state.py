@@ -15,10 +15,26 @@ import re
 import sys
 import time
 from importlib import resources
+from typing import IO, TYPE_CHECKING, Protocol, TextIO
 
 from .. import rundir
 from ..errors import BadInput
 from . import slurm
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+
+class Session(Protocol):
+    """What the cluster room needs of an SSH session (mlops.transport.Session; a local stand-in in tests)."""
+
+    def run(self, command: str | list[str], stdin: bytes | None = None, timeout: float = 600,
+            check: bool = True, stdout: IO[bytes] | None = None) -> tuple[int, str, str]: ...  # fmt: skip
+
+    def python(self, script: str, *args: str, timeout: float = 300) -> str: ...
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None: ...
+
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}")
 CONFIG_ID = re.compile(r"[0-9a-f]{6,64}")
@@ -37,7 +53,7 @@ def run_dir(root: str, run_id: str) -> str:
     return f"{root}/runs/{check_run_id(run_id)}"
 
 
-def read_remote(session, path: str, mode: str = "run") -> dict:
+def read_remote(session: Session, path: str, mode: str = "run") -> dict:
     """Run shell/read_state.py on the login node (python3 there; nothing is installed)."""
     script = resources.files(__package__).joinpath("shell/read_state.py").read_text()
     try:
@@ -55,7 +71,7 @@ def _job(value) -> str | None:
     return str(value) if isinstance(value, (str, int)) and slurm.JOB_ID.fullmatch(str(value)) else None
 
 
-def clean_attempt(a) -> dict | None:
+def clean_attempt(a: object) -> dict | None:
     """One attempt of state/jobs.json with only checked fields, or None when it cannot be trusted."""
     if not isinstance(a, dict) or _int(a.get("attempt"), 1) is None or a.get("kind") not in ("slurm", "none"):
         return None
@@ -230,12 +246,10 @@ def job_ids(attempts: list[dict]) -> list[str]:
     ]
 
 
-def status(session, cfg, run_id: str) -> dict:
+def status(session: Session, cfg: Settings, run_id: str) -> dict:  # cfg: mlops.settings.Settings
     """The run's state: {'run_id', 'run_dir', 'stages', 'configs': {cid: state}, 'counts', 'attempts',
     'notify', 'collected', 'submitted', 'problems'}. Raises BadInput when the run does not exist."""
-    from .. import runtime
-
-    path = run_dir(runtime.cluster_root(cfg), run_id)
+    path = run_dir(cfg.cluster_root, run_id)
     state, problems = clean(read_remote(session, path))
     if not state["exists"]:
         raise BadInput(f"run {run_id} does not exist on the cluster ({path}); was it submitted?")
@@ -300,7 +314,9 @@ def format_notify(notify: dict | None) -> str:
     )
 
 
-def wait(session, cfg, run_id: str, timeout: float, interval: float = 5.0, out=sys.stderr) -> dict:
+def wait(
+    session: Session, cfg: Settings, run_id: str, timeout: float, interval: float = 5.0, out: TextIO = sys.stderr
+) -> dict:
     """Poll status over the one session until every configuration is final (bounded by timeout, seconds)."""
     deadline = time.monotonic() + timeout
     while True:

@@ -20,17 +20,23 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
-from .. import params, rundir, runtime, stages
+from .. import params, rundir, runenv, runtime, stages
 from ..errors import BadInput, WorkFailed
 from . import host, notify, slurm, state
+from .state import Session
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 SHELL_FILES = ("task.sh", "stage.sh", "runner.sh", "submit_slurm.sh", "notify.sh")
 
 
-def run_id_from_env(explicit: str | None = None, env=os.environ) -> str:
+def run_id_from_env(explicit: str | None = None, env: Mapping[str, str] = os.environ) -> str:
     """The run of this pipeline: --run-id, else MLOPS_RUN_ID, else p<CI_PIPELINE_ID>, else ''."""
     if explicit:
         return explicit
@@ -41,11 +47,12 @@ def run_id_from_env(explicit: str | None = None, env=os.environ) -> str:
     return ""
 
 
-def last_run_file(cfg) -> Path:
-    return cfg.root / ".mlops" / "last-run"
+def last_run_file(s: Settings) -> Path:
+    """.mlops/last-run of the project: the run `status`/`collect`/`cancel` take when none is given."""
+    return s.root / ".mlops" / "last-run"
 
 
-def resolve_run_id(cfg, explicit: str | None = None) -> str:
+def resolve_run_id(cfg: Settings, explicit: str | None = None) -> str:
     """The run a verb acts on (validated); BadInput when none is given and none was submitted from here."""
     run_id = run_id_from_env(explicit)
     if not run_id:
@@ -71,33 +78,23 @@ def argv_lines(argv: list[str]) -> str:
     return "\n".join(words) + "\n"
 
 
-def images_on_cluster(cfg, manifest: dict) -> dict[str, runtime.Image]:
+def images_on_cluster(s: Settings, manifest: dict) -> dict[str, runtime.Image]:
     """The deployed images of the manifest (BadInput when one is missing from it)."""
-    rt = str(cfg["cluster"].get("runtime", ""))
-    store = f"{runtime.cluster_root(cfg)}/images"
     found = manifest.get("images", {})
-    missing = [s.name for s in stages.STAGES if s.name not in found]
+    missing = [st.name for st in stages.STAGES if st.name not in found]
     if missing:
         raise BadInput(f"images manifest lacks {', '.join(missing)}: run `mlops build` then `mlops deploy`")
-    return {s.name: runtime.Image(s.name, found[s.name]["digest"], store, cfg.slug, rt) for s in stages.STAGES}
+    store = f"{s.cluster_root}/images"
+    return {
+        st.name: runtime.Image(st.name, found[st.name]["digest"], store, s.project.slug, s.cluster.runtime)
+        for st in stages.STAGES
+    }
 
 
-def _stage_env(cfg, run_id: str, manifest: dict, commit: str) -> str:
-    """The env file of the params and data stages: the run context (never a secret)."""
-    wandb = cfg["wandb"]
-    mode = str(wandb.get("mode", "offline"))
+def _stage_env(s, run_id: str, manifest: dict, commit: str) -> bytes:
+    """The env file of the params and data stages: the run context (mlops.runenv; never a secret)."""
     tags = [f"commit={commit[:12]}"] + [f"{n}@{img['digest'][:19]}" for n, img in sorted(manifest["images"].items())]
-    env = {"RUN_ID": run_id, "PROJECT_DIR": runtime.MOUNT,
-           # Compute nodes have no network: runs are written offline and synced by `mlops collect`.
-           "WANDB_MODE": "disabled" if mode == "disabled" else "offline",
-           "WANDB_PROJECT": str(wandb.get("project") or cfg.slug), "WANDB_RUN_GROUP": run_id,
-           "WANDB_TAGS": ",".join(tags)}  # fmt: skip
-    if wandb.get("entity"):
-        env["WANDB_ENTITY"] = str(wandb["entity"])
-    for name, value in env.items():
-        if not params.SAFE_VALUE.match(value):
-            raise BadInput(f"{name}={value!r}: characters an env file cannot carry; fix mlops.toml [wandb]")
-    return "".join(f"{k}={v}\n" for k, v in env.items())
+    return runenv.env_file_text(runenv.stage_env(s, run_id, runtime.MOUNT, tags)).encode()
 
 
 def _write_jobs(session, path: str, attempts: list[dict]) -> None:
@@ -115,21 +112,26 @@ def _cancel_partial(session, path: str, progress: dict, attempt: dict) -> None:
 
 
 def submit(
-    session, cfg, manifest: dict, run_id: str, failed_only: bool = False, out=sys.stderr, env=os.environ
+    session: Session,
+    cfg: Settings,
+    manifest: dict,
+    run_id: str,
+    failed_only: bool = False,
+    out: TextIO = sys.stderr,
+    env: Mapping[str, str] = os.environ,
 ) -> dict:
     """Start (or safely resume) a run; returns the attempt record that now stands.
 
     Raises BadInput for bad setup (before anything is created), WorkFailed when the scheduler refuses
     (the record stays "submitting", so the next `mlops submit` cancels the rest and submits again).
     """
-    kind = str(cfg["scheduler"].get("kind", "slurm"))
+    kind = cfg.scheduler.kind
     if kind not in ("slurm", "none"):
         raise BadInput(f"mlops.toml scheduler.kind: {kind!r} is not slurm or none")
-    opts = slurm.SlurmOptions.from_config(cfg)
+    opts = slurm.SlurmOptions.from_settings(cfg)
     trigger, no_trigger = notify.trigger(cfg, env)
     images = images_on_cluster(cfg, manifest)
-    root = runtime.cluster_root(cfg)
-    path = state.run_dir(root, run_id)
+    path = state.run_dir(cfg.cluster_root, run_id)
     jobs = f"{path}/state/jobs"
     commit = env.get("CI_COMMIT_SHA") or rundir.git_commit(cfg.root)
     checks = " && ".join(
@@ -196,7 +198,7 @@ def submit(
         _prepare(session, cfg, path, run_id, manifest, images, commit, len(config_ids))
     argv = {
         name: runtime.run_argv(
-            img, path, "@ENV_FILE@", gpu=opts.gpu and name == "model", entrypoint=runtime.raw_entrypoint(cfg.root, name)
+            img, path, "@ENV_FILE@", gpu=opts.gpu and name == "model", entrypoint=stages.raw_entrypoint(cfg.root, name)
         )
         for name, img in images.items()
     }
@@ -246,16 +248,16 @@ def _prepare(session, cfg, path: str, run_id: str, manifest: dict, images: dict,
     )
     with tempfile.TemporaryDirectory() as tmp:
         local = rundir.create(Path(tmp), run_id, {
-            "mode": str(cfg["scheduler"].get("kind", "slurm")), "commit": commit,
+            "mode": cfg.scheduler.kind, "commit": commit,
             "pipeline": os.environ.get("CI_PIPELINE_ID"), "pipeline_url": os.environ.get("CI_PIPELINE_URL"),
             "images": {name: img["digest"] for name, img in manifest["images"].items()},
             "runtime": images["model"].runtime,
             "parameters_sha256": params.file_sha256(cfg.root / "params" / "parameters.json"),
             "configurations": n})  # fmt: skip
         session.write_file(f"{path}/run.json", (local / "run.json").read_bytes(), 0o600)
-    session.write_file(f"{path}/state/stage.env", _stage_env(cfg, run_id, manifest, commit).encode(), 0o600)
+    session.write_file(f"{path}/state/stage.env", _stage_env(cfg, run_id, manifest, commit), 0o600)
     for name in ("params", "data"):
-        argv = runtime.run_argv(images[name], path, "@ENV_FILE@", entrypoint=runtime.raw_entrypoint(cfg.root, name))
+        argv = runtime.run_argv(images[name], path, "@ENV_FILE@", entrypoint=stages.raw_entrypoint(cfg.root, name))
         session.write_file(f"{path}/state/jobs/{name}.argv", argv_lines(argv).encode(), 0o600)
 
 
@@ -264,7 +266,7 @@ def _submit_slurm(session, cfg, opts, path: str, record: dict, with_stages: bool
     _, show, _ = session.run("scontrol show config", check=False)
     max_array = slurm.parse_max_array_size(show)
     files, chunks = slurm.batch_scripts(
-        path, cfg.slug, opts, record["indices"], max_array, record["attempt"], with_stages, notify_argv
+        path, cfg.project.slug, opts, record["indices"], max_array, record["attempt"], with_stages, notify_argv
     )
     for name, text in files.items():
         session.write_file(f"{jobs}/{name}", text.encode(), 0o600)
@@ -281,9 +283,10 @@ def _submit_slurm(session, cfg, opts, path: str, record: dict, with_stages: bool
         check=False,
     )
     if rc != 0:
+        said = "; ".join(err.strip().splitlines())[-1500:]
         raise WorkFailed(
-            f"run {run_id}: sbatch refused the jobs ({'; '.join(err.strip().splitlines())[-1500:]}); what was submitted is "
-            "cancelled. Retry the job (or `mlops submit` again): the run is submitted afresh."
+            f"run {run_id}: sbatch refused the jobs ({said}); what was submitted is cancelled. "
+            "Retry the job (or `mlops submit` again): the run is submitted afresh."
         )
     named, model, _ = slurm.parse_submitted(stdout.splitlines())
     if len(model) != len(chunks) or (with_stages and not {"params", "data"} <= set(named)):
@@ -304,7 +307,7 @@ def _submit_slurm(session, cfg, opts, path: str, record: dict, with_stages: bool
     )
 
 
-def cancel(session, cfg, run_id: str, out=sys.stderr) -> int:
+def cancel(session: Session, cfg: Settings, run_id: str, out: TextIO = sys.stderr) -> int:
     """Cancel the cluster jobs of a run (all attempts, cut ones too); returns how many were signalled."""
     view = state.status(session, cfg, run_id)
     n = 0

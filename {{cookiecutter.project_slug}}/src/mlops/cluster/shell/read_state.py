@@ -15,7 +15,7 @@ import sys
 BAD = []
 
 
-def load(path, default=None):
+def load(path: str, default: object = None) -> object:
     try:
         with open(path) as fh:
             return json.load(fh)
@@ -26,7 +26,7 @@ def load(path, default=None):
         return default
 
 
-def run(path):
+def run(path: str) -> dict:
     out = {
         "exists": os.path.isdir(path),
         "attempts": load(path + "/state/jobs.json", []),
