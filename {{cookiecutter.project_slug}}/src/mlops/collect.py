@@ -27,7 +27,8 @@ from .cluster import state as cluster_state
 from .errors import WorkFailed
 
 LOG_TAIL = 30
-# What travels back: everything but the env files (they are the inputs, and stay on the cluster).
+# What travels back: everything but the env files (they are the inputs, and stay on the cluster) and
+# the run's GitLab trigger token (mlops.cluster.notify: a secret, never an artifact).
 INCLUDE = ("run.json", "envs/index.json", "state", "results", "data/meta.json")
 
 
@@ -40,7 +41,7 @@ def fetch(session, run_dir: str, dest: Path) -> int:
     dest.mkdir(parents=True, exist_ok=True)
     names = " ".join(shlex.quote(n) for n in INCLUDE)
     cmd = (f"cd {shlex.quote(run_dir)} && tar -czf - --ignore-failed-read --exclude='*.tmp' "
-           f"--exclude='*.sbatch' --exclude='*.sh' --exclude=stage.env $(ls -d {names} 2>/dev/null)")
+           f"--exclude='*.sbatch' --exclude='*.sh' --exclude=stage.env --exclude=trigger-token $(ls -d {names} 2>/dev/null)")
     with tempfile.NamedTemporaryFile(suffix=".tar.gz", dir=dest.parent) as tmp:
         rc, _, err = session.run(cmd, stdout=tmp, check=False, timeout=3600)
         if rc not in (0, 1):  # 1: a file changed while read (a task still writing): fine for partial results

@@ -63,6 +63,8 @@ def collect_run(
             f"{'' if view['submitted'] else '; never submitted'}): nothing downloaded. "
             "Collect it by hand for partial results, or wait for its notification"
         )
+    if final:  # nothing will notify any more: the token goes before anything is downloaded
+        notify.remove_token(session, view["run_dir"])
     result = collect.collect(session, cfg, run_id, out_dir, out=out)
     if final:
         mark_collected(session, view)

@@ -23,7 +23,7 @@ record() {
   mv -f "$RUN/state/notify.json.tmp" "$RUN/state/notify.json"
 }
 if [ ! -s "$TOKEN" ]; then
-  record skipped 0 "no trigger token in the run directory (MLOPS_TRIGGER_TOKEN was not set at submit)"
+  record skipped 0 "no trigger token in the run directory (MLOPS_TRIGGER_TOKEN not set at submit, or already collected)"
   exit 0
 fi
 if command -v curl > /dev/null; then
