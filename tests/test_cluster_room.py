@@ -509,3 +509,45 @@ def test_scheduler_none_runs_stages_tasks_and_the_notification_on_the_host(clust
     assert {cid: s["status"] for cid, s in view["configs"].items()} == dict.fromkeys(ids, "completed"), log
     assert view["notify"]["status"] == "sent" and len(gitlab.requests) == 1
     assert gitlab.requests[0]["form"]["variables[MLOPS_RUN_ID]"] == "p9"
+
+
+class CountingSession(LocalSession):
+    """LocalSession as a context manager that counts its logins (what `with Session.from_config(s)` does)."""
+
+    logins = 0
+
+    def __enter__(self):
+        CountingSession.logins += 1
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def test_launch_deploys_and_submits_over_one_login(cluster, monkeypatch):
+    """`mlops launch` (the CI click): one session, deploy then submit in it; the run is submitted."""
+    from mlops import cli, deploy, transport
+
+    c = cluster
+    (c["log"].parent / "n").write_text("5")
+    root = c["cfg"].root
+    answers = answers_for({"hpc_workdir": str(c["run"].parents[2]), "container_runtime": "apptainer",
+                           "project_slug": "proj"})  # fmt: skip
+    (root / "mlops.toml").write_text(settings.fill_toml(SKELETON, answers))
+    (root / "images").mkdir()
+    (root / "images" / "images.json").write_text(json.dumps(c["manifest"]))
+    deployed = []
+    monkeypatch.setattr(transport.Session, "from_config", classmethod(lambda cls, s: CountingSession(c["log"].parent)))
+    monkeypatch.setattr(deploy, "deploy", lambda session, s, path: deployed.append(session) or {"images": {}})
+    monkeypatch.chdir(root)
+    for name, value in c["env"].items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MLOPS_RUN_ID", "p9")
+    CountingSession.logins = 0
+    assert cli.main(["launch"]) == 0
+    assert CountingSession.logins == 1 and len(deployed) == 1
+    jobs = json.loads((c["run"] / "state" / "jobs.json").read_text())
+    assert [a["status"] for a in jobs] == ["submitted"] and jobs[0]["notify"]
+    assert json.loads((root / "deploy" / "report.json").read_text()) == {"images": {}}
+    assert cli.main(["launch"]) == 0, "a retried click submits nothing twice"
+    assert CountingSession.logins == 2 and len(sbatch_calls(c["log"])) == 4
