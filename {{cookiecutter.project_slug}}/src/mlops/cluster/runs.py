@@ -95,6 +95,8 @@ def collect_all_final(session: Session, cfg: Settings, out_dir: Path, out: TextI
             print(f"  run {name}: {exc}", file=out)
             failed.append(name)
     print(f"collected {len(collected)} final run(s): {', '.join(collected) or 'none waiting'}", file=out)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)  # the job's artifact exists even when nothing was waiting
+    (Path(out_dir) / "collected.txt").write_text("".join(f"{name}\n" for name in collected))
     if failed:
         raise WorkFailed(f"{len(failed)} final run(s) could not be collected: {', '.join(failed)}")
     return collected
