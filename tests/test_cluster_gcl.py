@@ -78,26 +78,40 @@ def gcl(p, *args, **variables):
 CANARY = "glptt-CANARY" + "a1b2c3" * 3
 
 
+def typed_code(p) -> str:
+    """The code a person types when starting a job: the newest step not used yet (with the server's
+    +-1 step window it stays valid 60-90 s, through runner pickup and tool install)."""
+    codes = p["codes"]
+    for _ in range(3):
+        now = int(time.time() // 30)
+        for step in (now + 1, now):
+            if step not in codes.used:
+                codes.used.add(step)
+                return codes.totp.at(step * 30)
+        time.sleep((now + 1) * 30 - time.time() + 0.5)
+    raise AssertionError("no fresh one-time code")
+
+
 def test_one_click_with_a_typed_code_deploys_submits_and_the_sweep_starts_the_collect_pipeline(pipeline):
     """The click (deploy) with only a typed HPC_OTP: one job, one login, deploy + submit. The sweep's
     notify job calls the stand-in trigger endpoint once; the pipeline GitLab would then start
     (CI_PIPELINE_SOURCE=trigger + the recorded variables) runs only collect-triggered, which
     produces every configuration's artifacts. The canary trigger token appears in no file or log."""
     p = pipeline
-    codes = p["codes"]
     gitlab = TriggerStandIn()
     # the trigger token is a project CI/CD variable (the variables file stands in for GitLab's settings)
     with (p["project"] / ".gitlab-ci-local-variables.yml").open("a") as fh:
         fh.write(f"MLOPS_TRIGGER_TOKEN: {CANARY}\n")
     ci = {"CI_API_V4_URL": f"http://127.0.0.1:{gitlab.server_port}/api/v4", "CI_PROJECT_ID": "77",
           "CI_COMMIT_REF_NAME": "main"}
-    logins = p["server"].count_logins()
-    proc = gcl(p, "--manual", "deploy", HPC_OTP=codes.next(), **ci)
+    proc = gcl(p, **ci)  # the push: validate and build; nothing touches the cluster without the click
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-6000:]
-    for job in ("build", "deploy"):
-        assert f"PASS  {job}" in out, f"{job} did not pass:\n{out[-6000:]}"
-    assert "PASS  collect" not in out, "collect is manual"
+    assert proc.returncode == 0 and "PASS  build" in out, out[-6000:]
+    assert "PASS  deploy" not in out and "PASS  collect" not in out, "deploy and collect are manual"
+    logins = p["server"].count_logins()
+    proc = gcl(p, "deploy", HPC_OTP=typed_code(p), **ci)  # the click, with the code typed into it
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "PASS  deploy" in out, out[-6000:]
     assert p["server"].count_logins() - logins == 1, "one click, one login"
     assert "submitted params job" in out and "notify job" in out
     report = json.loads((ps.artifacts(p["project"], "deploy") / "deploy" / "report.json").read_text())
@@ -114,7 +128,7 @@ def test_one_click_with_a_typed_code_deploys_submits_and_the_sweep_starts_the_co
     assert form["token"] == CANARY and form["ref"] == "main" and form["variables[MLOPS_RUN_ID]"] == RUN_ID
     assert not leaks, leaks
     # the pipeline the trigger starts: only collect-triggered runs (no build, no deploy)
-    triggered = {"CI_PIPELINE_SOURCE": "trigger", "HPC_OTP": codes.next(),
+    triggered = {"CI_PIPELINE_SOURCE": "trigger", "HPC_OTP": typed_code(p),
                  **{k[len("variables["):-1]: v for k, v in form.items() if k.startswith("variables[")}}
     proc = gcl(p, **triggered)
     out = proc.stdout + proc.stderr
@@ -142,7 +156,7 @@ def test_one_click_with_a_typed_code_deploys_submits_and_the_sweep_starts_the_co
                 assert CANARY.encode() not in path.read_bytes(), path
     # a trigger for a run that does not exist, or with a malformed id: exit 2, nothing downloaded
     for bad in ("p999999", "../x"):
-        proc = gcl(p, CI_PIPELINE_SOURCE="trigger", MLOPS_TRIGGER="collect", MLOPS_RUN_ID=bad, HPC_OTP=codes.next())
+        proc = gcl(p, CI_PIPELINE_SOURCE="trigger", MLOPS_TRIGGER="collect", MLOPS_RUN_ID=bad, HPC_OTP=typed_code(p))
         out = proc.stdout + proc.stderr
         assert "FAIL  collect-triggered" in out, out[-3000:]
         assert "does not exist" in out or "run id" in out
@@ -180,7 +194,7 @@ def test_a_schedule_collects_every_final_run_once_and_leaves_a_running_one(pipel
     try:
         proc = mlops_cli(p, "submit", "--manifest", manifest, "--run-id", "s3")
         assert proc.returncode == 0, proc.stderr
-        proc = gcl(p, CI_PIPELINE_SOURCE="schedule", HPC_OTP=p["codes"].next())
+        proc = gcl(p, CI_PIPELINE_SOURCE="schedule", HPC_OTP=typed_code(p))
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0 and "PASS  collect-scheduled" in out, out[-6000:]
         for job in ("build", "deploy", "collect-triggered", "collect"):
@@ -192,7 +206,7 @@ def test_a_schedule_collects_every_final_run_once_and_leaves_a_running_one(pipel
             assert ET.parse(results / run_id / "junit.xml").getroot().get("tests") == "2"
             assert (p["runs"] / run_id / "state" / "collected.json").is_file()
         assert not (p["runs"] / "s3" / "state" / "collected.json").exists()
-        proc = gcl(p, CI_PIPELINE_SOURCE="schedule", HPC_OTP=p["codes"].next())
+        proc = gcl(p, CI_PIPELINE_SOURCE="schedule", HPC_OTP=typed_code(p))
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0 and "collected 0 final run(s)" in out, out[-3000:]
     finally:
