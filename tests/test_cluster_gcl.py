@@ -26,7 +26,12 @@ from test_cluster_e2e import Codes, TriggerStandIn, argv_with
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400),
               pytest.mark.skipif(ps.gcl_version() != ps.GCL_VERSION,
-                                 reason=f"needs gitlab-ci-local {ps.GCL_VERSION} (npm i -g gitlab-ci-local@{ps.GCL_VERSION})")]
+                                 reason=f"needs gitlab-ci-local {ps.GCL_VERSION} (npm i -g gitlab-ci-local@{ps.GCL_VERSION})"),
+              # SWITCHED OFF until it has run once: written for the one-click pipeline (issues 12/14) on
+              # 2026-11-30 but the shared heavy-test lock did not come free before the deadline. Run it with
+              # MLOPS_TEST_GCL_CLICK=1 (under flock) and remove this mark when it passes.
+              pytest.mark.skipif(not os.environ.get("MLOPS_TEST_GCL_CLICK"),
+                                 reason="not yet run once (set MLOPS_TEST_GCL_CLICK=1): see the comment above")]
 
 PARAMETERS = {"fixed": {"horizon": 24, "test_fraction": 0.2, "seed": 0, "alpha": 1.0},
               "grid": {"window": [24, 48]}}
