@@ -8,10 +8,11 @@ Measured, each step in a fresh Python process (so peak RSS belongs to that step 
   write_envs mlops.params.write_envs: one 0600 env file per configuration + index.json
   plan       mlops.cluster.slurm.batch_scripts: the batch scripts of the model stage (one sbatch
              call each in shell/submit_slurm.sh; goal: ceil(N / MaxArraySize))
-  collect    mlops.collect.collect over N result directories (metrics.json, log, task state each,
+  collect    mlops.results.collect.collect over N result directories (metrics.json, log, task state each,
              written by this script; 1 % of them failed). It runs the real collect: the state read
              and merge (mlops.cluster.state.status), the tar.gz stream of the run directory and its
-             extraction (collect.fetch), summary.json/.csv, junit.xml, metrics.txt and sweep.png.
+             checked extraction (results.fetch + results.extract), the validated reading (results.read),
+             summary.json/.csv, junit.xml, metrics.txt and sweep.png.
              The one thing left out is SSH: the "cluster" commands run through a local shell
              (LocalShell below: same run()/python() interface as mlops.transport.Session), so
              login and network transfer time are not included; the bytes of the stream are printed.
@@ -28,7 +29,6 @@ import math
 import os
 import random
 import resource
-import types
 import subprocess
 import sys
 import tempfile
@@ -63,12 +63,19 @@ class LocalShell:
 
     def run(self, command, stdin: bytes | None = None, timeout: float = 600, check: bool = True, stdout=None):
         argv = command if isinstance(command, list) else ["bash", "-c", command]
-        proc = subprocess.run(argv, input=stdin, stdout=stdout if stdout is not None else subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=timeout)
-        out = proc.stdout.decode(errors="replace") if stdout is None else ""
-        if check and proc.returncode != 0:
-            raise RuntimeError(f"{command!r} failed: {proc.stderr.decode(errors='replace')[-2000:]}")
-        return proc.returncode, out, proc.stderr.decode(errors="replace")
+        with tempfile.TemporaryFile() as err_file:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err_file)
+            proc.stdin.write(stdin or b"")
+            proc.stdin.close()
+            data = bytearray()
+            while chunk := proc.stdout.read(1 << 16):  # streamed like the SSH channel: stdout may be any writer
+                stdout.write(chunk) if stdout is not None else data.extend(chunk)
+            rc = proc.wait(timeout)
+            err_file.seek(0)
+            err = err_file.read().decode(errors="replace")
+        if check and rc != 0:
+            raise RuntimeError(f"{command!r} failed: {err[-2000:]}")
+        return rc, data.decode(errors="replace"), err
 
     def python(self, script: str, *args: str, timeout: float = 300) -> str:
         rc, out, err = self.run(["python3", "-", *args], stdin=script.encode(), timeout=timeout, check=False)
@@ -111,6 +118,21 @@ def make_cluster_run(workdir: Path, n: int) -> Path:
     return run
 
 
+def bench_settings(root: Path, workdir: Path):
+    """Settings of a rendered project named SLUG (scheduler none) whose cluster workdir is `workdir`."""
+    import tomllib
+
+    from mlops import options, settings
+
+    answers = {o.name: (o.choices[0] if o.choices else o.default) for o in options.OPTIONS}
+    answers.update(project_name=SLUG, scheduler="none")
+    for name in ("project_slug", "hpc_workdir", "wandb_project"):
+        answers[name] = options.derived(name, answers)
+    answers["hpc_workdir"] = str(workdir)
+    text = settings.fill_toml((PROJECT_TEMPLATE / "mlops.toml").read_text(), answers)
+    return settings.from_data(tomllib.loads(text), root)
+
+
 def write_params(where: Path, n: int) -> Path:
     path = where / "parameters.json"
     if not path.exists():
@@ -122,8 +144,8 @@ def write_params(where: Path, n: int) -> Path:
 
 def time_parts() -> dict:
     """Wrap the functions collect.collect calls (the real ones run) to say where its time goes."""
-    from mlops import collect, report
     from mlops.cluster import state as cluster_state
+    from mlops.results import collect, extract, fetch, read, reports, wandb_sync
 
     spent: dict[str, float] = {}
 
@@ -139,17 +161,21 @@ def time_parts() -> dict:
         setattr(module, name, wrapper)
 
     timed(cluster_state, "status")
-    for name in ("fetch", "junit", "metrics_lines", "plot", "sync_wandb"):
-        timed(collect, name)
-    timed(report, "write_summary")
-    timed(report, "rows")
+    timed(fetch, "download")
+    timed(extract, "extract")
+    timed(read, "run_rows")
+    for name in ("junit", "summary_csv", "summary_json"):
+        timed(reports, name)
+    timed(collect, "plot")
+    timed(wandb_sync, "sync")
     return spent
 
 
 def step(name: str, work: Path, n: int, max_array: int) -> dict:
     """Runs in a child process: import, note the baseline RSS, time the step, report peak RSS."""
-    from mlops import collect, params  # noqa: F401  (imports before the baseline)
+    from mlops import params  # noqa: F401  (imports before the baseline)
     from mlops.cluster import slurm, state  # noqa: F401
+    from mlops.results import collect
 
     import matplotlib  # collect.plot imports it lazily; count the import in the baseline, not the step
     matplotlib.use("Agg")
@@ -182,8 +208,7 @@ def step(name: str, work: Path, n: int, max_array: int) -> dict:
                      arrays=len(chunks), largest_task_id=max(max(c["indices"]) - c["offset"] for c in chunks),
                      all_sbatch_calls=len(files))
     elif name == "collect":
-        # the one thing collect and the state reader take from the settings: <workdir>/<slug>
-        cfg = types.SimpleNamespace(root=work, cluster_root=f"{work / 'cluster'}/{SLUG}")
+        cfg = bench_settings(work, work / "cluster")
         out = work / "artifacts"
         parts = time_parts()
         t0 = time.perf_counter()

@@ -63,9 +63,9 @@ def load_answers(repo: Path, answers_file: Path | None, sets: list[str]) -> dict
     answers: dict = {}
     if (repo / "mlops.toml").is_file():
         sys.path.insert(0, str(ROOT / "{{cookiecutter.project_slug}}" / "src"))
-        from mlops import config
+        from mlops import settings
 
-        answers.update(config.load(repo).answers())
+        answers.update(settings.load(repo).answers())
     else:
         answers["project_name"] = repo.resolve().name
     if answers_file:
@@ -310,9 +310,9 @@ def _derive(answers: dict) -> dict:
 
 def _rendered_answers(rendered: Path) -> dict:
     sys.path.insert(0, str(ROOT / "{{cookiecutter.project_slug}}" / "src"))
-    from mlops import config
+    from mlops import settings
 
-    return config.load(rendered).answers()
+    return settings.load(rendered).answers()
 
 
 def main(argv=None) -> int:

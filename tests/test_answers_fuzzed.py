@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cookiecutter.exceptions import FailedHookException
+from cookiecutter.exceptions import FailedHookException, OutputDirExistsException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -60,10 +60,11 @@ def test_any_answer_is_refused_cleanly_or_round_trips(tmp_path_factory, capfd, f
     capfd.readouterr()
     try:
         project = render(out, **{field: value})
-    except OSError as exc:
-        # The slug is the directory name: cookiecutter creates it before any hook can look at it, so a
-        # slug longer than the file system allows fails in mkdir (ENAMETOOLONG). Nothing is written.
-        assert field == "project_slug" and exc.errno == 36, exc
+    except (OSError, OutputDirExistsException) as exc:
+        # The slug is the directory name: cookiecutter creates it before any hook can look at it, so an
+        # empty slug ("the output dir exists") or one longer than a file name may be (ENAMETOOLONG)
+        # is refused by cookiecutter itself. Nothing is written.
+        assert field == "project_slug", exc
         assert [p for p in out.rglob("*") if ".cookiecutter-home" not in p.parts] == []
         return
     except FailedHookException:

@@ -27,7 +27,7 @@ def test_a_key_changes_only_with_its_own_inputs(project):
     after = {s.name: images.input_key(project, s, base) for s in stages.STAGES}
     assert after["model"] != before["model"] and after["params"] == before["params"] \
         and after["data"] == before["data"]
-    src = project / "src" / "mlops" / "report.py"
+    src = project / "src" / "mlops" / "params.py"
     src.write_text(src.read_text() + "\n")
     assert images.input_key(project, stages.BY_NAME["params"], base) != after["params"]
     assert images.input_key(project, stages.BY_NAME["data"], "python:3.12-slim") != after["data"]

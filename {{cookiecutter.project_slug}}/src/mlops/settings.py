@@ -16,6 +16,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from . import errors, options
 
@@ -279,7 +280,7 @@ def fill_toml(skeleton: str, answers: dict) -> str:
     return text
 
 
-def _set(doc, section: str, key: str, value: object, help: str) -> None:
+def _set(doc: Any, section: str, key: str, value: Any, help: str) -> None:
     import tomlkit
 
     if section not in doc:

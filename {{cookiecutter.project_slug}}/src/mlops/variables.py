@@ -7,11 +7,14 @@ variables listed for the chosen options. Never values: only names, kinds and fla
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
+
+from . import options
 
 CLUSTER_JOBS = ("deploy", "status", "collect", "cancel")
 # Every job that reaches the cluster declares `environment: hpc/...`; scoping the secrets to it keeps
@@ -31,7 +34,7 @@ class Variable:
     hidden: bool = False  # "masked and hidden": not even maintainers can read it back (GitLab >= 17.4)
     jobs: tuple[str, ...] = CLUSTER_JOBS
     # When it is needed, as a predicate over the answers (mlops.toml seen as template options).
-    needed: object = field(default=lambda answers: True, compare=False)
+    needed: Callable[[dict], bool] = field(default=lambda answers: True, compare=False)
     manual: bool = False  # typed by a person when starting a manual job, never stored in the project
     secret: bool = True
     environment_scope: str = ENVIRONMENT_SCOPE
@@ -93,7 +96,9 @@ def for_answers(answers: dict) -> list[Variable]:
 
 
 def _yaml_str(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A YAML double-quoted scalar, serialized by json (YAML 1.2 reads every JSON string). Callers refuse
+    control characters first: PyYAML rejects some raw ones (C1) that json leaves unescaped."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def manifest_text(answers: dict) -> str:
@@ -307,6 +312,9 @@ def write_local(project_dir: Path, answers: dict, env: Mapping[str, str] = os.en
                 value = credentials.value_for(v.name, answers, env)
         except credentials.CredentialError as exc:
             missing.append(str(exc))
+            continue
+        if options.control_characters(value):  # never show the value: it may be a secret
+            missing.append(f"{v.name}: the value holds a control character (a line break?). Fix: set it on one line")
             continue
         lines.append(f"{v.name}: {_yaml_str(value)}")
     if missing:

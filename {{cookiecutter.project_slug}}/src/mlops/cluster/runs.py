@@ -6,7 +6,7 @@
       state/collected.json yet, one after another.
 A final run that was collected gets state/collected.json (when, by which pipeline) and loses its
 trigger token; so a second scheduled pipeline collects nothing. The download and the reports are
-mlops.collect's (one function for one run).
+mlops.results' (one function for one run).
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ def collect_run(
     require_final: bool = False,
     out: TextIO = sys.stderr,
 ) -> dict:
-    """Collect one run into out_dir (mlops.collect.collect); mark it when it is final.
+    """Collect one run into out_dir (mlops.results.collect.collect); mark it when it is final.
 
     Raises BadInput (exit 2, nothing downloaded) for a malformed or unknown run id, and with
     `require_final` for a run that is not final yet.
     """
-    from .. import collect
+    from ..results import collect
 
     view = state.wait(session, cfg, run_id, wait, out=out) if wait else state.status(session, cfg, run_id)
     print(

@@ -15,7 +15,7 @@ import re
 import sys
 import time
 from importlib import resources
-from typing import IO, TYPE_CHECKING, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from .. import rundir
 from ..errors import BadInput
@@ -29,7 +29,7 @@ class Session(Protocol):
     """What the cluster room needs of an SSH session (mlops.transport.Session; a local stand-in in tests)."""
 
     def run(self, command: str | list[str], stdin: bytes | None = None, timeout: float = 600,
-            check: bool = True, stdout: IO[bytes] | None = None) -> tuple[int, str, str]: ...  # fmt: skip
+            check: bool = True, stdout: Any = None) -> tuple[int, str, str]: ...  # fmt: skip
 
     def python(self, script: str, *args: str, timeout: float = 300) -> str: ...
 
@@ -139,7 +139,7 @@ def clean(remote: dict) -> tuple[dict, list[str]]:
         else:
             problems.append("envs/index.json: a malformed entry was ignored")
     records = {}
-    raw_records = remote.get("records") if isinstance(remote.get("records"), dict) else {}
+    raw_records: dict = remote["records"] if isinstance(remote.get("records"), dict) else {}
     for cid, rec in raw_records.items():
         if rec is None:
             continue  # unreadable: already in "bad"
@@ -174,7 +174,7 @@ def clean(remote: dict) -> tuple[dict, list[str]]:
         if str(attempt).isdigit() and isinstance(lines, list):
             progress[int(attempt)] = slurm.parse_submitted([str(x) for x in lines])
     alive = remote.get("runner_alive")
-    run = remote.get("run") if isinstance(remote.get("run"), dict) else {}
+    run: dict = remote["run"] if isinstance(remote.get("run"), dict) else {}
     commit = run.get("commit") if isinstance(run.get("commit"), str) and len(run["commit"]) <= 64 else None
     pipeline = str(run.get("pipeline")) if str(run.get("pipeline")).isdigit() else None
     return {

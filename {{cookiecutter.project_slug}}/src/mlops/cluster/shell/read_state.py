@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-BAD = []
+BAD: list[str] = []
 
 
 def load(path: str, default: object = None) -> object:
@@ -27,12 +27,14 @@ def load(path: str, default: object = None) -> object:
 
 
 def run(path: str) -> dict:
-    out = {
+    stages: dict[str, int] = {}
+    progress: dict[str, list[str]] = {}
+    out: dict = {
         "exists": os.path.isdir(path),
         "attempts": load(path + "/state/jobs.json", []),
         "index": (load(path + "/envs/index.json") or {}),
-        "stages": {},
-        "progress": {},
+        "stages": stages,
+        "progress": progress,
         "records": {os.path.basename(p)[:-5]: load(p) for p in glob.glob(path + "/state/tasks/*.json")},
         "notify": load(path + "/state/notify.json"),
         "collected": load(path + "/state/collected.json"),
@@ -43,15 +45,15 @@ def run(path: str) -> dict:
     for name in ("params", "data"):
         try:
             with open(path + "/state/" + name + ".rc") as fh:
-                out["stages"][name] = int(fh.read())
+                stages[name] = int(fh.read())
         except FileNotFoundError:
             pass
         except (OSError, ValueError):
             BAD.append(name + ".rc: not a number")
-    for progress in glob.glob(path + "/state/jobs/submitted-*.txt"):
+    for name in glob.glob(path + "/state/jobs/submitted-*.txt"):
         try:
-            with open(progress) as fh:
-                out["progress"][os.path.basename(progress)[10:-4]] = fh.read(100000).split("\n")
+            with open(name) as fh:
+                progress[os.path.basename(name)[10:-4]] = fh.read(100000).split("\n")
         except OSError:
             pass
     pids = []
