@@ -6,11 +6,11 @@ Measured, each step in a fresh Python process (so peak RSS belongs to that step 
   validate   mlops.params.validate: JSON load, JSON Schema 2020-12, semantic rules, size cap
   expand     mlops.params.expand: the configurations and their config ids
   write_envs mlops.params.write_envs: one 0600 env file per configuration + index.json
-  plan       mlops.scheduler.slurm_jobs: the batch scripts and the submission script of the model
-             stage; counts the `sbatch` calls it makes (goal: ceil(N / MaxArraySize))
+  plan       mlops.cluster.slurm.batch_scripts: the batch scripts of the model stage (one sbatch
+             call each in shell/submit_slurm.sh; goal: ceil(N / MaxArraySize))
   collect    mlops.results.collect.collect over N result directories (metrics.json, log, task state each,
              written by this script; 1 % of them failed). It runs the real collect: the state read
-             and merge (mlops.scheduler.status), the tar.gz stream of the run directory and its
+             and merge (mlops.cluster.state.status), the tar.gz stream of the run directory and its
              checked extraction (results.fetch + results.extract), the validated reading (results.read),
              summary.json/.csv, junit.xml, metrics.txt and sweep.png.
              The one thing left out is SSH: the "cluster" commands run through a local shell
@@ -144,7 +144,7 @@ def write_params(where: Path, n: int) -> Path:
 
 def time_parts() -> dict:
     """Wrap the functions collect.collect calls (the real ones run) to say where its time goes."""
-    from mlops import scheduler
+    from mlops.cluster import state as cluster_state
     from mlops.results import collect, extract, fetch, read, reports, wandb_sync
 
     spent: dict[str, float] = {}
@@ -160,7 +160,7 @@ def time_parts() -> dict:
                 spent[name] = spent.get(name, 0.0) + time.perf_counter() - t0
         setattr(module, name, wrapper)
 
-    timed(scheduler, "status")
+    timed(cluster_state, "status")
     timed(fetch, "download")
     timed(extract, "extract")
     timed(read, "run_rows")
@@ -173,7 +173,8 @@ def time_parts() -> dict:
 
 def step(name: str, work: Path, n: int, max_array: int) -> dict:
     """Runs in a child process: import, note the baseline RSS, time the step, report peak RSS."""
-    from mlops import config, params, scheduler  # noqa: F401  (imports before the baseline)
+    from mlops import params  # noqa: F401  (imports before the baseline)
+    from mlops.cluster import slurm, state  # noqa: F401
     from mlops.results import collect
 
     import matplotlib  # collect.plot imports it lazily; count the import in the baseline, not the step
@@ -200,13 +201,12 @@ def step(name: str, work: Path, n: int, max_array: int) -> dict:
         params.write_envs(configs, work / "run" / "envs", "/project", {"RUN_ID": RUN_ID})
         extra["files"] = len(os.listdir(work / "run" / "envs"))
     elif name == "plan":
-        opts = scheduler.SlurmOptions(parallel=4)
-        files, submit_sh, chunks = scheduler.slurm_jobs("/cluster/run", SLUG, opts, list(range(n)), max_array,
-                                                        attempt=1, with_stages=True)
-        model_files = [f for f in files if f.startswith("model-")]
-        extra.update(model_sbatch_calls=sum(f"/{f})" in submit_sh for f in model_files),
+        opts = slurm.SlurmOptions(parallel=4)
+        files, chunks = slurm.batch_scripts("/cluster/run", SLUG, opts, list(range(n)), max_array, 1, True, None)
+        model_files = [f for f in files if f.startswith("model-")]   # submit_slurm.sh: one sbatch per file
+        extra.update(model_sbatch_calls=len(model_files),
                      arrays=len(chunks), largest_task_id=max(max(c["indices"]) - c["offset"] for c in chunks),
-                     all_sbatch_calls=submit_sh.count("sbatch --parsable"))
+                     all_sbatch_calls=len(files))
     elif name == "collect":
         cfg = bench_settings(work, work / "cluster")
         out = work / "artifacts"

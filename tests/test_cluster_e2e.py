@@ -9,6 +9,7 @@ charliecloud on the same login node. Needs root (it creates the cluster user and
 """
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import shutil
@@ -17,7 +18,9 @@ import stat
 import struct
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -179,19 +182,88 @@ def read_wandb_records(path: Path) -> dict:
 
 # ---------------------------------------------------------------- the main sweep
 
+class TriggerStandIn(http.server.ThreadingHTTPServer):
+    """GitLab's pipeline trigger endpoint on 127.0.0.1: records each request as GitLab receives it."""
+
+    def __init__(self, status: int = 201):
+        self.requests, self.status = [], status
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(handler):  # noqa: N805
+                body = handler.rfile.read(int(handler.headers.get("Content-Length", 0))).decode()
+                self.requests.append({"path": handler.path, "form": dict(urllib.parse.parse_qsl(body))})
+                handler.send_response(self.status)
+                handler.send_header("Content-Type", "application/json")
+                handler.end_headers()
+                handler.wfile.write(b'{"id": 4711}' if self.status == 201 else b'{"message": "404 Not Found"}')
+
+            def log_message(handler, *args):  # noqa: N805
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def ci_env(self, token: str) -> dict:
+        return {"MLOPS_TRIGGER_TOKEN": token, "CI_API_V4_URL": f"http://127.0.0.1:{self.server_port}/api/v4",
+                "CI_PROJECT_ID": "77", "CI_COMMIT_REF_NAME": "main", "CI_PIPELINE_ID": "101"}
+
+
+CANARY = "glptt-CANARY" + "7f3a9c" * 3
+
+
 @pytest.fixture(scope="module")
 def sweep(project, cluster, tmp_path_factory):
-    """deploy -> submit -> collect --wait, with one crashing configuration."""
+    """deploy -> submit (with a trigger token: the sweep notifies the stand-in) -> collect --wait,
+    with one crashing configuration; process argv sampled for the token while the sweep runs."""
+    gitlab = TriggerStandIn()
     t0 = time.monotonic()
     deploy = ok(mlops(project, cluster, "deploy", "--report", "deploy.json"))
     t_deploy = time.monotonic() - t0
-    submit = ok(mlops(project, cluster, "submit", "--run-id", "p101"))
+    submit = ok(mlops(project, cluster, "submit", "--run-id", "p101", env_extra=gitlab.ci_env(CANARY)))
+    run_dir = Path(cluster["workdir"]) / project.name / "runs" / "p101"
+    leaks, deadline = set(), time.monotonic() + 600
+    while not (run_dir / "state" / "notify.json").exists() and time.monotonic() < deadline:
+        leaks |= argv_with(CANARY)
+        time.sleep(0.05)
     out = tmp_path_factory.mktemp("artifacts") / "results"
     collect = mlops(project, cluster, "collect", "--run-id", "p101", "--out", str(out), "--wait", "600")
     print(f"\ndeploy {t_deploy:.1f}s; sweep+collect {time.monotonic() - t0 - t_deploy:.1f}s")
-    return {"deploy": deploy, "submit": submit, "collect": collect, "out": out,
-            "report": json.loads((project / "deploy.json").read_text()),
-            "run_dir": Path(cluster["workdir"]) / project.name / "runs" / "p101"}
+    gitlab.shutdown()
+    return {"deploy": deploy, "submit": submit, "collect": collect, "out": out, "gitlab": gitlab, "leaks": leaks,
+            "report": json.loads((project / "deploy.json").read_text()), "run_dir": run_dir}
+
+
+def argv_with(text: str) -> set[str]:
+    """Process command lines (/proc/*/cmdline) that contain `text`."""
+    found = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes():
+                found.add(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200])
+        except OSError:
+            pass
+    return found
+
+
+def test_the_finished_sweep_triggers_one_collect_pipeline_and_the_token_leaks_nowhere(sweep, cluster):
+    requests = sweep["gitlab"].requests
+    assert len(requests) == 1, requests
+    assert requests[0]["path"] == "/api/v4/projects/77/trigger/pipeline"
+    assert requests[0]["form"] == {"token": CANARY, "ref": "main", "variables[MLOPS_RUN_ID]": "p101",
+                                   "variables[MLOPS_TRIGGER]": "collect"}
+    notify = json.loads((sweep["run_dir"] / "state" / "notify.json").read_text())
+    assert notify["status"] == "sent" and notify["http_status"] == 201
+    assert not sweep["leaks"], sweep["leaks"]
+    assert (sweep["run_dir"] / "state" / "collected.json").is_file(), "a final run is marked when collected"
+    assert not (sweep["run_dir"] / "state" / "trigger-token").exists(), "the token is removed when collected"
+    for path in [*sweep["run_dir"].rglob("*"), *sweep["out"].rglob("*")]:
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
+    for proc in (sweep["submit"], sweep["collect"]):
+        assert CANARY not in proc.stdout + proc.stderr
+    assert "notify job" in sweep["submit"].stderr
+    script = (sweep["run_dir"] / "state" / "jobs" / "notify-1.sbatch").read_text()
+    assert "#SBATCH --dependency" not in script and "--data" not in script
 
 
 def test_deploy_uploads_and_converts_every_image(sweep, project):
@@ -283,6 +355,43 @@ def test_env_files_and_run_dir_are_private(sweep, cluster):
     assert stat.S_IMODE(store.stat().st_mode) == 0o700 and stat.S_IMODE(store.parent.stat().st_mode) == 0o700
     for script in (run / "state" / "jobs").iterdir():   # nothing secret in any batch script
         assert "HPC_" not in script.read_text() and "WANDB_API_KEY" not in script.read_text()
+
+
+def test_a_transient_sbatch_failure_then_a_retry_of_the_job_completes_the_sweep(project, cluster, sweep, tmp_path):
+    """sbatch (first in the sshd's PATH) fails once as a busy slurmctld does; the retried job submits
+    the run once and the sweep ends (issue 14: before, the retry said "File exists" and then
+    "nothing to rerun" for a run that never started)."""
+    srv = cluster["server"]
+    wrappers = shared_tmpdir("mlops-e2e-wrap-")
+    marker = wrappers / "failed-once"
+    (wrappers / "sbatch").write_text(f"""#!/bin/bash
+if [ ! -e {marker} ]; then
+  touch {marker}
+  echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation" >&2
+  exit 1
+fi
+exec {shutil.which("sbatch")} "$@"
+""")
+    (wrappers / "sbatch").chmod(0o755)
+    shutil.chown(wrappers, srv.user, srv.user)
+    old = dict(srv.setenv)
+    srv.set_env({**old, "PATH": f"{wrappers}:/usr/local/bin:/usr/bin:/bin"})
+    try:
+        first = mlops(project, cluster, "submit", "--run-id", "p104")
+        assert first.returncode == 1 and "Socket timed out" in first.stderr and "Retry the job" in first.stderr, \
+            first.stderr
+        run_dir = Path(cluster["workdir"]) / project.name / "runs" / "p104"
+        assert [a["status"] for a in json.loads((run_dir / "state" / "jobs.json").read_text())] == ["submitting"]
+        ok(mlops(project, cluster, "submit", "--run-id", "p104"))   # the GitLab "Retry" of the job
+    finally:
+        srv.set_env(old)
+        shutil.rmtree(wrappers, ignore_errors=True)
+    out = tmp_path / "results"
+    mlops(project, cluster, "collect", "--run-id", "p104", "--out", str(out), "--wait", "600")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["completed"] == 3 and summary["counts"]["failed"] == 1, summary["counts"]
+    jobs = json.loads((run_dir / "state" / "jobs.json").read_text())
+    assert [(a["attempt"], a["status"]) for a in jobs] == [(1, "submitted")]
 
 
 # ---------------------------------------------------------------- faults
@@ -400,9 +509,10 @@ def test_cancel_cancels_the_cluster_jobs(project, cluster, fixed, slurm_cluster)
         jobs = Path(cluster["workdir"]) / project.name / "runs" / "p103" / "state" / "jobs.json"
         proc = mlops(project, cluster, "submit", "--run-id", "p103", "--wait", "600", popen=True)
         deadline = time.monotonic() + 120
-        while not jobs.exists() and time.monotonic() < deadline and proc.poll() is None:
+        submitted = lambda: jobs.exists() and json.loads(jobs.read_text())[-1]["status"] == "submitted"  # noqa: E731
+        while not submitted() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
-        assert jobs.exists(), proc.communicate()[0]
+        assert submitted(), proc.communicate()[0]
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=60)[0]
         assert proc.returncode == 1 and "cancel sent to 4 job(s)" in output, output

@@ -75,7 +75,7 @@ def test_first_pipeline_validates_builds_pushes_and_saves(state, env, registry):
     for job in ("params", "config", "tests", "build"):
         assert f"PASS  {job}" in out, f"{job} did not pass:\n{_job_log(proc)}"
     # Manual / protected-only jobs do not run unless a person asks for them.
-    for job in ("deploy", "run", "status", "collect", "cancel"):
+    for job in ("deploy", "status", "collect", "cancel", "collect-triggered", "collect-scheduled"):
         assert not (project / ".gitlab-ci-local" / "builds" / job).exists(), f"{job} ran without a click"
         assert f"PASS  {job}" not in out and f"FAIL  {job}" not in out
     manifest = ps.manifest(project)
@@ -169,10 +169,10 @@ def test_second_pipeline_after_a_model_change_rebuilds_only_the_model(state, env
 def test_cluster_jobs_are_manual_and_only_on_protected_refs(state):
     project, home = state["project"], state["home"]
     unprotected = ps.list_jobs(project, home)
-    for job in ("deploy", "run", "status", "collect", "cancel"):
+    for job in ("deploy", "status", "collect", "cancel", "collect-triggered", "collect-scheduled"):
         assert unprotected[job]["when"] == "never", (job, unprotected[job])
     protected = ps.list_jobs(project, home, "CI_COMMIT_REF_PROTECTED=true")
     for job in ("deploy", "status", "collect", "cancel"):
         assert protected[job]["when"] == "manual", (job, protected[job])
-    assert protected["run"]["when"] == "on_success" and protected["run"]["needs"][0]["job"] == "deploy"
+    assert protected["collect-triggered"]["when"] == "never" and protected["collect-scheduled"]["when"] == "never"
     assert protected["build"]["when"] == "on_success"

@@ -112,7 +112,8 @@ def test_job_files_included_into_another_repo_validate_and_list(tmp_path):
     (other / ".gitlab-ci.yml").write_text(OTHER_REPO_CI)
     ps.git_init(other)
     jobs = ps.list_jobs(other, tmp_path / "home", "CI_COMMIT_REF_PROTECTED=true")
-    assert {"lint", "params", "config", "tests", "build", "deploy", "run", "collect", "cancel"} <= set(jobs)
+    expected = {"lint", "params", "config", "tests", "build", "deploy", "collect", "cancel", "collect-triggered"}
+    assert expected <= set(jobs)
     assert jobs["params"]["stage"] == "test" and jobs["lint"]["stage"] == "test"
     assert jobs["deploy"]["when"] == "manual"
     preview = subprocess.run(
@@ -138,3 +139,29 @@ def test_job_files_included_into_another_repo_validate_and_list(tmp_path):
     )
     assert doc["deploy"]["resource_group"] == "hpc-bwuni"
     assert doc["deploy"]["environment"]["name"] == "hpc/bwuni"
+
+
+@pytest.mark.skipif(not shutil.which("gitlab-ci-local"), reason="needs gitlab-ci-local 4.73.0 (npm)")
+def test_a_triggered_pipeline_only_collects_and_a_scheduled_one_only_sweeps_up(tmp_path):
+    """Rules per CI_PIPELINE_SOURCE (issue 12): a run's notification starts a pipeline with only
+    collect-triggered; a schedule runs only collect-scheduled (+ the template check); a push never runs them."""
+    import pipeline_support as ps
+
+    project = render(tmp_path / "src")
+    ps.git_init(project)
+    home = tmp_path / "home"
+
+    def runs(*variables):
+        jobs = ps.list_jobs(project, home, "CI_COMMIT_REF_PROTECTED=true", *variables)
+        return {name: job for name, job in jobs.items() if job["when"] != "never"}
+
+    push = runs("CI_PIPELINE_SOURCE=push")
+    assert {"params", "config", "tests", "build", "secret-scan", "deploy", "collect"} <= set(push)
+    assert not {"collect-triggered", "collect-scheduled"} & set(push)
+    triggered = runs("CI_PIPELINE_SOURCE=trigger", "MLOPS_TRIGGER=collect", "MLOPS_RUN_ID=p5")
+    assert set(triggered) == {"collect-triggered"}, sorted(triggered)
+    assert not triggered["collect-triggered"].get("needs"), "no needs on jobs that do not run there"
+    assert runs("CI_PIPELINE_SOURCE=trigger") == {}, "a trigger without MLOPS_TRIGGER=collect runs nothing"
+    scheduled = runs("CI_PIPELINE_SOURCE=schedule")
+    assert set(scheduled) == {"collect-scheduled", "template-check"}, sorted(scheduled)
+    assert not scheduled["collect-scheduled"].get("needs")

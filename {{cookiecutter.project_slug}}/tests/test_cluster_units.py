@@ -6,12 +6,12 @@ are checked here against the documented syntax (`apptainer build X.sif oci:LAYOU
 for real in the template's end-to-end tests.
 """
 import base64
-import json
 import subprocess
 
 import pytest
 
-from mlops import scheduler, stages
+from mlops import stages
+from mlops.cluster import slurm, state, submit
 from mlops.images import runtime
 from mlops.images.runtime import Image, Raw
 from mlops.ssh import codes, known_hosts
@@ -144,62 +144,55 @@ def test_raw_entrypoint_is_the_dockerfiles():
     ([1, 5, 6], 3, [(0, [1]), (3, [2]), (6, [0])]),
 ])
 def test_arrays_are_split_below_max_array_size(indices, size, expected):
-    chunks = scheduler.array_chunks(indices, size)
+    chunks = slurm.array_chunks(indices, size)
     assert chunks == expected
     assert [offset + t for offset, ids in chunks for t in ids] == sorted(indices)
     assert all(t < size for _, ids in chunks for t in ids)
 
 
 def test_array_spec_compression_and_expansion():
-    assert scheduler.compress([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
-    assert scheduler.expand_array("0-2,5,7-9:2%4") == [0, 1, 2, 5, 7, 9]
-    assert scheduler.parse_max_array_size("MaxArraySize            = 3\nMaxJobCount = 1\n") == 3
-    assert scheduler.parse_max_array_size("") == 1001
+    assert slurm.compress([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+    assert slurm.expand_array("0-2,5,7-9:2%4") == [0, 1, 2, 5, 7, 9]
+    assert slurm.parse_max_array_size("MaxArraySize            = 3\nMaxJobCount = 1\n") == 3
+    assert slurm.parse_max_array_size("") == 1001
 
 
-def test_slurm_jobs_chain_afterok_and_throttle():
-    opts = scheduler.SlurmOptions(partition="gpu_4", account="ml-lab", time="00:10:00", cpus_per_task=2,
-                                  mem="1G", parallel=3, gpu=True)
-    files, submit, chunks = scheduler.slurm_jobs(RUN, "proj", opts, list(range(5)), 4, attempt=1, with_stages=True)
+def test_batch_scripts_are_sbatch_lines_and_one_command():
+    opts = slurm.SlurmOptions(partition="gpu_4", account="ml-lab", time="00:10:00", cpus_per_task=2,
+                              mem="1G", parallel=3, gpu=True)
+    files, chunks = slurm.batch_scripts(RUN, "proj", opts, list(range(5)), 4, attempt=1, with_stages=True,
+                                        notify_argv=None)
     assert set(files) == {"params.sbatch", "data.sbatch", "model-1-0.sbatch", "model-1-1.sbatch"}
     model = files["model-1-0.sbatch"]
     for line in ("#SBATCH --array=0-3%3", "#SBATCH --partition=gpu_4", "#SBATCH --account=ml-lab",
-                 "#SBATCH --gres=gpu:1", "#SBATCH --time=00:10:00", "#SBATCH --mem=1G"):
+                 "#SBATCH --gres=gpu:1", "#SBATCH --time=00:10:00", "#SBATCH --mem=1G",
+                 "#SBATCH --kill-on-invalid-dep=yes"):
         assert line in model
     assert "--gres" not in files["params.sbatch"]
-    assert "$((4 + SLURM_ARRAY_TASK_ID))" in files["model-1-1.sbatch"]
-    assert "--dependency=afterok:$P" in submit and "--dependency=afterok:$D,afterany:$M0" in submit
-    assert [c["indices"] for c in chunks] == [[0, 1, 2, 3], [4]]
-    subprocess.run(["bash", "-n"], input=submit, text=True, check=True)
-
-
-def test_task_and_stage_scripts_are_valid_bash_without_secrets(tmp_path):
-    argv = runtime.run_argv(image("podman"), RUN, Raw('"$ENV_FILE"'))
-    task = scheduler.task_script(RUN, argv, attempt=2)
-    stage = scheduler.stage_script(RUN, {"params": ["podman", "run", "x"], "data": ["podman", "run", "y"]})
-    runner = scheduler.runner_script(RUN, [0, 3], 2, 2, with_stages=True)
-    for text in (task, stage, runner):
+    assert files["model-1-1.sbatch"].splitlines()[-1] == \
+        f"exec bash {RUN}/state/jobs/task.sh {RUN} 1 $((4 + SLURM_ARRAY_TASK_ID))"
+    for text in files.values():
+        assert all(line.startswith("#") for line in text.splitlines()[:-1])
         subprocess.run(["bash", "-n"], input=text, text=True, check=True)
-        assert "WANDB_API_KEY" not in text and "HPC_" not in text
-    assert '--env-file "$ENV_FILE"' in task and "xargs -P 2" in runner
+    assert [c["indices"] for c in chunks] == [[0, 1, 2, 3], [4]]
 
 
-def test_task_script_writes_the_state_record_of_rundir(tmp_path):
-    """Run the real wrapper with a stand-in 'container' command (a shell line) on a local run dir."""
+def test_task_shell_file_writes_the_state_record_of_rundir(tmp_path):
+    """Run the real task.sh with a stand-in 'container' argv on a local run dir."""
+    from importlib import resources
     run = tmp_path / "run"
-    (run / "envs").mkdir(parents=True)
-    (run / "state" / "tasks").mkdir(parents=True)
-    (run / "envs" / "index.json").write_text(json.dumps({"configurations": [
-        {"index": 0, "config_id": "c0", "parameters": {}}, {"index": 1, "config_id": "c1", "parameters": {}}]}))
+    for d in ("envs", "state/tasks", "state/jobs"):
+        (run / d).mkdir(parents=True)
     (run / "envs" / "ids.txt").write_text("c0\nc1\n")
     for cid in ("c0", "c1"):
         (run / "envs" / f"{cid}.env").write_text(f"CONFIG_ID={cid}\n")
-    ok = ["sh", "-c", f"echo hi; touch {run}/results/c0/metrics.json"]
-    script = tmp_path / "task.sh"
-    script.write_text(scheduler.task_script(str(run), ok, attempt=1))
-    assert subprocess.run(["bash", str(script), "0"]).returncode == 0
-    script.write_text(scheduler.task_script(str(run), ["sh", "-c", "echo boom >&2; exit 3"], attempt=1))
-    assert subprocess.run(["bash", str(script), "1"]).returncode == 3
+    task = tmp_path / "task.sh"
+    task.write_bytes(resources.files("mlops.cluster").joinpath("shell/task.sh").read_bytes())
+    (run / "state/jobs/model-1.argv").write_text(submit.argv_lines(
+        ["sh", "-c", f"grep -q CONFIG_ID=c0 \"$1\" && touch {run}/results/c0/metrics.json", "x", "@ENV_FILE@"]))
+    assert subprocess.run(["bash", str(task), str(run), "1", "0"]).returncode == 0
+    (run / "state/jobs/model-1.argv").write_text(submit.argv_lines(["sh", "-c", "echo boom >&2; exit 3"]))
+    assert subprocess.run(["bash", str(task), str(run), "1", "1"]).returncode == 3
     from mlops import rundir
     states = rundir.read_task_states(run)
     assert states["c0"]["status"] == "completed" and states["c0"]["exit_code"] == 0
@@ -209,14 +202,14 @@ def test_task_script_writes_the_state_record_of_rundir(tmp_path):
 
 
 def test_slurm_states_map_to_run_states():
-    assert scheduler.slurm_state("CANCELLED by 1001") == "cancelled"
-    assert scheduler.slurm_state("OUT_OF_MEMORY") == "out-of-memory"
-    assert scheduler.slurm_state("TIMEOUT") == "timeout"
-    assert scheduler.slurm_state("PENDING") == "pending"
-    assert scheduler.parse_sacct("12_0|COMPLETED\n12_[1-2%2]|PENDING\n11|FAILED\n") == \
+    assert slurm.slurm_state("CANCELLED by 1001") == "cancelled"
+    assert slurm.slurm_state("OUT_OF_MEMORY") == "out-of-memory"
+    assert slurm.slurm_state("TIMEOUT") == "timeout"
+    assert slurm.slurm_state("PENDING") == "pending"
+    assert slurm.parse_sacct("12_0|COMPLETED\n12_[1-2%2]|PENDING\n11|FAILED\n") == \
         {"12_0": "COMPLETED", "12_1": "PENDING", "12_2": "PENDING", "11": "FAILED"}
     line = "JobId=13 ArrayJobId=12 ArrayTaskId=3-4%2 JobState=PENDING Reason=JobArrayTaskLimit"
-    assert scheduler.parse_scontrol(line) == {"12_3": "PENDING", "12_4": "PENDING"}
+    assert slurm.parse_scontrol(line) == {"12_3": "PENDING", "12_4": "PENDING"}
 
 
 def test_merge_prefers_final_records_and_the_schedulers_kills():
@@ -224,11 +217,11 @@ def test_merge_prefers_final_records_and_the_schedulers_kills():
     attempts = [{"attempt": 1, "model": [{"job": "12", "offset": 0, "indices": [0, 1, 2, 3]}]}]
     records = {"c0": {"status": "completed", "attempt": 1}, "c1": {"status": "running", "attempt": 1}}
     sched = {"12_1": "TIMEOUT", "12_2": "RUNNING", "12_3": "PENDING"}
-    out = scheduler.merge(index, records, attempts, sched)
+    out = state.merge(index, records, attempts, sched)
     assert [out[f"c{i}"]["status"] for i in range(4)] == ["completed", "timeout", "running", "pending"]
     # a rerun: the old failed record does not hide the new attempt's pending task
     attempts.append({"attempt": 2, "model": [{"job": "20", "offset": 0, "indices": [1]}]})
-    out = scheduler.merge(index, {**records, "c1": {"status": "failed", "attempt": 1}}, attempts, {"20_1": "PENDING"})
+    out = state.merge(index, {**records, "c1": {"status": "failed", "attempt": 1}}, attempts, {"20_1": "PENDING"})
     assert out["c1"]["status"] == "pending"
 
 

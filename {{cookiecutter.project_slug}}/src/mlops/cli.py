@@ -174,81 +174,107 @@ def _cmd_deploy(args) -> int:
     return 0
 
 
-def _cmd_submit(args) -> int:
+def _submit_in(session, cfg, args, manifest: dict) -> int:
+    """Submit (and with --wait, follow) a run over an open session; SIGTERM cancels the cluster jobs."""
     import json
     import signal
 
-    from . import images, rundir, scheduler, stages
+    from . import rundir
+    from .cluster import state, submit
 
-    cfg, session = _cluster_session()
-    run_id = (
-        scheduler.resolve_run_id(cfg, args.run_id)
-        if args.failed_only
-        else (scheduler.run_id_from_env(args.run_id) or rundir.new_run_id("laptop"))
-    )
+    if args.failed_only:
+        run_id = submit.resolve_run_id(cfg, args.run_id)
+    else:
+        run_id = state.check_run_id(submit.run_id_from_env(args.run_id) or rundir.new_run_id("laptop"))
+    if args.wait:  # cancelling the CI job (SIGTERM) cancels the cluster jobs too
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        record = submit.submit(session, cfg, manifest, run_id, failed_only=args.failed_only)
+        Path("state").mkdir(exist_ok=True)  # the job ids, as the job's artifact (state/)
+        Path("state", f"submit-{run_id}-{record['attempt']}.json").write_text(json.dumps(record, indent=1) + "\n")
+        if not args.wait:
+            return 0
+        view = state.wait(session, cfg, run_id, args.wait)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the cancel finish
+        submit.cancel(session, cfg, run_id)
+        return 1
+    print(f"run {run_id}: {state.format_counts(view['counts'])}")
+    return 0 if view["counts"]["completed"] == len(view["configs"]) else 1
+
+
+def _cmd_submit(args) -> int:
+    from . import images, stages
+
     # The run job has the deploy job's report (the digests really deployed), not the build's images/.
     deployed = Path("deploy/report.json")
     manifest_path = deployed if not args.manifest.is_file() and deployed.is_file() else args.manifest
     manifest = images.read_manifest(manifest_path)
     stages.check_manifest(manifest, str(manifest_path))  # before the login
-    if args.wait:  # cancelling the CI job (SIGTERM) cancels the cluster jobs too
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    cfg, session = _cluster_session()
     with session:
-        try:
-            record = scheduler.submit(session, cfg, manifest, run_id, failed_only=args.failed_only)
-            if record:  # the job ids, as the run job's artifact (state/)
-                Path("state").mkdir(exist_ok=True)
-                Path("state", f"submit-{run_id}-{record['attempt']}.json").write_text(
-                    json.dumps(record, indent=1) + "\n"
-                )
-            if not args.wait:
-                return 0
-            view = scheduler.wait(session, cfg, run_id, args.wait)
-        except KeyboardInterrupt:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the cancel finish
-            scheduler.cancel(session, cfg, run_id)
-            return 1
-    print(f"run {run_id}: {scheduler.format_counts(view['counts'])}")
-    return 0 if view["counts"]["completed"] == len(view["configs"]) else 1
+        return _submit_in(session, cfg, args, manifest)
+
+
+def _cmd_launch(args) -> int:
+    """deploy + submit over ONE login (one click, one one-time code: the CI job of the click)."""
+    from . import deploy, images, stages
+
+    manifest = images.read_manifest(args.manifest)
+    stages.check_manifest(manifest, str(args.manifest))  # before the login
+    cfg, session = _cluster_session()
+    with session:  # logged in first: a typed one-time code is used before any slow work
+        result = deploy.deploy(session, cfg, args.manifest)
+        deploy.write_report(result, args.report)
+        return _submit_in(session, cfg, args, manifest)
 
 
 def _cmd_status(args) -> int:
     import json
 
-    from . import scheduler
+    from .cluster import state, submit
 
     cfg, session = _cluster_session()
-    run_id = scheduler.resolve_run_id(cfg, args.run_id)
+    run_id = submit.resolve_run_id(cfg, args.run_id)
     with session:
-        view = scheduler.wait(session, cfg, run_id, args.wait) if args.wait else scheduler.status(session, cfg, run_id)
+        view = state.wait(session, cfg, run_id, args.wait) if args.wait else state.status(session, cfg, run_id)
     if args.json:
-        print(json.dumps({k: v for k, v in view.items() if k != "attempts"}, indent=1, sort_keys=True))
-    else:
-        print(f"run {run_id} ({view['run_dir']}): {scheduler.format_counts(view['counts'])}")
-        for name, state in view["stages"].items():
-            print(f"  stage {name:<6} {state}")
-        for c in sorted(view["configs"].values(), key=lambda c: c["index"]):
-            print(f"  {c['index']:>4} {c['config_id']} {c['status']}")
+        hidden = ("attempts", "all_attempts", "progress")
+        print(json.dumps({k: v for k, v in view.items() if k not in hidden}, indent=1, sort_keys=True))
+        return 0
+    never = "" if view["submitted"] else " (never submitted: `mlops submit` submits it)"
+    print(f"run {run_id} ({view['run_dir']}): {state.format_counts(view['counts'])}{never}")
+    for name, stage_state in view["stages"].items():
+        print(f"  stage {name:<6} {stage_state}")
+    for c in sorted(view["configs"].values(), key=lambda c: c["index"]):
+        print(f"  {c['index']:>4} {c['config_id']} {c['status']}")
+    print(f"  notification: {state.format_notify(view['notify'])}" + ("; collected" if view["collected"] else ""))
+    for line in view["problems"]:
+        print(f"  warning: {line}")
     return 0
 
 
 def _cmd_collect(args) -> int:
-    from . import scheduler
-    from .results import collect
+    from .cluster import runs, submit
 
     cfg, session = _cluster_session()
-    run_id = collect.check_run_id(scheduler.resolve_run_id(cfg, args.run_id))  # before the login
+    if args.all_final:
+        with session:
+            runs.collect_all_final(session, cfg, args.out)
+        return 0
+    run_id = submit.resolve_run_id(cfg, args.run_id)
     with session:
-        result = collect.collect(session, cfg, run_id, args.out, wait=args.wait)
+        result = runs.collect_run(session, cfg, run_id, args.out, wait=args.wait, require_final=args.require_final)
     return 0 if result["ok"] else 1
 
 
 def _cmd_cancel(args) -> int:
-    from . import scheduler
+    from .cluster import submit
 
     cfg, session = _cluster_session()
+    run_id = submit.resolve_run_id(cfg, args.run_id)
     with session:
-        scheduler.cancel(session, cfg, scheduler.resolve_run_id(cfg, args.run_id))
+        submit.cancel(session, cfg, run_id)
     return 0
 
 
@@ -333,18 +359,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--report", type=Path, default=Path("deploy/report.json"), help="where to write what was uploaded (JSON)"
     )
     p.set_defaults(func=_cmd_deploy)
-    p = sub.add_parser("submit", help="start the sweep on the cluster (params -> data -> model array)")
-    p.add_argument("--manifest", type=Path, default=Path("images/images.json"), help="images manifest of mlops build")
-    p.add_argument("--run-id", default=None, help=run_help)
-    p.add_argument("--failed-only", action="store_true", help="rerun only the configurations that did not complete")
-    p.add_argument(
-        "--wait",
-        type=float,
-        default=0,
-        metavar="SECONDS",
-        help="wait for the sweep; SIGTERM (cancelling the job) cancels the cluster jobs",
-    )
-    p.set_defaults(func=_cmd_submit)
+    for verb, helptext, func in (
+        (
+            "submit",
+            "start the sweep on the cluster (params -> data -> model arrays -> notify); safe to retry",
+            _cmd_submit,
+        ),
+        ("launch", "deploy + submit over one login (the CI job of the click)", _cmd_launch),
+    ):
+        p = sub.add_parser(verb, help=helptext)
+        p.add_argument(
+            "--manifest", type=Path, default=Path("images/images.json"), help="images manifest of mlops build"
+        )
+        if verb == "launch":
+            p.add_argument(
+                "--report", type=Path, default=Path("deploy/report.json"), help="what deploy uploaded (JSON)"
+            )
+        p.add_argument("--run-id", default=None, help=run_help)
+        p.add_argument("--failed-only", action="store_true", help="rerun only the configurations that did not complete")
+        p.add_argument(
+            "--wait",
+            type=float,
+            default=0,
+            metavar="SECONDS",
+            help="wait for the sweep; SIGTERM (cancelling the job) cancels the cluster jobs",
+        )
+        p.set_defaults(func=func)
     p = sub.add_parser("status", help="state of each configuration of a run")
     p.add_argument("--run-id", default=None, help=run_help)
     p.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="poll until every configuration is final")
@@ -354,6 +394,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", default=None, help=run_help)
     p.add_argument("--out", type=Path, default=Path("results"), help="artifacts directory")
     p.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="first wait until the sweep is final")
+    p.add_argument(
+        "--require-final",
+        action="store_true",
+        help="refuse (exit 2, nothing downloaded) a run that is not final (the triggered pipeline)",
+    )
+    p.add_argument(
+        "--all-final",
+        action="store_true",
+        help="every final run not yet collected, each into OUT/<run id>/ (the scheduled pipeline)",
+    )
     p.set_defaults(func=_cmd_collect)
     p = sub.add_parser("cancel", help="cancel the cluster jobs of a run")
     p.add_argument("--run-id", default=None, help=run_help)

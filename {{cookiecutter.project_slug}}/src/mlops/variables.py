@@ -16,7 +16,7 @@ from typing import TextIO
 
 from . import options
 
-CLUSTER_JOBS = ("deploy", "run", "status", "collect", "cancel")
+CLUSTER_JOBS = ("deploy", "status", "collect", "cancel")
 # Every job that reaches the cluster declares `environment: hpc/...`; scoping the secrets to it keeps
 # them out of every other job (build, test, lint) even on protected branches.
 ENVIRONMENT_SCOPE = "hpc/*"
@@ -73,6 +73,15 @@ VARIABLES: tuple[Variable, ...] = (
         masked=True,
         hidden=True,
         needed=lambda a: a.get("hpc_auth") == "totp+password",
+    ),
+    Variable(
+        "MLOPS_TRIGGER_TOKEN",
+        "GitLab pipeline trigger token (glptt-...): the sweep's last job starts the collect pipeline with it "
+        "(copied into the run directory, mode 0600, removed when the run is collected).",
+        "env_var",
+        masked=True,
+        hidden=True,
+        jobs=("deploy",),
     ),
     Variable(
         "WANDB_API_KEY",

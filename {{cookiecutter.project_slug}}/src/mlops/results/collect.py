@@ -25,17 +25,16 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
-from .. import scheduler
+from ..cluster import state as cluster_state
 from ..errors import BadInput
 from ..images import runtime
 from ..settings import Settings
 from . import extract, fetch, read, reports, table, wandb_sync
 from .caps import Caps
-from .fetch import Remote
 from .plot import plot
 from .text import printable
 
-RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}")  # as mlops.scheduler: also a path on the runner
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}")  # as mlops.cluster.state: also a path on the runner
 
 
 def check_run_id(run_id: str) -> str:
@@ -49,11 +48,21 @@ def check_run_id(run_id: str) -> str:
 
 
 def cluster_view(
-    session: Remote, cfg: Settings, run_id: str, wait: float, out: TextIO
+    session: cluster_state.Session, cfg: Settings, run_id: str, wait: float, out: TextIO
 ) -> tuple[dict | None, str | None]:
     """The scheduler's view of the run, or (None, why) when the cluster's state files cannot be read."""
     try:
-        view = scheduler.wait(session, cfg, run_id, wait, out=out) if wait else scheduler.status(session, cfg, run_id)
+        view = (
+            cluster_state.wait(session, cfg, run_id, wait, out=out)
+            if wait
+            else cluster_state.status(session, cfg, run_id)
+        )
+        if view["problems"]:  # part of the state was malformed (mlops.cluster.state reports it): trust the records
+            why = printable("; ".join(view["problems"]), 200)
+            return (
+                None,
+                f"the cluster's state of the run could not be read ({why}); the task records that came back are used",
+            )
         return view, None
     except BadInput:
         raise  # the run does not exist, or the setup is wrong: nothing to collect
@@ -78,7 +87,7 @@ def _replace_run_dir(out_fd: int, tree: Path, run_id: str, work: Path) -> None:
 
 
 def collect(
-    session: Remote,
+    session: cluster_state.Session,
     cfg: Settings,
     run_id: str,
     out_dir: Path,
@@ -140,7 +149,7 @@ def collect(
     synced, sync_failed = wandb_sync.sync(run, out_dir, out=out)
     counts = reports.counts(rows)
     print(
-        f"run {run_id}: {scheduler.format_counts(counts)}; {size:,} bytes downloaded into {run}; "
+        f"run {run_id}: {cluster_state.format_counts(counts)}; {size:,} bytes downloaded into {run}; "
         f"{done.files:,} files kept, {len(skipped):,} skipped, {len(done.refused):,} links/devices/FIFOs refused"
         + (f"; {synced} W&B runs synced" if synced else "")
         + (f", {sync_failed} not" if sync_failed else ""),

@@ -1,0 +1,44 @@
+#!/bin/bash
+# One model task: task.sh RUN_DIR ATTEMPT INDEX
+#   index -> config id (envs/ids.txt) -> env file -> the model container -> state/tasks/<id>.json
+# The container's argv is state/jobs/model-ATTEMPT.argv (one word per line, written by mlops.cluster.submit);
+# the word @ENV_FILE@ stands for this task's env file, @UID@/@GID@ for the user's ids.
+# Plain bash + sed + awk: no interpreter start per task, which a sweep of short tasks pays many times.
+set -u
+RUN=$1
+ATTEMPT=$2
+IDX=$3
+CID=$(sed -n "$((IDX + 1))p" "$RUN/envs/ids.txt")
+[ -n "$CID" ] || { echo "no configuration at index $IDX" >&2; exit 3; }
+ENV_FILE="$RUN/envs/$CID.env"
+JOB="${SLURM_ARRAY_JOB_ID:-${SLURM_JOB_ID:-local}}_${SLURM_ARRAY_TASK_ID:-$IDX}"
+STARTED=$(date +%s.%N)
+
+# state STATUS [EXIT_CODE]: the record of mlops.rundir.write_task_state, atomically replaced.
+state() {
+  local extra="" secs
+  if [ -n "${2:-}" ]; then
+    secs=$(awk -v a="$STARTED" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
+    extra=$(printf ', "duration_s": %s, "exit_code": %d' "$secs" "$2")
+  fi
+  printf '{"attempt": %d, "config_id": "%s", "job": "%s", "started": %s, "status": "%s"%s}' \
+    "$ATTEMPT" "$CID" "$JOB" "$STARTED" "$1" "$extra" > "$RUN/state/tasks/$CID.json.tmp"
+  mv -f "$RUN/state/tasks/$CID.json.tmp" "$RUN/state/tasks/$CID.json"
+}
+
+CMD=()
+GID=$(id -g)
+while IFS= read -r word; do
+  word=${word//@ENV_FILE@/$ENV_FILE}
+  word=${word//@UID@/$UID}
+  CMD+=("${word//@GID@/$GID}")
+done < "$RUN/state/jobs/model-$ATTEMPT.argv"
+
+mkdir -p "$RUN/results/$CID"
+state running
+trap 'state cancelled 143; exit 143' TERM
+"${CMD[@]}" > "$RUN/results/$CID/log" 2>&1 &
+wait $!
+RC=$?
+if [ "$RC" -eq 0 ] && [ -f "$RUN/results/$CID/metrics.json" ]; then state completed 0; else state failed "$RC"; fi
+exit "$RC"
