@@ -22,7 +22,7 @@ import pipeline_support as ps
 from conftest import render
 from infra._util import shared_tmpdir
 from infra.fixtures import registry, rootless_podman, slurm_cluster, ssh_server  # noqa: F401 (fixtures)
-from test_cluster_e2e import Codes, TriggerStandIn, argv_with
+from test_cluster_e2e import CodeBook, TriggerStandIn, argv_with
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400),
               pytest.mark.skipif(ps.gcl_version() != ps.GCL_VERSION,
@@ -67,7 +67,7 @@ def pipeline(ssh_server, rootless_podman, registry, tmp_path_factory):
     (project / ".gitlab-ci-local-variables.yml").chmod(0o600)
     yield {"project": project, "env": env, "home": tmp_path_factory.mktemp("gcl-home"), "registry": registry,
            "run_dir": workdir / project.name / "runs" / RUN_ID, "server": ssh_server,
-           "codes": Codes(ssh_server.totp_secret), "runs": workdir / project.name / "runs"}
+           "codes": CodeBook(ssh_server.totp_secret), "runs": workdir / project.name / "runs"}
     shutil.rmtree(workdir, ignore_errors=True)
 
 
