@@ -98,7 +98,8 @@ class SecretCodes(Codes):
 
     def __init__(self, key: bytes, source: str, clock: Callable[[], float] = time.time):
         super().__init__(source)
-        self._key, self._clock, self._refused = key, clock, None
+        self._key, self._clock = key, clock
+        self._refused: int | None = None
 
     def code(self) -> str:
         self.sent_step = choose_step(self._clock(), self._refused)

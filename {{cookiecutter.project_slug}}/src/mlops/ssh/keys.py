@@ -58,13 +58,14 @@ def read_text(src: KeySource) -> str:
     """The key text of a source; KeyProblem when the file is missing or unreadable."""
     if src.text is not None:
         return src.text
-    if not src.path.is_file():
+    path = src.path if src.path is not None else Path(os.path.expanduser(DEFAULT_KEY))
+    if not path.is_file():
         raise KeyProblem(
             f"{src.label}: no private key file there. Fix: set the CI file variable {KEY_VAR} "
             "(type File) or point cluster.ssh_key at your key"
         )
     try:
-        return src.path.read_text(encoding="ascii", errors="replace")
+        return path.read_text(encoding="ascii", errors="replace")
     except OSError as exc:
         raise KeyProblem(f"{src.label}: cannot be read ({exc.strerror}). Fix: check its permissions") from None
 
@@ -159,19 +160,19 @@ def inspect(text: str) -> KeyInfo:
             raise ValueError("has a damaged private part (check integers differ)")
         return KeyInfo(kind.decode(errors="replace"), encrypted, public)
     encrypted = label == "ENCRYPTED PRIVATE KEY" or "Proc-Type: 4,ENCRYPTED" in text
-    kind = {"RSA PRIVATE KEY": "RSA (PEM)", "EC PRIVATE KEY": "ECDSA (PEM)", "DSA PRIVATE KEY": "DSA (PEM)"}.get(
+    pem_kind = {"RSA PRIVATE KEY": "RSA (PEM)", "EC PRIVATE KEY": "ECDSA (PEM)", "DSA PRIVATE KEY": "DSA (PEM)"}.get(
         label, "PKCS#8 (PEM)"
     )
-    public = None
+    pem_public: bytes | None = None
     if not encrypted:
         try:  # the public half of a PEM key needs real crypto; cryptography comes with paramiko
             from cryptography.hazmat.primitives import serialization
 
             key = serialization.load_pem_private_key(text.encode(), password=None)
             line = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-            public = base64.b64decode(line.split()[1])
+            pem_public = base64.b64decode(line.split()[1])
         except ImportError:
-            public = None
+            pem_public = None
         except Exception as exc:
             raise ValueError(f"does not parse as a private key ({type(exc).__name__})") from None
-    return KeyInfo(kind, encrypted, public)
+    return KeyInfo(pem_kind, encrypted, pem_public)

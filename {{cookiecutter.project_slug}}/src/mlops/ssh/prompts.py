@@ -16,6 +16,7 @@ import re
 from ..errors import BadInput
 from ..variables import BY_NAME
 from . import sources
+from .codes import Codes
 
 CODE, PASSWORD, OTHER = "code", "password", "other"
 PASSWORD_VAR = BY_NAME["HPC_PASSWORD"].name
@@ -50,7 +51,7 @@ class Answerer:
 
     def __init__(self, codes_factory, password: str | None, auth: str, where: str):
         self._codes_factory, self._password, self.auth, self.where = codes_factory, password, auth, where
-        self.codes = None
+        self.codes: Codes | None = None
         self.answered: list[str] = []  # CODE / PASSWORD per answered prompt, in order
         self.stopped: PromptRefused | None = None
         self.rounds: list[int] = []  # prompts per keyboard-interactive round (OpenSSH's PAM bridge: 1 each)
@@ -66,9 +67,9 @@ class Answerer:
         answers = []
         for kind in kinds:
             if kind == CODE:
-                if self.codes is None:
-                    self.codes = self._codes_factory()
-                answers.append(self.codes.code())
+                codes = self.codes if self.codes is not None else self._codes_factory()
+                self.codes = codes
+                answers.append(codes.code())
             else:
                 answers.append(self._password)
             self.answered.append(kind)

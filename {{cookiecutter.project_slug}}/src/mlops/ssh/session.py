@@ -145,10 +145,10 @@ class Session:
         self._key, self._known, self._code, self._setting = key, known, code, ssh_key_setting
         self._env = os.environ if env is None else env
         self._password, self._clock = password, clock
-        self._codes = None
+        self._codes: codes_mod.Codes | None = None
         self._transports: list = []
         self._sftp = None
-        self.transport = None
+        self.transport: Any = None  # the logged-in paramiko Transport
         self.attempts = 0  # keyboard-interactive attempts this session made (the documented budget)
         self.notes: list[str] = []  # what happened, for a verbose line (never a secret)
         self.answerers: list[prompts.Answerer] = []  # one per keyboard-interactive attempt (rounds, answers)
@@ -318,6 +318,7 @@ class Session:
     def _refused_message(self, endpoint: Endpoint, answerer, retried: bool) -> LoginFailed:
         who = f"{endpoint.user}@{endpoint.host}"
         codes = self._codes
+        source = codes.source if codes is not None else "no code"
         also = (
             f" (or the password from {sources.describe(PASSWORD_VAR, self._env)} is wrong)"
             if prompts.PASSWORD in answerer.answered
@@ -332,14 +333,14 @@ class Session:
         if retried:
             return LoginFailed(
                 f"the cluster refused the one-time code for {who} twice: a code of the current step and "
-                f"one of the next step, both computed from {codes.source}{also}. That is most likely "
+                f"one of the next step, both computed from {source}{also}. That is most likely "
                 "a wrong secret or a wrong clock on this machine (or a third login of this account "
                 "within the same 30 s). Not retrying again "
                 "(repeated failures lock the account). Fix: check the secret (mlops check-credentials) "
                 "and the runner's clock (NTP)"
             )
         return LoginFailed(
-            f"the cluster refused the login of {who} ({codes.source if codes else 'no code'}){also}. "
+            f"the cluster refused the login of {who} ({source}){also}. "
             "Not retrying (repeated failures lock the account)"
         )
 

@@ -71,7 +71,7 @@ def describe_setting(key: str, value: str) -> str:
     return f"{key} in mlops.toml ({value})"
 
 
-def sanitize(text: str, limit: int = 160) -> str:
+def sanitize(text: object, limit: int = 160) -> str:
     """Server-supplied text (a prompt, a banner) made safe to quote: no control characters, bounded."""
     clean = "".join(c if c.isprintable() else " " for c in str(text)).strip()
     return clean if len(clean) <= limit else clean[: limit - 3] + "..."
