@@ -69,6 +69,7 @@ def shapes(tmp: Path) -> dict[str, tuple[dict, list[str]]]:
         "HPC_PASSWORD": secrets.token_urlsafe(18),
         "WANDB_API_KEY": secrets.token_hex(20),
         "GITLAB_TOKEN": "glpat-" + secrets.token_urlsafe(15)[:20],
+        "MLOPS_TRIGGER_TOKEN": "glptt-" + secrets.token_hex(20),
     }
     wrong = {
         "HPC_SSH_PRIVATE_KEY": wrong_text,
@@ -77,6 +78,7 @@ def shapes(tmp: Path) -> dict[str, tuple[dict, list[str]]]:
         "HPC_PASSWORD": f"{secrets.randbelow(10**8):08d}",
         "WANDB_API_KEY": f"{secrets.token_hex(20)}\n{secrets.token_hex(8)}",
         "GITLAB_TOKEN": f"glpat-{secrets.token_urlsafe(15)}\r\n{secrets.token_hex(8)}",
+        "MLOPS_TRIGGER_TOKEN": f"glptt-{secrets.token_hex(20)}\n{secrets.token_hex(8)}",
     }
     multi = {
         **right,
@@ -145,7 +147,7 @@ def test_no_piece_of_any_canary_in_any_output_or_file(project, tmp_path, shape):
     known.write_text(f"[127.0.0.1]:{port} {host}\n")
     (project / "images").mkdir(exist_ok=True)
     (project / "images" / "images.json").write_text('{"images": {}}\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HPC_", "WANDB", "GITLAB", "CI"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HPC_", "WANDB", "GITLAB", "CI", "MLOPS_TRIGGER"))}
     env.update(HOME=str(home), TMPDIR=str(tmp_path), PYTHONPATH=str(project / "src"), **env_secrets)
     before = {**files(project), **files(home)}
     outputs = []

@@ -4,6 +4,7 @@ Every case runs the real `mlops` command of a rendered project with a controlled
 asserts the message (what is wrong + the fix), the exit code in strict mode, and that nothing was left
 behind: no variables file, no temp file, the project tree unchanged. Secrets are random per test run.
 """
+
 from __future__ import annotations
 
 import base64
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.security
 
 # ------------------------------------------------------------------ helpers
 
+
 def make_key(directory: Path, name: str = "id_test", passphrase: bytes | None = None, mode: int = 0o600) -> Path:
     """A fresh ed25519 key pair (OpenSSH format) written without any secret on a command line."""
     key = ed25519.Ed25519PrivateKey.generate()
@@ -37,8 +39,12 @@ def make_key(directory: Path, name: str = "id_test", passphrase: bytes | None = 
 
 
 def host_key_line(name: str) -> str:
-    pub = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    pub = (
+        ed25519.Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
     return f"{name} {pub}\n"
 
 
@@ -55,8 +61,11 @@ def random_glpat() -> str:
 
 
 def snapshot(root: Path) -> dict:
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")
-            if ".git" not in p.parts and "__pycache__" not in p.parts}
+    return {
+        str(p.relative_to(root)): p.stat().st_mtime_ns
+        for p in root.rglob("*")
+        if ".git" not in p.parts and "__pycache__" not in p.parts
+    }
 
 
 @pytest.fixture(scope="module")
@@ -74,18 +83,45 @@ def good(project, tmp_path):
     key = make_key(home / ".ssh", "id_ed25519")
     known = home / ".ssh" / "known_hosts"
     known.write_text(host_key_line("[127.0.0.1]:2222"))
-    env = {k: v for k, v in os.environ.items() if k not in ("CI", "GITLAB_CI", "HPC_SSH_PRIVATE_KEY",
-                                                             "HPC_KNOWN_HOSTS", "HPC_TOTP_SECRET", "HPC_OTP",
-                                                             "WANDB_API_KEY", "GITLAB_TOKEN")}
-    env.update(HOME=str(home), TMPDIR=str(tmp_path / "tmp"), PYTHONPATH=str(project / "src"),
-               HPC_TOTP_SECRET=random_totp(), WANDB_API_KEY=random_wandb(), GITLAB_TOKEN=random_glpat())
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "CI",
+            "GITLAB_CI",
+            "HPC_SSH_PRIVATE_KEY",
+            "HPC_KNOWN_HOSTS",
+            "HPC_TOTP_SECRET",
+            "HPC_OTP",
+            "WANDB_API_KEY",
+            "GITLAB_TOKEN",
+            "MLOPS_TRIGGER_TOKEN",
+        )
+    }
+    env.update(
+        HOME=str(home),
+        TMPDIR=str(tmp_path / "tmp"),
+        PYTHONPATH=str(project / "src"),
+        HPC_TOTP_SECRET=random_totp(),
+        WANDB_API_KEY=random_wandb(),
+        GITLAB_TOKEN=random_glpat(),
+        MLOPS_TRIGGER_TOKEN="glptt-" + secrets.token_hex(20),
+    )  # issue 12: the pipeline trigger token
     (tmp_path / "tmp").mkdir()
     return {"env": env, "home": home, "key": key, "known": known, "tmp": tmp_path / "tmp"}
 
 
 def mlops(project: Path, env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mlops", *args], cwd=project, env=env, capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "mlops", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    )
 
 
 def assert_refused(project: Path, good: dict, expected: list[str], online: bool = False, local: bool = True) -> str:
@@ -114,6 +150,7 @@ def assert_refused(project: Path, good: dict, expected: list[str], online: bool 
 
 # ------------------------------------------------------------------ the good case (so the bad ones can fail)
 
+
 def test_complete_credentials_pass_strict_and_write_the_local_file(project, good):
     check = mlops(project, good["env"], "check-credentials", "--strict")
     assert check.returncode == 0, check.stdout + check.stderr
@@ -133,9 +170,9 @@ def test_complete_credentials_pass_strict_and_write_the_local_file(project, good
         assert local.returncode == 0, local.stderr
         assert oct(path.stat().st_mode & 0o777) == "0o600"
         text = path.read_text()
-        assert f'HPC_SSH_PRIVATE_KEY: "{good["key"]}"' in text           # a path: the key is not copied
+        assert f'HPC_SSH_PRIVATE_KEY: "{good["key"]}"' in text  # a path: the key is not copied
         assert good["key"].read_text() not in text
-        assert good["env"]["HPC_TOTP_SECRET"] in text                    # env variables need their value
+        assert good["env"]["HPC_TOTP_SECRET"] in text  # env variables need their value
         assert good["env"]["HPC_TOTP_SECRET"] not in local.stdout + local.stderr
         ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", str(path)], cwd=project)
         assert ignored.returncode == 0, ".gitlab-ci-local-variables.yml must be gitignored"
@@ -149,7 +186,7 @@ def test_dry_run_upload_lists_flags_and_never_values(project, good):
     assert dry.returncode == 0, dry.stderr
     assert "would set HPC_TOTP_SECRET (env_var, protected, masked and hidden, scope hpc/*) on group/proj" in dry.stdout
     assert "would set HPC_SSH_PRIVATE_KEY (file, protected, not masked, scope hpc/*)" in dry.stdout
-    assert "HPC_OTP" not in dry.stdout                       # typed at job start, never stored
+    assert "HPC_OTP" not in dry.stdout  # typed at job start, never stored
     assert "dry run: nothing was sent" in dry.stdout
     for value in (good["env"]["HPC_TOTP_SECRET"], good["env"]["WANDB_API_KEY"], good["key"].read_text()):
         assert value not in dry.stdout + dry.stderr
@@ -157,6 +194,7 @@ def test_dry_run_upload_lists_flags_and_never_values(project, good):
 
 def test_upload_apply_to_unreachable_gitlab_changes_nothing_and_says_why(project, good):
     from infra.ports import free_port
+
     url = f"http://127.0.0.1:{free_port()}"
     res = mlops(project, good["env"], "variables", "upload", "--project", "group/proj", "--url", url, "--apply")
     assert res.returncode == 2
@@ -180,6 +218,7 @@ def test_non_strict_check_reports_missing_and_exits_zero(project, good):
 
 # ------------------------------------------------------------------ the bad-input matrix, one test per case
 
+
 def test_public_key_given_as_private_key(project, good):
     good["env"]["HPC_SSH_PRIVATE_KEY"] = f"{good['key']}.pub"
     assert_refused(project, good, ["[FAIL] SSH key", "is a PUBLIC key", "the file WITHOUT .pub"])
@@ -193,8 +232,11 @@ def test_private_key_readable_by_others(project, good):
 def test_encrypted_key_in_ci(project, good):
     key = make_key(good["home"] / ".ssh", "id_ed25519", passphrase=secrets.token_hex(8).encode())
     good["env"]["CI"] = "true"
-    out = assert_refused(project, good, ["protected by a passphrase: a CI job cannot type it",
-                                         "give CI its own key without a passphrase"])
+    out = assert_refused(
+        project,
+        good,
+        ["protected by a passphrase: a CI job cannot type it", "give CI its own key without a passphrase"],
+    )
     assert key.read_bytes()  # untouched
     # the same key on a laptop is fine (ssh-agent), and says so
     del good["env"]["CI"]
@@ -205,8 +247,15 @@ def test_encrypted_key_in_ci(project, good):
 
 def test_missing_known_hosts_entry(project, good):
     good["known"].write_text(host_key_line("[127.0.0.1]:2200") + host_key_line("hpc.example.org"))
-    assert_refused(project, good, ["[MISSING] known_hosts entry for the cluster [127.0.0.1]:2222",
-                                   "no line for this host", "never ssh-keyscan inside CI"])
+    assert_refused(
+        project,
+        good,
+        [
+            "[MISSING] known_hosts entry for the cluster [127.0.0.1]:2222",
+            "no line for this host",
+            "never ssh-keyscan inside CI",
+        ],
+    )
 
 
 def test_bad_base32_totp_secret(project, good):
@@ -226,34 +275,42 @@ def test_gitlab_token_of_the_wrong_shape(project, good):
 
 def test_gitlab_deploy_token_is_named(project, good):
     good["env"]["GITLAB_TOKEN"] = "gldt-" + secrets.token_urlsafe(15)
-    assert_refused(project, good, ["is a deploy token, which cannot set CI/CD variables", "project access token"],
-                   local=False)
+    assert_refused(
+        project, good, ["is a deploy token, which cannot set CI/CD variables", "project access token"], local=False
+    )
 
 
 def test_host_unreachable_online(tmp_path, good):
     from infra.ports import free_port
+
     port = free_port()
     project = render(tmp_path / "p", hpc_host="127.0.0.1", hpc_port=str(port), hpc_user="mlopshpc", hpc_auth="key")
     good["known"].write_text(host_key_line(f"[127.0.0.1]:{port}"))
     good["env"]["PYTHONPATH"] = str(project / "src")
-    del good["env"]["GITLAB_TOKEN"]   # keep the GitLab half of --online (needs the internet) out of it
-    assert_refused(project, good, [f"[FAIL] SSH login mlopshpc@[127.0.0.1]:{port}", f"cannot reach 127.0.0.1:{port}"],
-                   online=True)
+    del good["env"]["GITLAB_TOKEN"]  # keep the GitLab half of --online (needs the internet) out of it
+    assert_refused(
+        project, good, [f"[FAIL] SSH login mlopshpc@[127.0.0.1]:{port}", f"cannot reach 127.0.0.1:{port}"], online=True
+    )
 
 
 # ------------------------------------------------------------------ online against a real sshd
 
+
 @pytest.fixture(scope="module")
 def sshd():
     from infra.sshd_totp import TotpSshServer
+
     with TotpSshServer(auth="totp") as server:
         yield server
 
 
 def _online_env(server, good, project):
     good["known"].write_text(server.known_hosts_line + "\n")
-    good["env"].update(PYTHONPATH=str(project / "src"), HPC_SSH_PRIVATE_KEY=str(server.client_key_path),
-                       HPC_TOTP_SECRET=server.totp_secret)
+    good["env"].update(
+        PYTHONPATH=str(project / "src"),
+        HPC_SSH_PRIVATE_KEY=str(server.client_key_path),
+        HPC_TOTP_SECRET=server.totp_secret,
+    )
     return good
 
 
@@ -262,8 +319,9 @@ def test_wrong_user_online(tmp_path, good, sshd):
     _online_env(sshd, good, project)
     del good["env"]["GITLAB_TOKEN"]
     before = sshd.count_logins()
-    out = assert_refused(project, good, ["[FAIL] SSH login wronguser@", "refused the key for wronguser@127.0.0.1"],
-                         online=True)
+    out = assert_refused(
+        project, good, ["[FAIL] SSH login wronguser@", "refused the key for wronguser@127.0.0.1"], online=True
+    )
     assert sshd.totp_secret not in out
     assert sshd.count_logins() == before
 
@@ -271,7 +329,7 @@ def test_wrong_user_online(tmp_path, good, sshd):
 def test_right_user_online_logs_in_once(tmp_path, good, sshd):
     project = render(tmp_path / "p", hpc_host="127.0.0.1", hpc_port=str(sshd.port), hpc_user=sshd.user)
     _online_env(sshd, good, project)
-    del good["env"]["GITLAB_TOKEN"]   # no GitLab here: the GitLab half of --online needs a token to run
+    del good["env"]["GITLAB_TOKEN"]  # no GitLab here: the GitLab half of --online needs a token to run
     before = sshd.count_logins()
     res = mlops(project, good["env"], "check-credentials", "--online", "--strict")
     assert res.returncode == 0, res.stdout + res.stderr
