@@ -382,8 +382,9 @@ def cluster(tmp_path):
     digests = {name: "sha256:" + h * 64 for name, h in (("params", "a"), ("data", "b"), ("model", "c"))}
     manifest = {"images": {name: {"digest": d} for name, d in digests.items()}}
     (workdir / "proj" / "images").mkdir(parents=True)
-    for name, d in digests.items():
+    for name, d in digests.items():  # converted for apptainer: the lower SIF and the code overlay (images room)
         (workdir / "proj" / "images" / f"{name}-{d[7:]}.sif").touch()
+        (workdir / "proj" / "images" / f"{name}-{d[7:]}.code.sqfs").touch()
     log = fake_slurm(tmp_path / "bin", fail_on_call=2)
     env = {
         "CI_COMMIT_SHA": "c0ffee" * 6,
@@ -512,7 +513,7 @@ def test_scheduler_none_runs_stages_tasks_and_the_notification_on_the_host(clust
 
 
 class CountingSession(LocalSession):
-    """LocalSession as a context manager that counts its logins (what `with Session.from_config(s)` does)."""
+    """LocalSession as a context manager that counts its logins (what `with Session.from_settings(s)` does)."""
 
     logins = 0
 
@@ -526,7 +527,8 @@ class CountingSession(LocalSession):
 
 def test_launch_deploys_and_submits_over_one_login(cluster, monkeypatch):
     """`mlops launch` (the CI click): one session, deploy then submit in it; the run is submitted."""
-    from mlops import cli, deploy, transport
+    from mlops import cli, images
+    from mlops.ssh.session import Session
 
     c = cluster
     (c["log"].parent / "n").write_text("5")
@@ -537,8 +539,8 @@ def test_launch_deploys_and_submits_over_one_login(cluster, monkeypatch):
     (root / "images").mkdir()
     (root / "images" / "images.json").write_text(json.dumps(c["manifest"]))
     deployed = []
-    monkeypatch.setattr(transport.Session, "from_config", classmethod(lambda cls, s: CountingSession(c["log"].parent)))
-    monkeypatch.setattr(deploy, "deploy", lambda session, s, path: deployed.append(session) or {"images": {}})
+    monkeypatch.setattr(Session, "from_settings", classmethod(lambda cls, s: CountingSession(c["log"].parent)))
+    monkeypatch.setattr(images, "deploy", lambda session, s, path: deployed.append(session) or {"images": {}})
     monkeypatch.chdir(root)
     for name, value in c["env"].items():
         monkeypatch.setenv(name, value)

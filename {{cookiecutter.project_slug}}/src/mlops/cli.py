@@ -156,10 +156,10 @@ def _cmd_images_show(args) -> int:
 
 # --- cluster verbs: each opens ONE SSH session (mlops.transport) and calls one module function
 def _cluster_session():
-    from .transport import Session
+    from .ssh.session import Session
 
     cfg = settings.load()
-    return cfg, Session.from_config(cfg)
+    return cfg, Session.from_settings(cfg)
 
 
 def _cmd_deploy(args) -> int:
@@ -218,14 +218,14 @@ def _cmd_submit(args) -> int:
 
 def _cmd_launch(args) -> int:
     """deploy + submit over ONE login (one click, one one-time code: the CI job of the click)."""
-    from . import deploy, images, stages
+    from . import images, stages
 
     manifest = images.read_manifest(args.manifest)
     stages.check_manifest(manifest, str(args.manifest))  # before the login
     cfg, session = _cluster_session()
     with session:  # logged in first: a typed one-time code is used before any slow work
-        result = deploy.deploy(session, cfg, args.manifest)
-        deploy.write_report(result, args.report)
+        result = images.deploy(session, cfg, args.manifest)
+        images.write_report(result, args.report)
         return _submit_in(session, cfg, args, manifest)
 
 
