@@ -5,6 +5,7 @@ cluster user, exactly as tests/test_cluster_e2e.py uses them (the helpers come f
 implementation of render/build/login). Started by the benchmark, stopped at its end (by PID).
 Needs root, like the e2e tier.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,14 +20,15 @@ from pathlib import Path
 TEMPLATE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TEMPLATE / "tests"))
 
+import test_cluster_e2e as e2e  # noqa: E402  (Codes, build, git_commit, set_toml, mlops)
+
 from conftest import render  # noqa: E402
 from infra._util import shared_tmpdir  # noqa: E402
 from infra.baseimage import DEFAULT_IMAGE, build_base_rootfs, import_base_image, private_store  # noqa: E402
+from infra.fixtures import TEST_USER  # noqa: E402
 from infra.podman import RootlessPodmanStore  # noqa: E402
 from infra.slurm import LocalSlurm  # noqa: E402
 from infra.sshd_totp import TotpSshServer  # noqa: E402
-from infra.fixtures import TEST_USER  # noqa: E402
-import test_cluster_e2e as e2e  # noqa: E402  (Codes, build, git_commit, set_toml, mlops)
 
 
 def load_text() -> str:
@@ -58,8 +60,16 @@ def local_cluster(max_array_size: int = 1001):
                 secrets.mkdir(mode=0o700)
                 known = secrets / "known_hosts"
                 srv.write_known_hosts(known)
-                yield {"server": srv, "workdir": workdir, "known_hosts": known, "codes": e2e.Codes(srv.totp_secret),
-                       "slurm": slurm, "podman": podman, "store_env": store_env, "work": work}
+                yield {
+                    "server": srv,
+                    "workdir": workdir,
+                    "known_hosts": known,
+                    "codes": e2e.Codes(srv.totp_secret),
+                    "slurm": slurm,
+                    "podman": podman,
+                    "store_env": store_env,
+                    "work": work,
+                }
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if not keep:
@@ -90,9 +100,17 @@ def project(cluster: dict, parameters: dict, parallel: int = 2, model_files: dic
     """A rendered project pointed at the local cluster (podman, SLURM), sized for the one 2-CPU node."""
     srv = cluster["server"]
     with quiet():  # the post-generation hook's credential check speaks to a person, not to this table
-        proj = render(cluster["work"] / f"render-{time.monotonic_ns()}", hpc_host=srv.host, hpc_port=srv.port,
-                      hpc_user=srv.user, hpc_workdir=str(cluster["workdir"]), hpc_auth="totp",
-                      scheduler="slurm", container_runtime="podman", wandb_mode="offline")
+        proj = render(
+            cluster["work"] / f"render-{time.monotonic_ns()}",
+            hpc_host=srv.host,
+            hpc_port=srv.port,
+            hpc_user=srv.user,
+            hpc_workdir=str(cluster["workdir"]),
+            hpc_auth="totp",
+            scheduler="slurm",
+            container_runtime="podman",
+            wandb_mode="offline",
+        )
     (proj / "params" / "parameters.json").write_text(json.dumps(parameters, indent=1))
     e2e.set_toml(proj, "scheduler", "cpus_per_task", "1")
     e2e.set_toml(proj, "scheduler", "mem", '"300M"')
@@ -134,5 +152,6 @@ def wait_gone(slurm: LocalSlurm, job_ids: list[str], timeout: float, interval: f
         if out.returncode == 0 and states and all(s in TERMINAL for s in states):
             return time.time()
         time.sleep(interval)
-    raise RuntimeError(f"jobs {ids} not finished after {timeout:.0f}s: "
-                       + slurm.run(["squeue"], check=False).stdout[-2000:])
+    raise RuntimeError(
+        f"jobs {ids} not finished after {timeout:.0f}s: " + slurm.run(["squeue"], check=False).stdout[-2000:]
+    )

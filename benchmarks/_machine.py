@@ -1,4 +1,5 @@
 """What machine a benchmark ran on, printed with every result table."""
+
 import datetime as dt
 import os
 import platform
@@ -7,14 +8,16 @@ import platform
 def describe() -> str:
     mem = ""
     try:
-        kb = int(next(l for l in open("/proc/meminfo") if l.startswith("MemTotal")).split()[1])
+        kb = int(next(line for line in open("/proc/meminfo") if line.startswith("MemTotal")).split()[1])
         mem = f", {kb / 1024 / 1024:.0f} GiB"
     except (OSError, StopIteration):
         pass
     cpu = ""
     try:
-        cpu = next(l for l in open("/proc/cpuinfo") if l.startswith("model name")).split(":", 1)[1].strip()
+        cpu = next(line for line in open("/proc/cpuinfo") if line.startswith("model name")).split(":", 1)[1].strip()
     except (OSError, StopIteration):
         pass
-    return (f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.platform()}, "
-            f"{os.cpu_count()} cores{mem}, {cpu}, Python {platform.python_version()}")
+    return (
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.platform()}, "
+        f"{os.cpu_count()} cores{mem}, {cpu}, Python {platform.python_version()}"
+    )

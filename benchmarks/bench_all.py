@@ -7,6 +7,7 @@ over as JSON. --write-readme puts the table into README.md between the benchmark
 markers of the benchmarks section. The cluster benchmarks (redeploy, throughput) start sshd, SLURM
 and a cluster user: they need root; --skip-cluster leaves them out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,45 +57,75 @@ def table(r: dict, smoke: bool) -> list[str]:
         add("render", "`cookiecutter --no-input` (hooks included), median", f"{rs['render_s']:.2f} s")
         if "project_suite_s" in rs:
             add("render", "rendered project's own test suite (`pytest -q`)", f"{rs['project_suite_s']:.1f} s")
-            add("render", f"`mlops run --local` ({rs['configurations']}): --jobs 1 / --jobs 2",
+            add(
+                "render",
+                f"`mlops run --local` ({rs['configurations']}): --jobs 1 / --jobs 2",
                 f"{rs['sweep_jobs1_s']:.1f} s / {rs['sweep_jobs2_s']:.1f} s "
-                f"({rs['sweep_jobs1_s'] / rs['sweep_jobs2_s']:.2f}x)")
+                f"({rs['sweep_jobs1_s'] / rs['sweep_jobs2_s']:.2f}x)",
+            )
     if sc := r.get("scale"):
         n, st = sc["configurations"], sc["steps"]
         if "error" not in st.get("validate+expand", {"error": 1}):
             ve = st["validate+expand"]
-            add("scale", f"validate + expand {n:,} configurations", f"{ve['seconds']:.2f} s, peak RSS {ve['peak_rss_mb']:.0f} MB",
-                "< 2 s", ve["seconds"] < 2)
+            add(
+                "scale",
+                f"validate + expand {n:,} configurations",
+                f"{ve['seconds']:.2f} s, peak RSS {ve['peak_rss_mb']:.0f} MB",
+                "< 2 s",
+                ve["seconds"] < 2,
+            )
         if "error" not in st.get("write_envs", {"error": 1}):
             add("scale", f"write {n:,} env files + index.json", f"{st['write_envs']['seconds']:.2f} s")
         if "error" not in st.get("plan", {"error": 1}):
             calls = st["plan"]["model_sbatch_calls"]
-            add("scale", f"sbatch calls for the model stage (MaxArraySize {sc['max_array_size']})", str(calls),
-                f"ceil({n}/{sc['max_array_size']}) = {sc['goal_sbatch_calls']}", calls == sc["goal_sbatch_calls"])
+            add(
+                "scale",
+                f"sbatch calls for the model stage (MaxArraySize {sc['max_array_size']})",
+                str(calls),
+                f"ceil({n}/{sc['max_array_size']}) = {sc['goal_sbatch_calls']}",
+                calls == sc["goal_sbatch_calls"],
+            )
         c = st.get("collect", {})
         if "error" in c:
             add("scale", f"`mlops collect` of {n:,} result dirs", f"failed: {c['error']}", "< 30 s", False)
         elif c:
             plot = c.get("parts_s", {}).get("plot")
-            add("scale", f"`mlops collect` of {n:,} result dirs (SSH excluded)",
+            add(
+                "scale",
+                f"`mlops collect` of {n:,} result dirs (SSH excluded)",
                 f"{c['seconds']:.1f} s, peak RSS {c['peak_rss_mb']:.0f} MB"
-                + (f" (sweep.png: {plot:.1f} s)" if plot is not None else ""), "< 30 s", c["seconds"] < 30)
+                + (f" (sweep.png: {plot:.1f} s)" if plot is not None else ""),
+                "< 30 s",
+                c["seconds"] < 30,
+            )
     if rd := r.get("redeploy"):
         for d in rd["deploys"]:
-            goal, met = {"unchanged": ("0 B", d["bytes"] == 0),
-                         "code-only": ("<= 1 MB", d["bytes"] <= 1_000_000)}.get(d["scenario"], ("", None))
-            add("redeploy", f"`mlops deploy`, {d['scenario']}", f"{d['seconds']:.1f} s, {mb(d['bytes'])} uploaded",
-                goal, met)
+            goal, met = {"unchanged": ("0 B", d["bytes"] == 0), "code-only": ("<= 1 MB", d["bytes"] <= 1_000_000)}.get(
+                d["scenario"], ("", None)
+            )
+            add(
+                "redeploy",
+                f"`mlops deploy`, {d['scenario']}",
+                f"{d['seconds']:.1f} s, {mb(d['bytes'])} uploaded",
+                goal,
+                met,
+            )
     if tp := r.get("throughput"):
         n, k, t = tp["configurations"], tp["slots"], tp["entry_point_s"]
         bare, sub, ours = tp["bare_array_s"], tp["submitit_s"], tp["mlops_model_stage_s"]
-        area = f"sweep {n}x{tp['seconds']:g}s, {k} slots" + (f" (median of {tp['repetitions']})"
-                                                             if tp.get("repetitions", 1) > 1 else "")
+        area = f"sweep {n}x{tp['seconds']:g}s, {k} slots" + (
+            f" (median of {tp['repetitions']})" if tp.get("repetitions", 1) > 1 else ""
+        )
         add(area, f"ideal ceil({n}/{k}) x {t:.2f} s", f"{tp['ideal_s']:.1f} s")
         add(area, f"bare `sbatch --array=0-{n - 1}%{k}`", f"{bare:.1f} s ({bare / tp['ideal_s']:.2f}x ideal)")
         add(area, "submitit `map_array`", f"{sub:.1f} s ({sub / tp['ideal_s']:.2f}x ideal)")
-        add(area, "`mlops submit`, model stage (containers)", f"{ours:.1f} s ({ours / bare:.2f}x bare, "
-            f"{ours / sub:.2f}x submitit)", "<= 1.10x bare, <= 1x submitit", ours <= 1.10 * bare and ours <= sub)
+        add(
+            area,
+            "`mlops submit`, model stage (containers)",
+            f"{ours:.1f} s ({ours / bare:.2f}x bare, {ours / sub:.2f}x submitit)",
+            "<= 1.10x bare, <= 1x submitit",
+            ours <= 1.10 * bare and ours <= sub,
+        )
         add(area, "`mlops submit`, end to end (login, params + data jobs)", f"{tp['mlops_end_to_end_s']:.1f} s")
         add(area, "container start (podman run - direct, median)", f"{tp['container']['container_start_s']:.2f} s")
     return rows
@@ -122,9 +153,15 @@ def main() -> int:
                 print(f"\n=== bench_{name}: skipped ({'--skip-cluster' if args.skip_cluster else 'needs root'})")
                 continue
             results[name] = run(name, args.smoke, Path(tmp))
-    lines = [f"Measured {machine}; load average {load_start} at start, {loadavg()} at end"
-             + (" (smoke mode: small sizes, not the figures of the issue)" if args.smoke else "") + ".",
-             "", "| area | figure | value | goal | met |", "|---|---|---|---|---|", *table(results, args.smoke)]
+    lines = [
+        f"Measured {machine}; load average {load_start} at start, {loadavg()} at end"
+        + (" (smoke mode: small sizes, not the figures of the issue)" if args.smoke else "")
+        + ".",
+        "",
+        "| area | figure | value | goal | met |",
+        "|---|---|---|---|---|",
+        *table(results, args.smoke),
+    ]
     block = "\n".join(lines)
     print("\n" + block)
     if args.write_readme:

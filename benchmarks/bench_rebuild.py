@@ -7,6 +7,7 @@ Runs gitlab-ci-local's build stage three times on one rendered project (registry
 prints per-image seconds and built/cached, from images/images.json. Figures, not assertions: the
 assertions live in tests/test_pipeline.py.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,11 @@ def main() -> int:
         ps.git_init(project)
         rows = []
         with LocalRegistry(tmp / "registry") as reg:
-            for label, change in (("first build", None), ("nothing changed", ""),
-                                  ("model/ changed", "\n# benchmark change\n")):
+            for label, change in (
+                ("first build", None),
+                ("nothing changed", ""),
+                ("model/ changed", "\n# benchmark change\n"),
+            ):
                 if change is not None:
                     if change:
                         with (project / "model" / "train.py").open("a") as fh:
@@ -48,8 +52,10 @@ def main() -> int:
                 rows.append((label, wall, images))
         print(f"{'pipeline':<18}{'job wall s':>11}  " + "  ".join(f"{n:>16}" for n in ("params", "data", "model")))
         for label, wall, images in rows:
-            cells = "  ".join(f"{('built' if images[n]['built'] else 'cached'):>7} {images[n]['seconds']:7.1f}s"
-                              for n in ("params", "data", "model"))
+            cells = "  ".join(
+                f"{('built' if images[n]['built'] else 'cached'):>7} {images[n]['seconds']:7.1f}s"
+                for n in ("params", "data", "model")
+            )
             print(f"{label:<18}{wall:>11.1f}  {cells}")
         first, changed = rows[0][1], rows[2][1]
         print(f"rebuild after a model/ change: {changed:.1f}s vs {first:.1f}s cold ({changed / first:.0%})")

@@ -41,11 +41,15 @@ def deploy(proj: Path, cluster: dict, name: str) -> dict:
     report = proj / f"deploy-{name}.json"
     _, seconds = mlops(proj, cluster, "deploy", "--report", str(report))
     data = json.loads(report.read_text())
-    return {"scenario": name, "seconds": seconds, "bytes": data["bytes_uploaded"],
-            "per_image": {s: data["images"][s]["bytes_uploaded"] for s in STAGES},
-            "convert_s": sum(data["images"][s].get("convert_seconds", 0.0) for s in STAGES),
-            "converted": [s for s in STAGES if data["images"][s]["converted"]],
-            "sizes": {s: data["images"][s]["size"] for s in STAGES}}
+    return {
+        "scenario": name,
+        "seconds": seconds,
+        "bytes": data["bytes_uploaded"],
+        "per_image": {s: data["images"][s]["bytes_uploaded"] for s in STAGES},
+        "convert_s": sum(data["images"][s].get("convert_seconds", 0.0) for s in STAGES),
+        "converted": [s for s in STAGES if data["images"][s]["converted"]],
+        "sizes": {s: data["images"][s]["size"] for s in STAGES},
+    }
 
 
 def pad(proj: Path, megabytes: int) -> None:
@@ -86,36 +90,58 @@ def scenarios(runtime: str, smoke: bool, pad_mb: int) -> tuple[list[dict], dict]
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="the small benchmark model, for CI")
-    ap.add_argument("--runtime", action="append", choices=("podman", "charliecloud"), default=None,
-                    help="runtime(s) to measure side by side (default: podman and charliecloud; --smoke: podman)")
+    ap.add_argument(
+        "--runtime",
+        action="append",
+        choices=("podman", "charliecloud"),
+        default=None,
+        help="runtime(s) to measure side by side (default: podman and charliecloud; --smoke: podman)",
+    )
     ap.add_argument("--pad-mb", type=int, default=0, help="pad the model image with N MB of random data")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = ap.parse_args()
     runtimes = args.runtime or (["podman"] if args.smoke else ["podman", "charliecloud"])
     print(f"machine: {describe()}; {load_text()} at start")
-    print(f"redeploy benchmark ({'benchmark model' if args.smoke else 'the template model'}"
-          f"{f', model padded by {args.pad_mb} MB' if args.pad_mb else ''}; runtimes {', '.join(runtimes)})")
+    print(
+        f"redeploy benchmark ({'benchmark model' if args.smoke else 'the template model'}"
+        f"{f', model padded by {args.pad_mb} MB' if args.pad_mb else ''}; runtimes {', '.join(runtimes)})"
+    )
     figures = {}
     for rt in runtimes:
         results, builds = scenarios(rt, args.smoke, args.pad_mb)
         figures[rt] = {"deploys": results, "build_s": builds}
         sizes = results[0]["sizes"]
-        print(f"{rt}: images " + ", ".join(f"{s} {sizes[s] / 1e6:.1f} MB" for s in STAGES)
-              + "; builds " + ", ".join(f"{k} {v:.1f} s" for k, v in builds.items()))
-        print(f"  {'deploy':<12} {'wall s':>7} {'convert s':>9} {'bytes uploaded':>15}  {'params':>12} {'data':>12}"
-              f" {'model':>12}  converted")
+        print(
+            f"{rt}: images "
+            + ", ".join(f"{s} {sizes[s] / 1e6:.1f} MB" for s in STAGES)
+            + "; builds "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in builds.items())
+        )
+        print(
+            f"  {'deploy':<12} {'wall s':>7} {'convert s':>9} {'bytes uploaded':>15}  {'params':>12} {'data':>12}"
+            f" {'model':>12}  converted"
+        )
         for r in results:
-            print(f"  {r['scenario']:<12} {r['seconds']:7.1f} {r['convert_s']:9.1f} {r['bytes']:>15,}  "
-                  + " ".join(f"{r['per_image'][s]:>12,}" for s in STAGES) + f"  {', '.join(r['converted']) or '-'}")
+            print(
+                f"  {r['scenario']:<12} {r['seconds']:7.1f} {r['convert_s']:9.1f} {r['bytes']:>15,}  "
+                + " ".join(f"{r['per_image'][s]:>12,}" for s in STAGES)
+                + f"  {', '.join(r['converted']) or '-'}"
+            )
         by = {r["scenario"]: r for r in results}
         ratio = by["code-only"]["seconds"] / by["first"]["seconds"]
         print("  goals:")
-        print(f"    unchanged uploads {by['unchanged']['bytes']:,} B (goal 0): "
-              f"{'met' if by['unchanged']['bytes'] == 0 else 'NOT met'}")
-        print(f"    code-only uploads {by['code-only']['bytes']:,} B (goal <= 1 MB): "
-              f"{'met' if by['code-only']['bytes'] <= 1_000_000 else 'NOT met'}")
-        print(f"    code-only deploy+conversion {by['code-only']['seconds']:.1f} s = {ratio:.1%} of the first "
-              f"({by['first']['seconds']:.1f} s; goal <= 10%): {'met' if ratio <= 0.10 else 'NOT met'}")
+        print(
+            f"    unchanged uploads {by['unchanged']['bytes']:,} B (goal 0): "
+            f"{'met' if by['unchanged']['bytes'] == 0 else 'NOT met'}"
+        )
+        print(
+            f"    code-only uploads {by['code-only']['bytes']:,} B (goal <= 1 MB): "
+            f"{'met' if by['code-only']['bytes'] <= 1_000_000 else 'NOT met'}"
+        )
+        print(
+            f"    code-only deploy+conversion {by['code-only']['seconds']:.1f} s = {ratio:.1%} of the first "
+            f"({by['first']['seconds']:.1f} s; goal <= 10%): {'met' if ratio <= 0.10 else 'NOT met'}"
+        )
     print(f"{load_text()} at end")
     if args.json:
         podman = figures[runtimes[0]]

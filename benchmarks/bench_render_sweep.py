@@ -5,6 +5,7 @@
 Prints a table and the ratio; not a test (nothing is asserted). --smoke: one render, no sweep.
 The project test suite is `python -m pytest -q` inside a rendered default project (its own tests).
 """
+
 import argparse
 import json
 import statistics
@@ -39,8 +40,10 @@ def main() -> None:
         renders = []
         for i in range(1 if args.smoke else args.renders):
             renders.append(timed(["cookiecutter", "--no-input", str(TEMPLATE), "-o", str(tmp / f"r{i}")]))
-        print(f"render (cookiecutter --no-input, hooks included): median {statistics.median(renders):.2f}s "
-              f"over {len(renders)} renders (min {min(renders):.2f}s, max {max(renders):.2f}s)")
+        print(
+            f"render (cookiecutter --no-input, hooks included): median {statistics.median(renders):.2f}s "
+            f"over {len(renders)} renders (min {min(renders):.2f}s, max {max(renders):.2f}s)"
+        )
         figures["render_s"] = statistics.median(renders)
         if args.smoke:
             if args.json:
@@ -48,19 +51,29 @@ def main() -> None:
             return
         project = tmp / "r0" / "forecasting-experiments"
         subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(project / ".venv")], check=True)
-        subprocess.run([str(project / ".venv/bin/pip"), "install", "-q", "--no-deps", "--no-build-isolation",
-                        "-e", str(project)], check=True)
+        subprocess.run(
+            [str(project / ".venv/bin/pip"), "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(project)],
+            check=True,
+        )
         mlops = str(project / ".venv/bin/mlops")
         n = subprocess.run([mlops, "params", "validate"], cwd=project, capture_output=True, text=True).stdout
         times = {}
         for jobs in (1, 2):
-            times[jobs] = timed([mlops, "run", "--local", "--jobs", str(jobs), "--run-id", f"bench-j{jobs}"], cwd=project)
-        print(f"local sweep ({n.strip().split('ok, ')[1]}): --jobs 1 {times[1]:.1f}s, --jobs 2 {times[2]:.1f}s, "
-              f"speed-up {times[1] / times[2]:.2f}x (ideal on 2 cores: 2.00x)")
+            times[jobs] = timed(
+                [mlops, "run", "--local", "--jobs", str(jobs), "--run-id", f"bench-j{jobs}"], cwd=project
+            )
+        print(
+            f"local sweep ({n.strip().split('ok, ')[1]}): --jobs 1 {times[1]:.1f}s, --jobs 2 {times[2]:.1f}s, "
+            f"speed-up {times[1] / times[2]:.2f}x (ideal on 2 cores: 2.00x)"
+        )
         suite = timed([str(project / ".venv/bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project)
         print(f"rendered project's test suite (pytest -q): {suite:.1f}s")
-        figures.update(sweep_jobs1_s=times[1], sweep_jobs2_s=times[2], configurations=n.strip().split("ok, ")[1],
-                       project_suite_s=suite)
+        figures.update(
+            sweep_jobs1_s=times[1],
+            sweep_jobs2_s=times[2],
+            configurations=n.strip().split("ok, ")[1],
+            project_suite_s=suite,
+        )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
 

@@ -14,12 +14,13 @@ Measured, each step in a fresh Python process (so peak RSS belongs to that step 
              checked extraction (results.fetch + results.extract), the validated reading (results.read),
              summary.json/.csv, junit.xml, metrics.txt and sweep.png.
              The one thing left out is SSH: the "cluster" commands run through a local shell
-             (LocalShell below: same run()/python() interface as mlops.transport.Session), so
+             (LocalShell below: same run()/python() interface as mlops.ssh.session.Session), so
              login and network transfer time are not included; the bytes of the stream are printed.
 Peak memory is ru_maxrss of the step's process; "baseline" is the same process after its imports,
 before the step. Goals (issue #7): expand < 2 s, collect < 30 s, sbatch calls = ceil(N / MaxArraySize).
 Not a test: nothing is asserted here; --smoke runs 200 configurations (tests/test_benchmarks_smoke.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,15 +51,18 @@ RUN_ID = "p5000"
 def parameters(n: int) -> dict:
     """A grid of exactly n configurations (n = a * b), the shape a real large sweep has."""
     a = next(d for d in range(int(math.isqrt(n)), 0, -1) if n % d == 0)
-    return {"fixed": {"horizon": 24, "test_fraction": 0.2},
-            "grid": {"window": list(range(1, a + 1)), "seed": list(range(n // a))},
-            "max_configurations": max(10_000, n)}
+    return {
+        "fixed": {"horizon": 24, "test_fraction": 0.2},
+        "grid": {"window": list(range(1, a + 1)), "seed": list(range(n // a))},
+        "max_configurations": max(10_000, n),
+    }
 
 
 # ------------------------------------------------------------------ the "cluster" side, without SSH
 
+
 class LocalShell:
-    """mlops.transport.Session's run()/python() on this machine: the commands collect sends to the
+    """mlops.ssh.session.Session's run()/python() on this machine: the commands collect sends to the
     login node run for real in a local bash / python3, only the SSH hop is missing."""
 
     def run(self, command, stdin: bytes | None = None, timeout: float = 600, check: bool = True, stdout=None):
@@ -100,20 +104,44 @@ def make_cluster_run(workdir: Path, n: int) -> Path:
         res.mkdir()
         failed = i % 100 == 99
         if failed:
-            (res / "log").write_text("".join(f"epoch {e}: loss nan\n" for e in range(40))
-                                     + "RuntimeError: diverged\n")
+            (res / "log").write_text("".join(f"epoch {e}: loss nan\n" for e in range(40)) + "RuntimeError: diverged\n")
         else:
             mae = rng.uniform(0.5, 2.0)
-            (res / "metrics.json").write_text(json.dumps(
-                {"mae": mae, "rmse": mae * 1.3, "mase": mae / 1.1, "train_seconds": 2.0,
-                 "n_train": 800, "n_test": 200}, indent=1) + "\n")
+            (res / "metrics.json").write_text(
+                json.dumps(
+                    {
+                        "mae": mae,
+                        "rmse": mae * 1.3,
+                        "mase": mae / 1.1,
+                        "train_seconds": 2.0,
+                        "n_train": 800,
+                        "n_test": 200,
+                    },
+                    indent=1,
+                )
+                + "\n"
+            )
             (res / "log").write_text(json.dumps({"mae": mae}) + "\n")
-        rundir.write_task_state(run, c.config_id, {"status": "failed" if failed else "completed",
-                                                   "exit_code": 1 if failed else 0, "started": now,
-                                                   "duration_s": 2.0, "attempt": 1, "job": f"1000_{i}"})
-    attempt = {"attempt": 1, "kind": "none", "indices": list(range(n)), "submitted": now,
-               "config_ids": [c.config_id for c in configs],
-               "model": [{"job": None, "offset": 0, "indices": list(range(n))}]}
+        rundir.write_task_state(
+            run,
+            c.config_id,
+            {
+                "status": "failed" if failed else "completed",
+                "exit_code": 1 if failed else 0,
+                "started": now,
+                "duration_s": 2.0,
+                "attempt": 1,
+                "job": f"1000_{i}",
+            },
+        )
+    attempt = {
+        "attempt": 1,
+        "kind": "none",
+        "indices": list(range(n)),
+        "submitted": now,
+        "config_ids": [c.config_id for c in configs],
+        "model": [{"job": None, "offset": 0, "indices": list(range(n))}],
+    }
     (run / "state" / "jobs.json").write_text(json.dumps([attempt]))
     return run
 
@@ -142,6 +170,7 @@ def write_params(where: Path, n: int) -> Path:
 
 # ------------------------------------------------------------------ one step per child process
 
+
 def time_parts() -> dict:
     """Wrap the functions collect.collect calls (the real ones run) to say where its time goes."""
     from mlops.cluster import state as cluster_state
@@ -158,6 +187,7 @@ def time_parts() -> dict:
                 return real(*a, **kw)
             finally:
                 spent[name] = spent.get(name, 0.0) + time.perf_counter() - t0
+
         setattr(module, name, wrapper)
 
     timed(cluster_state, "status")
@@ -173,18 +203,19 @@ def time_parts() -> dict:
 
 def step(name: str, work: Path, n: int, max_array: int) -> dict:
     """Runs in a child process: import, note the baseline RSS, time the step, report peak RSS."""
+    import matplotlib  # collect.plot imports it lazily; count the import in the baseline, not the step
+
     from mlops import params  # noqa: F401  (imports before the baseline)
     from mlops.cluster import slurm, state  # noqa: F401
     from mlops.results import collect
 
-    import matplotlib  # collect.plot imports it lazily; count the import in the baseline, not the step
     matplotlib.use("Agg")
     import matplotlib.pyplot  # noqa: F401
 
     params_file = write_params(work, n)
     extra: dict = {}
     if name == "collect":
-        make_cluster_run(work / "cluster", n)   # the inputs are written before the clock starts
+        make_cluster_run(work / "cluster", n)  # the inputs are written before the clock starts
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     if name == "validate":
@@ -203,20 +234,26 @@ def step(name: str, work: Path, n: int, max_array: int) -> dict:
     elif name == "plan":
         opts = slurm.SlurmOptions(parallel=4)
         files, chunks = slurm.batch_scripts("/cluster/run", SLUG, opts, list(range(n)), max_array, 1, True, None)
-        model_files = [f for f in files if f.startswith("model-")]   # submit_slurm.sh: one sbatch per file
-        extra.update(model_sbatch_calls=len(model_files),
-                     arrays=len(chunks), largest_task_id=max(max(c["indices"]) - c["offset"] for c in chunks),
-                     all_sbatch_calls=len(files))
+        model_files = [f for f in files if f.startswith("model-")]  # submit_slurm.sh: one sbatch per file
+        extra.update(
+            model_sbatch_calls=len(model_files),
+            arrays=len(chunks),
+            largest_task_id=max(max(c["indices"]) - c["offset"] for c in chunks),
+            all_sbatch_calls=len(files),
+        )
     elif name == "collect":
         cfg = bench_settings(work, work / "cluster")
         out = work / "artifacts"
         parts = time_parts()
         t0 = time.perf_counter()
         result = collect.collect(LocalShell(), cfg, RUN_ID, out, out=io.StringIO())
-        extra.update(rows=len(result["rows"]), stream_bytes=result["bytes"], counts={
-            k: v for k, v in result["counts"].items() if v},
+        extra.update(
+            rows=len(result["rows"]),
+            stream_bytes=result["bytes"],
+            counts={k: v for k, v in result["counts"].items() if v},
             outputs=sorted(p.name for p in out.iterdir() if p.is_file()),
-            parts_s={k: round(v, 3) for k, v in parts.items()})
+            parts_s={k: round(v, 3) for k, v in parts.items()},
+        )
     else:
         raise SystemExit(f"unknown step {name}")
     seconds = time.perf_counter() - t0
@@ -227,9 +264,23 @@ def step(name: str, work: Path, n: int, max_array: int) -> dict:
 def run_step(name: str, n: int, max_array: int, tmp: Path) -> dict:
     work = tmp / name
     work.mkdir()
-    proc = subprocess.run([sys.executable, __file__, "--child", name, "--configs", str(n),
-                           "--max-array-size", str(max_array), "--work", str(work)],
-                          capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            name,
+            "--configs",
+            str(n),
+            "--max-array-size",
+            str(max_array),
+            "--work",
+            str(work),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if proc.returncode != 0:
         return {"step": name, "error": (proc.stderr.strip().splitlines() or ["?"])[-1], "stderr": proc.stderr[-3000:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -268,8 +319,10 @@ def main() -> int:
                 print(f"  {name:<16} FAILED: {r['error']}\n{r['stderr']}")
                 continue
             detail = {k: v for k, v in r.items() if k not in ("step", "seconds", "peak_rss_mb", "baseline_rss_mb")}
-            print(f"  {name:<16} {r['seconds']:8.3f} s   peak RSS {r['peak_rss_mb']:6.0f} MB "
-                  f"(baseline {r['baseline_rss_mb']:.0f} MB)   {json.dumps(detail) if detail else ''}")
+            print(
+                f"  {name:<16} {r['seconds']:8.3f} s   peak RSS {r['peak_rss_mb']:6.0f} MB "
+                f"(baseline {r['baseline_rss_mb']:.0f} MB)   {json.dumps(detail) if detail else ''}"
+            )
     goal_calls = math.ceil(n / args.max_array_size)
     print("goals:")
     failed = [k for k, r in results.items() if "error" in r]
@@ -278,15 +331,26 @@ def main() -> int:
         print(f"  validate+expand {t:.3f} s (goal < 2 s): {'met' if t < 2 else 'NOT met'}")
     if "plan" in results and "error" not in results["plan"]:
         calls = results["plan"]["model_sbatch_calls"]
-        print(f"  model-stage sbatch calls {calls} (goal ceil({n} / {args.max_array_size}) = {goal_calls}): "
-              f"{'met' if calls == goal_calls else 'NOT met'}")
+        print(
+            f"  model-stage sbatch calls {calls} (goal ceil({n} / {args.max_array_size}) = {goal_calls}): "
+            f"{'met' if calls == goal_calls else 'NOT met'}"
+        )
     if "collect" in results and "error" not in results["collect"]:
         t = results["collect"]["seconds"]
         print(f"  collect {t:.2f} s (goal < 30 s, SSH excluded): {'met' if t < 30 else 'NOT met'}")
     print(f"{load_text()} at end")
     if args.json:
-        args.json.write_text(json.dumps({"configurations": n, "max_array_size": args.max_array_size,
-                                         "goal_sbatch_calls": goal_calls, "steps": results}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "configurations": n,
+                    "max_array_size": args.max_array_size,
+                    "goal_sbatch_calls": goal_calls,
+                    "steps": results,
+                },
+                indent=1,
+            )
+        )
     return 1 if failed else 0
 
 

@@ -22,6 +22,7 @@ The model (benchmarks/_bench_model.py) sleeps WORK_SECONDS: the figures measure 
 Goals (issue #7): mlops no slower than submitit; within 1.10x of the bare array, containers included.
 Not a test: nothing is asserted; --smoke: 4 configurations of 0.2 s (tests/test_benchmarks_smoke.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,7 +85,7 @@ def median_time(argv_fn, reps: int) -> float:
 
 def container_cost(cluster: dict, proj: Path, manifest: dict, seconds: float, reps: int) -> dict:
     """podman run of the model image (mlops's own argv) vs the entry point directly, as the cluster user."""
-    from mlops import config
+    from mlops import settings
     from mlops.images import runtime
 
     podman = cluster["podman"]
@@ -95,14 +96,21 @@ def container_cost(cluster: dict, proj: Path, manifest: dict, seconds: float, re
     user_dir = cluster["workdir"] / "model-copy"
     subprocess.run(["cp", "-r", str(proj / "model"), str(user_dir)], check=True)
     subprocess.run(["chown", "-R", f"{cluster['server'].user}:", str(scratch), str(user_dir)], check=True)
-    cfg = config.load(proj)
-    image = runtime.Image("model", manifest["images"]["model"]["digest"], f"{runtime.cluster_root(cfg)}/images",
-                          cfg.slug, "podman")
+    cfg = settings.load(proj)
+    image = runtime.Image(
+        "model", manifest["images"]["model"]["digest"], f"{cfg.cluster_root}/images", cfg.project.slug, "podman"
+    )
     # run_argv has shell words (e.g. --user $(id -u)): run it as the task script does, through bash
     command = runtime.shell_join(runtime.run_argv(image, str(scratch), str(env_file)))
     container = median_time(lambda: podman.run(["bash", "-c", command], timeout=300), reps)
-    direct = median_time(lambda: podman.run(["bash", "-c", f"cd {user_dir} && exec python3 train.py"], timeout=300, env={
-        "WORK_SECONDS": str(seconds), "SEED": "0", "RESULT_DIR": str(scratch / "results" / "y")}), reps)
+    direct = median_time(
+        lambda: podman.run(
+            ["bash", "-c", f"cd {user_dir} && exec python3 train.py"],
+            timeout=300,
+            env={"WORK_SECONDS": str(seconds), "SEED": "0", "RESULT_DIR": str(scratch / "results" / "y")},
+        ),
+        reps,
+    )
     return {"podman_run_s": container, "direct_s": direct, "container_start_s": container - direct}
 
 
@@ -116,9 +124,14 @@ def run_mlops(cluster: dict, proj: Path, run_id: str, n: int) -> dict:
     records = [json.loads(p.read_text()) for p in (run_dir / "state" / "tasks").glob("*.json")]
     eligible = (run_dir / "state" / "data.rc").stat().st_mtime
     # duration_s: the task wrapper's own clock around `podman run` (container start and stop included)
-    return {"end_to_end_s": end - t0, "model_stage_s": end - eligible, "submit_command_s": submit_s,
-            "task_s": statistics.mean(r.get("duration_s", 0) for r in records) if records else 0.0,
-            "completed": sum(r["status"] == "completed" for r in records), "run_dir": run_dir}
+    return {
+        "end_to_end_s": end - t0,
+        "model_stage_s": end - eligible,
+        "submit_command_s": submit_s,
+        "task_s": statistics.mean(r.get("duration_s", 0) for r in records) if records else 0.0,
+        "completed": sum(r["status"] == "completed" for r in records),
+        "run_dir": run_dir,
+    }
 
 
 def run_bare(cluster: dict, run_dir: Path, model_dir: Path, n: int, slots: int, rep: int) -> dict:
@@ -127,8 +140,17 @@ def run_bare(cluster: dict, run_dir: Path, model_dir: Path, n: int, slots: int, 
     script = out / "task.sh"
     script.write_text(bare_script(run_dir, out, model_dir))
     t0 = time.time()
-    proc = cluster["slurm"].run(["sbatch", "--parsable", f"--array=0-{n - 1}%{slots}", "--cpus-per-task=1",
-                                 "--mem=300M", f"--output={out}/logs/%A_%a.out", str(script)])
+    proc = cluster["slurm"].run(
+        [
+            "sbatch",
+            "--parsable",
+            f"--array=0-{n - 1}%{slots}",
+            "--cpus-per-task=1",
+            "--mem=300M",
+            f"--output={out}/logs/%A_%a.out",
+            str(script),
+        ]
+    )
     job = proc.stdout.strip().split(";")[0]
     end = wait_gone(cluster["slurm"], [job], timeout=60 + 30 * n)
     return {"wall_s": end - t0, "completed": count_metrics(out)}
@@ -139,10 +161,15 @@ def run_submitit(cluster: dict, run_dir: Path, model_dir: Path, n: int, slots: i
 
     out = cluster["work"] / f"submitit-{rep}"
     out.mkdir()
-    os.environ["SLURM_CONF"] = str(cluster["slurm"].conf_path)   # submitit calls sbatch from this process
+    os.environ["SLURM_CONF"] = str(cluster["slurm"].conf_path)  # submitit calls sbatch from this process
     executor = submitit.AutoExecutor(folder=str(out / "jobs"), cluster="slurm")
-    executor.update_parameters(slurm_array_parallelism=slots, cpus_per_task=1, slurm_mem="300M", timeout_min=30,
-                               slurm_partition=cluster["slurm"].partition)
+    executor.update_parameters(
+        slurm_array_parallelism=slots,
+        cpus_per_task=1,
+        slurm_mem="300M",
+        timeout_min=30,
+        slurm_partition=cluster["slurm"].partition,
+    )
     t0 = time.time()
     jobs = executor.map_array(train_one, list(range(n)), [str(run_dir)] * n, [str(out)] * n, [str(model_dir)] * n)
     array = jobs[0].job_id.split("_")[0]
@@ -163,8 +190,9 @@ def main() -> int:
     print(f"machine: {describe()}; {load_text()} at start")
     print(f"throughput benchmark: {n} configurations of {seconds:g} s, {args.slots} at a time")
     with local_cluster() as cluster:
-        proj = project(cluster, _bench_model.parameters(n, seconds), parallel=args.slots,
-                       model_files=_bench_model.FILES)
+        proj = project(
+            cluster, _bench_model.parameters(n, seconds), parallel=args.slots, model_files=_bench_model.FILES
+        )
         manifest, build_s = build(proj, cluster)
         _, deploy_s = mlops(proj, cluster, "deploy")
         print(f"  setup: build {build_s:.1f} s, deploy {deploy_s:.1f} s (see bench_redeploy.py for deploy figures)")
@@ -176,12 +204,14 @@ def main() -> int:
         for rep in range(1 if args.smoke else args.repeat):
             # interleaved, so that a change of the machine's load hits every contender alike
             reps["mlops"].append(run_mlops(cluster, proj, f"bench-throughput-{rep}", n))
-            run_dir = reps["mlops"][0]["run_dir"]   # bare and submitit read the same env files and data
+            run_dir = reps["mlops"][0]["run_dir"]  # bare and submitit read the same env files and data
             reps["bare"].append(run_bare(cluster, run_dir, model_dir, n, args.slots, rep))
             reps["submitit"].append(run_submitit(cluster, run_dir, model_dir, n, args.slots, rep))
-            print(f"  repetition {rep + 1}: mlops model stage {reps['mlops'][-1]['model_stage_s']:.1f} s, "
-                  f"bare {reps['bare'][-1]['wall_s']:.1f} s, submitit {reps['submitit'][-1]['wall_s']:.1f} s",
-                  flush=True)
+            print(
+                f"  repetition {rep + 1}: mlops model stage {reps['mlops'][-1]['model_stage_s']:.1f} s, "
+                f"bare {reps['bare'][-1]['wall_s']:.1f} s, submitit {reps['submitit'][-1]['wall_s']:.1f} s",
+                flush=True,
+            )
         ideal = math.ceil(n / args.slots) * t
     med = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
     ours = {k: med(reps["mlops"], k) for k in ("model_stage_s", "end_to_end_s", "submit_command_s", "task_s")}
@@ -189,26 +219,48 @@ def main() -> int:
     bare = {"wall_s": med(reps["bare"], "wall_s"), "completed": min(r["completed"] for r in reps["bare"])}
     sub = {"wall_s": med(reps["submitit"], "wall_s"), "completed": min(r["completed"] for r in reps["submitit"])}
     figures = {
-        "configurations": n, "seconds": seconds, "slots": args.slots, "entry_point_s": t, "ideal_s": ideal,
-        "container": cost, "mlops_model_stage_s": ours["model_stage_s"], "mlops_end_to_end_s": ours["end_to_end_s"],
-        "mlops_submit_command_s": ours["submit_command_s"], "mlops_task_s": ours["task_s"], "submitit_s": sub["wall_s"], "bare_array_s": bare["wall_s"],
+        "configurations": n,
+        "seconds": seconds,
+        "slots": args.slots,
+        "entry_point_s": t,
+        "ideal_s": ideal,
+        "container": cost,
+        "mlops_model_stage_s": ours["model_stage_s"],
+        "mlops_end_to_end_s": ours["end_to_end_s"],
+        "mlops_submit_command_s": ours["submit_command_s"],
+        "mlops_task_s": ours["task_s"],
+        "submitit_s": sub["wall_s"],
+        "bare_array_s": bare["wall_s"],
         "completed": {"mlops": ours["completed"], "submitit": sub["completed"], "bare": bare["completed"]},
         "repetitions": len(reps["mlops"]),
         "all": {k: [r.get("model_stage_s", r.get("wall_s")) for r in v] for k, v in reps.items()},
     }
-    print(f"  entry point run directly: {t:.2f} s; container start (podman run - direct, median): "
-          f"{cost['container_start_s']:.2f} s (podman run {cost['podman_run_s']:.2f} s, direct {cost['direct_s']:.2f} s)")
-    rows = [("ideal ceil(N/slots)*t", ideal), ("bare sbatch --array", bare["wall_s"]), ("submitit", sub["wall_s"]),
-            ("mlops submit, model stage", ours["model_stage_s"]), ("mlops submit, end to end", ours["end_to_end_s"])]
+    print(
+        f"  entry point run directly: {t:.2f} s; container start (podman run - direct, median): "
+        f"{cost['container_start_s']:.2f} s (podman run {cost['podman_run_s']:.2f} s, direct {cost['direct_s']:.2f} s)"
+    )
+    rows = [
+        ("ideal ceil(N/slots)*t", ideal),
+        ("bare sbatch --array", bare["wall_s"]),
+        ("submitit", sub["wall_s"]),
+        ("mlops submit, model stage", ours["model_stage_s"]),
+        ("mlops submit, end to end", ours["end_to_end_s"]),
+    ]
     print(f"  medians of {len(reps['mlops'])} interleaved repetition(s):")
     print(f"  {'contender':<28} {'wall s':>8} {'/ideal':>7} {'/bare':>7}  completed")
-    done = {"bare sbatch --array": bare["completed"], "submitit": sub["completed"],
-            "mlops submit, model stage": ours["completed"], "mlops submit, end to end": ours["completed"]}
+    done = {
+        "bare sbatch --array": bare["completed"],
+        "submitit": sub["completed"],
+        "mlops submit, model stage": ours["completed"],
+        "mlops submit, end to end": ours["completed"],
+    }
     for name, wall in rows:
         print(f"  {name:<28} {wall:8.1f} {wall / ideal:7.2f} {wall / bare['wall_s']:7.2f}  {done.get(name, '')}")
-    print(f"  (`mlops submit` itself, login included: {ours['submit_command_s']:.1f} s; one mlops model task as its "
-          f"wrapper timed it, podman run included: {ours['task_s']:.2f} s mean, vs {t:.2f} s for the entry point "
-          f"run directly)")
+    print(
+        f"  (`mlops submit` itself, login included: {ours['submit_command_s']:.1f} s; one mlops model task as its "
+        f"wrapper timed it, podman run included: {ours['task_s']:.2f} s mean, vs {t:.2f} s for the entry point "
+        f"run directly)"
+    )
     r_sub, r_bare = ours["model_stage_s"] / sub["wall_s"], ours["model_stage_s"] / bare["wall_s"]
     print("goals:")
     print(f"  mlops model stage / submitit = {r_sub:.2f} (goal <= 1.00): {'met' if r_sub <= 1.0 else 'NOT met'}")

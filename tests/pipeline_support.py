@@ -10,6 +10,7 @@ Shared by tests/test_pipeline*.py and benchmarks/bench_rebuild.py. What stands i
   - the builder's storage: one private containers store under $MLOPS_TEST_CACHE, shared with the
     e2e tier, with the debootstrap base image (Docker Hub is unreachable here).
 """
+
 from __future__ import annotations
 
 import json
@@ -46,9 +47,14 @@ def store_env(cache_root: Path) -> dict:
 
 def build_env(store: dict) -> dict:
     """Environment for gitlab-ci-local: the store, the local base image and the machine-only knobs."""
-    env = {**store, "MLOPS_BASE_IMAGE": baseimage.DEFAULT_IMAGE,
-           # Offline job venvs: whatever the jobs install must already be on the test machine.
-           "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env = {
+        **store,
+        "MLOPS_BASE_IMAGE": baseimage.DEFAULT_IMAGE,
+        # Offline job venvs: whatever the jobs install must already be on the test machine.
+        "PIP_NO_INDEX": "1",
+        "PIP_NO_BUILD_ISOLATION": "0",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
     if HOST_CA_BUNDLE.is_file():
         # THIS machine intercepts TLS to PyPI: trust its CA inside the builds, for the build only
         # (a volume is not part of the image). The generic knob, documented in the README.
@@ -59,29 +65,55 @@ def build_env(store: dict) -> dict:
 def git_init(project: Path) -> str:
     """gitlab-ci-local only hands git-tracked files to jobs: commit everything; returns the sha."""
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=project, check=True)
-    subprocess.run(["git", "remote", "add", "origin", "https://gitlab.example.com/group/proj.git"],
-                   cwd=project, check=True)
+    subprocess.run(
+        ["git", "remote", "add", "origin", "https://gitlab.example.com/group/proj.git"], cwd=project, check=True
+    )
     return git_commit(project, "initial")
 
 
 def git_commit(project: Path, message: str) -> str:
     subprocess.run(["git", "add", "-A"], cwd=project, check=True)
     subprocess.run([*GIT, "commit", "-q", "--allow-empty", "-m", message], cwd=project, check=True)
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
-def gcl(project: Path, home: Path, *args: str, env: dict | None = None, registry_host: str | None = None,
-        timeout: float = 1800) -> subprocess.CompletedProcess:
+def gcl(
+    project: Path,
+    home: Path,
+    *args: str,
+    env: dict | None = None,
+    registry_host: str | None = None,
+    timeout: float = 1800,
+) -> subprocess.CompletedProcess:
     """Run gitlab-ci-local in `project` with all its state inside `project` and `home`."""
-    argv = [GCL, "--force-shell-executor", "--shell-isolation", "--home", str(home),
-            "--state-dir", ".gitlab-ci-local", "--concurrency", "1", "--no-color", "--max-job-name-padding", "0"]
+    argv = [
+        GCL,
+        "--force-shell-executor",
+        "--shell-isolation",
+        "--home",
+        str(home),
+        "--state-dir",
+        ".gitlab-ci-local",
+        "--concurrency",
+        "1",
+        "--no-color",
+        "--max-job-name-padding",
+        "0",
+    ]
     if registry_host:
-        argv += ["--variable", f"CI_REGISTRY={registry_host}",
-                 "--variable", f"CI_REGISTRY_IMAGE={registry_host}/group/proj",
-                 "--ignore-predefined-vars", "CI_REGISTRY,CI_REGISTRY_IMAGE"]
-    return subprocess.run([*argv, *args], cwd=project, env=env or os.environ.copy(), capture_output=True,
-                          text=True, timeout=timeout)
+        argv += [
+            "--variable",
+            f"CI_REGISTRY={registry_host}",
+            "--variable",
+            f"CI_REGISTRY_IMAGE={registry_host}/group/proj",
+            "--ignore-predefined-vars",
+            "CI_REGISTRY,CI_REGISTRY_IMAGE",
+        ]
+    return subprocess.run(
+        [*argv, *args], cwd=project, env=env or os.environ.copy(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def list_jobs(project: Path, home: Path, *variables: str) -> dict[str, dict]:
@@ -92,11 +124,12 @@ def list_jobs(project: Path, home: Path, *variables: str) -> dict[str, dict]:
     names = ",".join(v.split("=", 1)[0] for v in variables)
     if names:
         args += ["--ignore-predefined-vars", names]
-    proc = subprocess.run([GCL, "--home", str(home), "--no-color", *args], cwd=project, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [GCL, "--home", str(home), "--no-color", *args], cwd=project, capture_output=True, text=True, timeout=300
+    )
     match = re.search(r"^\[$", proc.stdout, re.MULTILINE)
     assert proc.returncode == 0 and match, f"--list-json failed:\n{proc.stdout}\n{proc.stderr}"
-    return {job["name"]: job for job in json.loads(proc.stdout[match.start():])}
+    return {job["name"]: job for job in json.loads(proc.stdout[match.start() :])}
 
 
 def artifacts(project: Path, job: str) -> Path:

@@ -5,6 +5,7 @@ runs the real code path to the end and reports the figures it promises (a rename
 broken cluster command would make a script crash or print nothing). The cluster ones start sshd,
 SLURM and rootless podman like the e2e tier, so they belong to it.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,12 @@ NUMBER = r"\d+(?:\.\d+)?"
 
 
 def bench(name: str, *args: str, timeout: float = 600) -> str:
-    proc = subprocess.run([sys.executable, str(BENCH / f"bench_{name}.py"), "--smoke", *args],
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / f"bench_{name}.py"), "--smoke", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, f"rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert proc.stdout.startswith("machine: "), proc.stdout[:500]
     return proc.stdout
@@ -35,7 +40,9 @@ def test_scale_smoke_prints_every_step(tmp_path):
         assert re.search(rf"^  {re.escape(step)} +{NUMBER} s +peak RSS +{NUMBER} MB", out, re.M), (step, out)
     figures = json.loads((tmp_path / "scale.json").read_text())
     steps = figures["steps"]
-    assert steps["expand"]["configurations"] == 200 and steps["write_envs"]["files"] == 202  # 200 env files + index.json + ids.txt
+    assert (
+        steps["expand"]["configurations"] == 200 and steps["write_envs"]["files"] == 202
+    )  # 200 env files + index.json + ids.txt
     assert steps["plan"]["model_sbatch_calls"] == figures["goal_sbatch_calls"] == 1
     collect = steps["collect"]
     assert collect["rows"] == 200 and collect["counts"] == {"completed": 198, "failed": 2}
@@ -47,7 +54,7 @@ def test_scale_smoke_prints_every_step(tmp_path):
 def test_scale_plan_splits_at_max_array_size(tmp_path):
     bench("scale", "--max-array-size", "64", "--json", str(tmp_path / "scale.json"))
     plan = json.loads((tmp_path / "scale.json").read_text())["steps"]["plan"]
-    assert plan["model_sbatch_calls"] == plan["arrays"] == 4      # ceil(200 / 64)
+    assert plan["model_sbatch_calls"] == plan["arrays"] == 4  # ceil(200 / 64)
     assert plan["largest_task_id"] <= 63
 
 
@@ -66,8 +73,10 @@ def test_render_smoke_and_results_table(tmp_path):
     assert any("`mlops collect` of 200 result dirs" in r for r in rows), rows
 
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the cluster benchmarks start sshd, SLURM and a "
-                                                            "cluster user: they need root (as the e2e tier)")
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0,
+    reason="the cluster benchmarks start sshd, SLURM and a cluster user: they need root (as the e2e tier)",
+)
 
 
 @pytest.mark.e2e

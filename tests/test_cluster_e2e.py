@@ -4,9 +4,11 @@ Nothing is faked: the rendered project's own `mlops deploy/submit/status/collect
 with key + one-time code (one login per command), upload the images built by `mlops build`
 (buildah), and the sweep runs as SLURM jobs in rootless podman as an unprivileged user.
 Faults: a crashing configuration, a wrong code, a changed host key, a code-only change (<= 1 MB,
-0 bytes for the other images), a cut blob upload, a corrupt blob in the store, `--failed-only`, cancel; plus scheduler=none and
+0 bytes for the other images), a cut blob upload, a corrupt blob in the store, `--failed-only`, cancel;
+plus scheduler=none and
 charliecloud on the same login node. Needs root (it creates the cluster user and daemons).
 """
+
 from __future__ import annotations
 
 import http.server
@@ -36,10 +38,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 
 # 4 configurations with MaxArraySize 3: the model stage must be split into two arrays.
 SLURM_MAX_ARRAY_SIZE = 3
-PARAMETERS = {"fixed": {"horizon": 24, "test_fraction": 0.2, "seed": 0},
-              "grid": {"window": [24, 48], "alpha": [0.1, 10.0]}, "max_configurations": 100}
-CRASH = '    if WINDOW == 48 and ALPHA == 10.0:  # e2e fault: this configuration crashes\n' \
-        '        raise RuntimeError("diverged: injected by the e2e test")\n'
+PARAMETERS = {
+    "fixed": {"horizon": 24, "test_fraction": 0.2, "seed": 0},
+    "grid": {"window": [24, 48], "alpha": [0.1, 10.0]},
+    "max_configurations": 100,
+}
+CRASH = (
+    "    if WINDOW == 48 and ALPHA == 10.0:  # e2e fault: this configuration crashes\n"
+    '        raise RuntimeError("diverged: injected by the e2e test")\n'
+)
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
@@ -68,18 +75,32 @@ def cluster(ssh_server, rootless_podman, tmp_path_factory):
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-def mlops(project: Path, cluster: dict, *args, code: str | None = None, known_hosts=None, timeout=900,
-          env_extra=None, popen=False):
+def mlops(
+    project: Path,
+    cluster: dict,
+    *args,
+    code: str | None = None,
+    known_hosts=None,
+    timeout=900,
+    env_extra=None,
+    popen=False,
+):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CI_", "HPC_", "MLOPS_RUN", "WANDB_"))}
-    env.update({"PYTHONPATH": str(project / "src"), "HPC_SSH_PRIVATE_KEY": str(cluster["server"].client_key_path),
-                "HPC_KNOWN_HOSTS": str(known_hosts or cluster["known_hosts"]),
-                "HPC_OTP": code if code is not None else cluster["codes"].next(), **(env_extra or {})})
+    env.update(
+        {
+            "PYTHONPATH": str(project / "src"),
+            "HPC_SSH_PRIVATE_KEY": str(cluster["server"].client_key_path),
+            "HPC_KNOWN_HOSTS": str(known_hosts or cluster["known_hosts"]),
+            "HPC_OTP": code if code is not None else cluster["codes"].next(),
+            **(env_extra or {}),
+        }
+    )
     argv = [sys.executable, "-m", "mlops", *args]
     if popen:
-        return subprocess.Popen(argv, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
-    return subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+        return subprocess.Popen(argv, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(
+        argv, cwd=project, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
 
 
 def ok(proc) -> subprocess.CompletedProcess:
@@ -88,11 +109,21 @@ def ok(proc) -> subprocess.CompletedProcess:
 
 
 def build(project: Path, store_env: dict, *images: str) -> dict:
-    env = {**store_env, "PYTHONPATH": str(project / "src"), "MLOPS_BASE_IMAGE": DEFAULT_IMAGE,
-           # this machine intercepts TLS: lend the host CA bundle to pip for the build only
-           "MLOPS_BUILD_EXTRA_ARGS": f"-v {CA_BUNDLE}:{CA_BUNDLE}:ro"}
-    proc = subprocess.run([sys.executable, "-m", "mlops", "build", "--no-push", *images], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=1800)
+    env = {
+        **store_env,
+        "PYTHONPATH": str(project / "src"),
+        "MLOPS_BASE_IMAGE": DEFAULT_IMAGE,
+        # this machine intercepts TLS: lend the host CA bundle to pip for the build only
+        "MLOPS_BUILD_EXTRA_ARGS": f"-v {CA_BUNDLE}:{CA_BUNDLE}:ro",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlops", "build", "--no-push", *images],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads((project / "images" / "images.json").read_text())
 
@@ -123,9 +154,17 @@ def set_toml(project: Path, section: str, key: str, value: str):
 @pytest.fixture(scope="module")
 def project(cluster, store_env, tmp_path_factory) -> Path:
     srv = cluster["server"]
-    proj = render(tmp_path_factory.mktemp("render"), hpc_host=srv.host, hpc_port=srv.port, hpc_user=srv.user,
-                  hpc_workdir=str(cluster["workdir"]), hpc_auth="totp", scheduler="slurm",
-                  container_runtime="podman", wandb_mode="offline")
+    proj = render(
+        tmp_path_factory.mktemp("render"),
+        hpc_host=srv.host,
+        hpc_port=srv.port,
+        hpc_user=srv.user,
+        hpc_workdir=str(cluster["workdir"]),
+        hpc_auth="totp",
+        scheduler="slurm",
+        container_runtime="podman",
+        wandb_mode="offline",
+    )
     (proj / "params" / "parameters.json").write_text(json.dumps(PARAMETERS, indent=1))
     # the single test node has 2 CPUs and 4000 MB: size the tasks for it
     set_toml(proj, "scheduler", "cpus_per_task", "1")
@@ -143,10 +182,11 @@ def project(cluster, store_env, tmp_path_factory) -> Path:
 def config_id(**parameters) -> str:
     sys.path.insert(0, str(Path(__file__).parents[1] / "{{cookiecutter.project_slug}}" / "src"))
     from mlops.params import config_id as cid
+
     return cid({**PARAMETERS["fixed"], **parameters})
 
 
-CRASHING = dict(window=48, alpha=10.0)
+CRASHING = {"window": 48, "alpha": 10.0}
 
 
 def read_wandb_records(path: Path) -> dict:
@@ -160,8 +200,8 @@ def read_wandb_records(path: Path) -> dict:
         if block - (pos % block) < 7:
             pos += block - (pos % block)
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        chunks += data[pos + 7:pos + 7 + length]
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunks += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):  # FULL or LAST
             rec = pb.Record()
@@ -173,14 +213,21 @@ def read_wandb_records(path: Path) -> dict:
             chunks = b""
             if rec.HasField("run"):
                 r = rec.run
-                found.update(run_id=r.run_id, group=r.run_group, tags=list(r.tags), name=r.display_name,
-                             project=r.project, config={i.key: json.loads(i.value_json) for i in r.config.update})
+                found.update(
+                    run_id=r.run_id,
+                    group=r.run_group,
+                    tags=list(r.tags),
+                    name=r.display_name,
+                    project=r.project,
+                    config={i.key: json.loads(i.value_json) for i in r.config.update},
+                )
         elif length == 0 and kind == 0:
             break
     return found
 
 
 # ---------------------------------------------------------------- the main sweep
+
 
 class TriggerStandIn(http.server.ThreadingHTTPServer):
     """GitLab's pipeline trigger endpoint on 127.0.0.1: records each request as GitLab receives it."""
@@ -204,8 +251,13 @@ class TriggerStandIn(http.server.ThreadingHTTPServer):
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     def ci_env(self, token: str) -> dict:
-        return {"MLOPS_TRIGGER_TOKEN": token, "CI_API_V4_URL": f"http://127.0.0.1:{self.server_port}/api/v4",
-                "CI_PROJECT_ID": "77", "CI_COMMIT_REF_NAME": "main", "CI_PIPELINE_ID": "101"}
+        return {
+            "MLOPS_TRIGGER_TOKEN": token,
+            "CI_API_V4_URL": f"http://127.0.0.1:{self.server_port}/api/v4",
+            "CI_PROJECT_ID": "77",
+            "CI_COMMIT_REF_NAME": "main",
+            "CI_PIPELINE_ID": "101",
+        }
 
 
 CANARY = "glptt-CANARY" + "7f3a9c" * 3
@@ -229,8 +281,16 @@ def sweep(project, cluster, tmp_path_factory):
     collect = mlops(project, cluster, "collect", "--run-id", "p101", "--out", str(out), "--wait", "600")
     print(f"\ndeploy {t_deploy:.1f}s; sweep+collect {time.monotonic() - t0 - t_deploy:.1f}s")
     gitlab.shutdown()
-    return {"deploy": deploy, "submit": submit, "collect": collect, "out": out, "gitlab": gitlab, "leaks": leaks,
-            "report": json.loads((project / "deploy.json").read_text()), "run_dir": run_dir}
+    return {
+        "deploy": deploy,
+        "submit": submit,
+        "collect": collect,
+        "out": out,
+        "gitlab": gitlab,
+        "leaks": leaks,
+        "report": json.loads((project / "deploy.json").read_text()),
+        "run_dir": run_dir,
+    }
 
 
 def argv_with(text: str) -> set[str]:
@@ -249,8 +309,12 @@ def test_the_finished_sweep_triggers_one_collect_pipeline_and_the_token_leaks_no
     requests = sweep["gitlab"].requests
     assert len(requests) == 1, requests
     assert requests[0]["path"] == "/api/v4/projects/77/trigger/pipeline"
-    assert requests[0]["form"] == {"token": CANARY, "ref": "main", "variables[MLOPS_RUN_ID]": "p101",
-                                   "variables[MLOPS_TRIGGER]": "collect"}
+    assert requests[0]["form"] == {
+        "token": CANARY,
+        "ref": "main",
+        "variables[MLOPS_RUN_ID]": "p101",
+        "variables[MLOPS_TRIGGER]": "collect",
+    }
     notify = json.loads((sweep["run_dir"] / "state" / "notify.json").read_text())
     assert notify["status"] == "sent" and notify["http_status"] == 201
     assert not sweep["leaks"], sweep["leaks"]
@@ -283,6 +347,7 @@ def blob_sizes(project: Path, name: str) -> dict[str, int]:
     """hex -> size of every blob of one image in the build's OCI layout."""
     sys.path.insert(0, str(Path(__file__).parents[1] / "{{cookiecutter.project_slug}}" / "src"))
     from mlops.images import layout
+
     oci = project / "images" / "oci"
     return {b.hex: b.size for b in layout.image_blobs(oci, layout.resolve(oci, name))}
 
@@ -299,7 +364,7 @@ def test_sweep_runs_on_slurm_with_dependencies_and_split_arrays(sweep):
 
 def test_collect_brings_every_result_and_reports(sweep):
     c = sweep["collect"]
-    assert c.returncode == 1, c.stderr      # the work ran; one configuration failed
+    assert c.returncode == 1, c.stderr  # the work ran; one configuration failed
     out, run = sweep["out"], sweep["out"] / "p101"
     assert (out / "summary.json").is_file(), c.stderr
     summary = json.loads((out / "summary.json").read_text())
@@ -353,7 +418,7 @@ def test_env_files_and_run_dir_are_private(sweep, cluster):
     assert '"' not in text and "'" not in text
     store = Path(cluster["workdir"]) / run.parents[1].name / "images"
     assert stat.S_IMODE(store.stat().st_mode) == 0o700 and stat.S_IMODE(store.parent.stat().st_mode) == 0o700
-    for script in (run / "state" / "jobs").iterdir():   # nothing secret in any batch script
+    for script in (run / "state" / "jobs").iterdir():  # nothing secret in any batch script
         assert "HPC_" not in script.read_text() and "WANDB_API_KEY" not in script.read_text()
 
 
@@ -378,11 +443,12 @@ exec {shutil.which("sbatch")} "$@"
     srv.set_env({**old, "PATH": f"{wrappers}:/usr/local/bin:/usr/bin:/bin"})
     try:
         first = mlops(project, cluster, "submit", "--run-id", "p104")
-        assert first.returncode == 1 and "Socket timed out" in first.stderr and "Retry the job" in first.stderr, \
+        assert first.returncode == 1 and "Socket timed out" in first.stderr and "Retry the job" in first.stderr, (
             first.stderr
+        )
         run_dir = Path(cluster["workdir"]) / project.name / "runs" / "p104"
         assert [a["status"] for a in json.loads((run_dir / "state" / "jobs.json").read_text())] == ["submitting"]
-        ok(mlops(project, cluster, "submit", "--run-id", "p104"))   # the GitLab "Retry" of the job
+        ok(mlops(project, cluster, "submit", "--run-id", "p104"))  # the GitLab "Retry" of the job
     finally:
         srv.set_env(old)
         shutil.rmtree(wrappers, ignore_errors=True)
@@ -395,6 +461,7 @@ exec {shutil.which("sbatch")} "$@"
 
 
 # ---------------------------------------------------------------- faults
+
 
 def test_wrong_code_fails_at_once_with_one_attempt(project, cluster, sweep):
     srv = cluster["server"]
@@ -442,22 +509,33 @@ def fixed(project, cluster, sweep, store_env):
     blobs = Path(cluster["workdir"]) / project.name / "images" / "blobs" / "sha256"
     owner = blobs.stat().st_uid
     shared = {**blob_sizes(project, "params"), **blob_sizes(project, "data")}
-    model_hex, model_size = max((kv for kv in blob_sizes(project, "model").items() if kv[0] not in shared),
-                                key=lambda kv: kv[1])
-    data_hex, data_size = max((kv for kv in blob_sizes(project, "data").items()
-                               if kv[0] not in blob_sizes(project, "params")), key=lambda kv: kv[1])
+    model_hex, model_size = max(
+        (kv for kv in blob_sizes(project, "model").items() if kv[0] not in shared), key=lambda kv: kv[1]
+    )
+    data_hex, data_size = max(
+        (kv for kv in blob_sizes(project, "data").items() if kv[0] not in blob_sizes(project, "params")),
+        key=lambda kv: kv[1],
+    )
     whole = (blobs / model_hex).read_bytes()
     (blobs / model_hex).unlink()
     part = blobs / f"{model_hex}.part"
-    part.write_bytes(whole[:len(whole) // 2])
+    part.write_bytes(whole[: len(whole) // 2])
     os.chown(part, owner, owner)
-    with open(blobs / data_hex, "r+b") as fh:   # same size, other bytes: only its checksum can tell
+    with open(blobs / data_hex, "r+b") as fh:  # same size, other bytes: only its checksum can tell
         fh.seek(data_size // 2)
         fh.write(b"\0corrupt\0")
     resumed = ok(mlops(project, cluster, "deploy", "--report", "deploy3.json"))
-    return {"code_only": code_only, "report": report, "resumed": resumed, "blobs": blobs,
-            "faults": {"model": (model_hex, model_size - len(whole) // 2, len(whole) // 2), "data": (data_hex, data_size, 0)},
-            "report3": json.loads((project / "deploy3.json").read_text())}
+    return {
+        "code_only": code_only,
+        "report": report,
+        "resumed": resumed,
+        "blobs": blobs,
+        "faults": {
+            "model": (model_hex, model_size - len(whole) // 2, len(whole) // 2),
+            "data": (data_hex, data_size, 0),
+        },
+        "report3": json.loads((project / "deploy3.json").read_text()),
+    }
 
 
 def test_code_only_change_uploads_at_most_1_mb_and_nothing_for_params_and_data(fixed):
@@ -466,12 +544,15 @@ def test_code_only_change_uploads_at_most_1_mb_and_nothing_for_params_and_data(f
     assert not images["params"]["converted"] and not images["data"]["converted"]
     assert images["model"]["uploaded"] and images["model"]["converted"]
     assert 0 < images["model"]["bytes_uploaded"] <= 1_000_000, images["model"]
-    print(f"\ncode-only deploy: {fixed['report']['bytes_uploaded']:,} B in {fixed['report']['seconds']}s, "
-          f"model converted in {images['model']['convert_seconds']}s")
+    print(
+        f"\ncode-only deploy: {fixed['report']['bytes_uploaded']:,} B in {fixed['report']['seconds']}s, "
+        f"model converted in {images['model']['convert_seconds']}s"
+    )
 
 
 def test_cut_upload_is_resumed_and_a_corrupt_blob_replaced_by_the_next_deploy(fixed):
     import hashlib
+
     images = fixed["report3"]["images"]
     model_hex, model_rest, cut = fixed["faults"]["model"]
     data_hex, data_size, _ = fixed["faults"]["data"]
@@ -526,8 +607,12 @@ def test_cancel_cancels_the_cluster_jobs(project, cluster, fixed, slurm_cluster)
 
 # ---------------------------------------------------------------- other runtimes / scheduler
 
-@pytest.mark.parametrize("setting", [("scheduler", "kind", '"none"'), ("cluster", "runtime", '"charliecloud"')],
-                         ids=["scheduler-none", "charliecloud"])
+
+@pytest.mark.parametrize(
+    "setting",
+    [("scheduler", "kind", '"none"'), ("cluster", "runtime", '"charliecloud"')],
+    ids=["scheduler-none", "charliecloud"],
+)
 def test_variant_runs_end_to_end(project, cluster, fixed, setting, tmp_path):
     variant = tmp_path / project.name
     shutil.copytree(project, variant, ignore=shutil.ignore_patterns(".mlops", "deploy*.json"))

@@ -5,6 +5,7 @@ The same real local cluster as test_cluster_e2e.py (sshd + PAM TOTP, SLURM, root
 variables, the TOTP secret as a variable (so each job computes its own code, after a fresh 30 s step,
 because the server refuses a code twice). Needs root and gitlab-ci-local.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,26 +18,32 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from test_cluster_e2e import CodeBook, TriggerStandIn, argv_with
 
 import pipeline_support as ps
 from conftest import render
 from infra._util import shared_tmpdir
 from infra.fixtures import registry, rootless_podman, slurm_cluster, ssh_server  # noqa: F401 (fixtures)
-from test_cluster_e2e import CodeBook, TriggerStandIn, argv_with
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400),
-              pytest.mark.skipif(ps.gcl_version() != ps.GCL_VERSION,
-                                 reason=f"needs gitlab-ci-local {ps.GCL_VERSION} (npm i -g gitlab-ci-local@{ps.GCL_VERSION})"),
-              # SWITCHED OFF until it has passed once: written for the one-click pipeline (issues 12/14) on
-              # 2026-11-30; its one run stopped before the click (the whole push pipeline failed at
-              # secret-scan, on the rendered tests/test_local_sweep.py), since fixed to run only `build`,
-              # not re-run by the deadline. Run it with MLOPS_TEST_GCL_CLICK=1 (under flock) and remove
-              # this mark when it passes.
-              pytest.mark.skipif(not os.environ.get("MLOPS_TEST_GCL_CLICK"),
-                                 reason="not yet run once (set MLOPS_TEST_GCL_CLICK=1): see the comment above")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(2400),
+    pytest.mark.skipif(
+        ps.gcl_version() != ps.GCL_VERSION,
+        reason=f"needs gitlab-ci-local {ps.GCL_VERSION} (npm i -g gitlab-ci-local@{ps.GCL_VERSION})",
+    ),
+    # SWITCHED OFF until it has passed once: written for the one-click pipeline (issues 12/14) on
+    # 2026-11-30; its one run stopped before the click (the whole push pipeline failed at
+    # secret-scan, on the rendered tests/test_local_sweep.py), since fixed to run only `build`,
+    # not re-run by the deadline. Run it with MLOPS_TEST_GCL_CLICK=1 (under flock) and remove
+    # this mark when it passes.
+    pytest.mark.skipif(
+        not os.environ.get("MLOPS_TEST_GCL_CLICK"),
+        reason="not yet run once (set MLOPS_TEST_GCL_CLICK=1): see the comment above",
+    ),
+]
 
-PARAMETERS = {"fixed": {"horizon": 24, "test_fraction": 0.2, "seed": 0, "alpha": 1.0},
-              "grid": {"window": [24, 48]}}
+PARAMETERS = {"fixed": {"horizon": 24, "test_fraction": 0.2, "seed": 0, "alpha": 1.0}, "grid": {"window": [24, 48]}}
 RUN_ID = "pgcl"
 
 
@@ -50,9 +57,17 @@ def pipeline(ssh_server, rootless_podman, registry, tmp_path_factory):
     env = ps.build_env(ps.store_env(cache))
     workdir = shared_tmpdir("mlops-gcl-hpc-")
     shutil.chown(workdir, ssh_server.user, ssh_server.user)
-    project = render(tmp_path_factory.mktemp("render"), hpc_host=ssh_server.host, hpc_port=ssh_server.port,
-                     hpc_user=ssh_server.user, hpc_workdir=str(workdir), hpc_auth="totp", scheduler="slurm",
-                     container_runtime="podman", wandb_mode="offline")
+    project = render(
+        tmp_path_factory.mktemp("render"),
+        hpc_host=ssh_server.host,
+        hpc_port=ssh_server.port,
+        hpc_user=ssh_server.user,
+        hpc_workdir=str(workdir),
+        hpc_auth="totp",
+        scheduler="slurm",
+        container_runtime="podman",
+        wandb_mode="offline",
+    )
     (project / "params" / "parameters.json").write_text(json.dumps(PARAMETERS))
     toml = (project / "mlops.toml").read_text()
     for old, new in (("cpus_per_task = 2", "cpus_per_task = 1"), ('mem = "4G"', 'mem = "300M"')):
@@ -64,20 +79,35 @@ def pipeline(ssh_server, rootless_podman, registry, tmp_path_factory):
     known = ssh_server.known_hosts_line + "\n"
     # No stored TOTP secret: the one-time code is typed at the click (HPC_OTP), as a person would.
     (project / ".gitlab-ci-local-variables.yml").write_text(
-        "HPC_SSH_PRIVATE_KEY:\n  type: file\n  values:\n    '*': " + _yaml_block(ssh_server.client_key_path.read_text())
-        + "HPC_KNOWN_HOSTS:\n  type: file\n  values:\n    '*': " + _yaml_block(known))
+        "HPC_SSH_PRIVATE_KEY:\n  type: file\n  values:\n    '*': "
+        + _yaml_block(ssh_server.client_key_path.read_text())
+        + "HPC_KNOWN_HOSTS:\n  type: file\n  values:\n    '*': "
+        + _yaml_block(known)
+    )
     (project / ".gitlab-ci-local-variables.yml").chmod(0o600)
-    yield {"project": project, "env": env, "home": tmp_path_factory.mktemp("gcl-home"), "registry": registry,
-           "run_dir": workdir / project.name / "runs" / RUN_ID, "server": ssh_server,
-           "codes": CodeBook(ssh_server.totp_secret), "runs": workdir / project.name / "runs"}
+    yield {
+        "project": project,
+        "env": env,
+        "home": tmp_path_factory.mktemp("gcl-home"),
+        "registry": registry,
+        "run_dir": workdir / project.name / "runs" / RUN_ID,
+        "server": ssh_server,
+        "codes": CodeBook(ssh_server.totp_secret),
+        "runs": workdir / project.name / "runs",
+    }
     shutil.rmtree(workdir, ignore_errors=True)
 
 
 def gcl(p, *args, **variables):
     """gitlab-ci-local in the project; `variables` are typed/pipeline variables (they override predefined ones)."""
     host = p["registry"].host
-    variables = {"CI_COMMIT_REF_PROTECTED": "true", "MLOPS_RUN_ID": RUN_ID, "CI_REGISTRY": host,
-                 "CI_REGISTRY_IMAGE": f"{host}/group/proj", **variables}
+    variables = {
+        "CI_COMMIT_REF_PROTECTED": "true",
+        "MLOPS_RUN_ID": RUN_ID,
+        "CI_REGISTRY": host,
+        "CI_REGISTRY_IMAGE": f"{host}/group/proj",
+        **variables,
+    }
     argv = [a for name, value in variables.items() for a in ("--variable", f"{name}={value}")]
     return ps.gcl(p["project"], p["home"], *args, *argv, "--ignore-predefined-vars", ",".join(variables), env=p["env"])
 
@@ -109,8 +139,11 @@ def test_one_click_with_a_typed_code_deploys_submits_and_the_sweep_starts_the_co
     # the trigger token is a project CI/CD variable (the variables file stands in for GitLab's settings)
     with (p["project"] / ".gitlab-ci-local-variables.yml").open("a") as fh:
         fh.write(f"MLOPS_TRIGGER_TOKEN: {CANARY}\n")
-    ci = {"CI_API_V4_URL": f"http://127.0.0.1:{gitlab.server_port}/api/v4", "CI_PROJECT_ID": "77",
-          "CI_COMMIT_REF_NAME": "main"}
+    ci = {
+        "CI_API_V4_URL": f"http://127.0.0.1:{gitlab.server_port}/api/v4",
+        "CI_PROJECT_ID": "77",
+        "CI_COMMIT_REF_NAME": "main",
+    }
     # the push's build job (which jobs a push runs is test_pipeline_schema's rules test; the whole push
     # pipeline is not run here: its secret-scan job fails on the rendered tests/test_local_sweep.py today)
     proc = gcl(p, "build", **ci)
@@ -136,8 +169,11 @@ def test_one_click_with_a_typed_code_deploys_submits_and_the_sweep_starts_the_co
     assert form["token"] == CANARY and form["ref"] == "main" and form["variables[MLOPS_RUN_ID]"] == RUN_ID
     assert not leaks, leaks
     # the pipeline the trigger starts: only collect-triggered runs (no build, no deploy)
-    triggered = {"CI_PIPELINE_SOURCE": "trigger", "HPC_OTP": typed_code(p),
-                 **{k[len("variables["):-1]: v for k, v in form.items() if k.startswith("variables[")}}
+    triggered = {
+        "CI_PIPELINE_SOURCE": "trigger",
+        "HPC_OTP": typed_code(p),
+        **{k[len("variables[") : -1]: v for k, v in form.items() if k.startswith("variables[")},
+    }
     proc = gcl(p, **triggered)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "PASS  collect-triggered" in out, out[-6000:]
@@ -158,7 +194,11 @@ def test_one_click_with_a_typed_code_deploys_submits_and_the_sweep_starts_the_co
     assert run_json["commit"] == head.stdout.strip() and run_json["run_id"] == RUN_ID
     assert (p["run_dir"] / "state" / "collected.json").is_file()
     assert not (p["run_dir"] / "state" / "trigger-token").exists()
-    for root in (p["run_dir"], p["project"] / ".gitlab-ci-local" / "output", p["project"] / ".gitlab-ci-local" / "artifacts"):
+    for root in (
+        p["run_dir"],
+        p["project"] / ".gitlab-ci-local" / "output",
+        p["project"] / ".gitlab-ci-local" / "artifacts",
+    ):
         for path in root.rglob("*"):
             if path.is_file() and not path.is_symlink():
                 assert CANARY.encode() not in path.read_bytes(), path
@@ -176,10 +216,21 @@ def mlops_cli(p, *args) -> subprocess.CompletedProcess:
     secrets.mkdir(exist_ok=True)
     (secrets / "known_hosts").write_text(p["server"].known_hosts_line + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CI_", "HPC_", "MLOPS_", "WANDB_"))}
-    env.update(PYTHONPATH=str(p["project"] / "src"), HPC_SSH_PRIVATE_KEY=str(p["server"].client_key_path),
-               HPC_KNOWN_HOSTS=str(secrets / "known_hosts"), HPC_OTP=p["codes"].next())
-    return subprocess.run([sys.executable, "-m", "mlops", *args], cwd=p["project"], env=env, capture_output=True,
-                          text=True, timeout=600, stdin=subprocess.DEVNULL)
+    env.update(
+        PYTHONPATH=str(p["project"] / "src"),
+        HPC_SSH_PRIVATE_KEY=str(p["server"].client_key_path),
+        HPC_KNOWN_HOSTS=str(secrets / "known_hosts"),
+        HPC_OTP=p["codes"].next(),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "mlops", *args],
+        cwd=p["project"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_a_schedule_collects_every_final_run_once_and_leaves_a_running_one(pipeline, slurm_cluster):
@@ -193,8 +244,11 @@ def test_a_schedule_collects_every_final_run_once_and_leaves_a_running_one(pipel
     node = ["scontrol", "update", f"nodename={slurm_cluster.node}"]
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:  # s1 and s2 final (both task records), before the node is drained
-        states = [json.loads(f.read_text()).get("status") for r in ("s1", "s2")
-                  for f in (p["runs"] / r / "state" / "tasks").glob("*.json")]
+        states = [
+            json.loads(f.read_text()).get("status")
+            for r in ("s1", "s2")
+            for f in (p["runs"] / r / "state" / "tasks").glob("*.json")
+        ]
         if len(states) == 4 and all(s in ("completed", "failed") for s in states):
             break
         time.sleep(2)

@@ -6,6 +6,7 @@ a local debootstrap base image, pushes them to a real registry on 127.0.0.1 and 
 one configuration. A second pipeline after a change to model/ only rebuilds the model image.
 The tests in this module build on each other (one rendered project, one registry) and run in order.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,11 +25,15 @@ from infra.registry import LocalRegistry
 
 pytestmark = [
     pytest.mark.pipeline,
-    pytest.mark.skipif(ps.gcl_version() != ps.GCL_VERSION,
-                       reason=f"needs gitlab-ci-local {ps.GCL_VERSION} (npm i -g gitlab-ci-local@{ps.GCL_VERSION}; "
-                              "4.74+ crash on Node 20)"),
-    pytest.mark.skipif(not shutil.which("buildah") or not shutil.which("podman"),
-                       reason="needs buildah and podman (apt-get install buildah podman)"),
+    pytest.mark.skipif(
+        ps.gcl_version() != ps.GCL_VERSION,
+        reason=f"needs gitlab-ci-local {ps.GCL_VERSION} (npm i -g gitlab-ci-local@{ps.GCL_VERSION}; "
+        "4.74+ crash on Node 20)",
+    ),
+    pytest.mark.skipif(
+        not shutil.which("buildah") or not shutil.which("podman"),
+        reason="needs buildah and podman (apt-get install buildah podman)",
+    ),
 ]
 IMAGES = ("params", "data", "model")
 
@@ -36,8 +41,11 @@ IMAGES = ("params", "data", "model")
 @pytest.fixture(scope="module")
 def cache_root(tmp_path_factory) -> Path:
     """Shared with the e2e tier through scripts/test.sh's MLOPS_TEST_CACHE (base image, layer cache)."""
-    return Path(os.environ["MLOPS_TEST_CACHE"]) if os.environ.get("MLOPS_TEST_CACHE") \
+    return (
+        Path(os.environ["MLOPS_TEST_CACHE"])
+        if os.environ.get("MLOPS_TEST_CACHE")
         else tmp_path_factory.mktemp("mlops-cache")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +109,7 @@ def test_the_layout_loads_and_the_model_image_trains_one_configuration(state, tm
     store = baseimage.private_store(tmp_path / "store")
     try:
         _load_and_run(project, manifest, store, tmp_path)
-    finally:   # leave no store (or its overlay mount) behind
+    finally:  # leave no store (or its overlay mount) behind
         subprocess.run(["podman", "rmi", "-a", "-f"], env=store, capture_output=True, timeout=300)
         subprocess.run(["umount", str(tmp_path / "store" / "root" / "overlay")], capture_output=True)
 
@@ -112,19 +120,30 @@ def _load_and_run(project, manifest, store, tmp_path):
         oci = ps.artifacts(project, "build") / manifest["images"][name]["layout"]
         # The artifact is one OCI layout with the three images; podman reads it with the oci: transport.
         # podman names the image after the layout's path (it must be a valid reference): pull by a relative one
-        pull = subprocess.run(["podman", "pull", "-q", f"oci:{oci.name}:{name}"], cwd=oci.parent, env=store,
-                              capture_output=True, text=True, timeout=600)
+        pull = subprocess.run(
+            ["podman", "pull", "-q", f"oci:{oci.name}:{name}"],
+            cwd=oci.parent,
+            env=store,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert pull.returncode == 0, pull.stderr
         image_id = pull.stdout.strip().splitlines()[-1]
         assert f"sha256:{image_id}" == manifest["images"][name]["digest"]
         refs[name] = image_id
     run = tmp_path / "run"
     run.mkdir()
-    os.chmod(run, 0o777)   # the images run as uid 1000
+    os.chmod(run, 0o777)  # the images run as uid 1000
 
     def podman_run(name, *extra):
-        proc = subprocess.run(["podman", "run", "--rm", "--network", "none", "-v", f"{run}:/project", *extra,
-                               refs[name]], env=store, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            ["podman", "run", "--rm", "--network", "none", "-v", f"{run}:/project", *extra, refs[name]],
+            env=store,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 0, f"{name}: {proc.stdout}\n{proc.stderr}"
 
     podman_run("params", "-e", "RUN_ID=pipeline-test", "-e", "WANDB_MODE=disabled")

@@ -24,9 +24,10 @@ import hostile_results as hostile
 import pytest
 
 from conftest import PROJECT_TEMPLATE, answers_for
-from mlops import settings, transport
+from mlops import settings
 from mlops.results import collect, extract, read, reports, text, wandb_sync
 from mlops.results.caps import Caps
+from mlops.ssh import session as transport
 
 pytestmark = pytest.mark.unit
 
@@ -293,7 +294,7 @@ def _assert_reports_safe(out: Path, secrets: list[str]) -> None:
 
 
 class LocalShell:
-    """mlops.transport.Session's run()/python() on this machine: only the SSH hop is missing."""
+    """mlops.ssh.session.Session's run()/python() on this machine: only the SSH hop is missing."""
 
     def __init__(self, env: dict):
         self.env = env
@@ -319,7 +320,7 @@ class LocalShell:
 
     def python(self, script, *args, timeout=300):
         rc, out, err = self.run(["python3", "-", *args], stdin=script.encode(), check=False)
-        if rc:  # as mlops.transport.Session.python does
+        if rc:  # as mlops.ssh.session.Session.python does
             raise transport.RemoteError(f"remote python3 failed (exit {rc}):\n{err[-500:]}")
         return out
 

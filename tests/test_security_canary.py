@@ -8,6 +8,7 @@ secrets given to every job), and the command lines of every process sampled whil
 The cluster side (sbatch scripts, remote files, deploy/run command lines) is covered by the e2e tier's
 own checks (tests/test_cluster_e2e.py::test_env_files_and_run_dir_are_private), not repeated here.
 """
+
 from __future__ import annotations
 
 import base64
@@ -36,22 +37,37 @@ def canaries(tmp: Path) -> tuple[dict, dict]:
     keys = tmp / "keys"
     keys.mkdir()
     key = ed25519.Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
     (keys / "id").write_bytes(pem)
     (keys / "id").chmod(0o600)
-    (keys / "id.pub").write_bytes(key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                                                serialization.PublicFormat.OpenSSH) + b"\n")
-    host = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    (keys / "id.pub").write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b"\n"
+    )
+    host = (
+        ed25519.Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
     (keys / "known_hosts").write_text(f"hpc.example.org {host}\n")
-    env = {"HPC_SSH_PRIVATE_KEY": str(keys / "id"), "HPC_KNOWN_HOSTS": str(keys / "known_hosts"),
-           "HPC_TOTP_SECRET": base64.b32encode(secrets.token_bytes(20)).decode(),
-           "WANDB_API_KEY": secrets.token_hex(20), "GITLAB_TOKEN": "glpat-" + secrets.token_hex(12),
-           "HPC_OTP": f"{secrets.randbelow(10**8):08d}"}
+    env = {
+        "HPC_SSH_PRIVATE_KEY": str(keys / "id"),
+        "HPC_KNOWN_HOSTS": str(keys / "known_hosts"),
+        "HPC_TOTP_SECRET": base64.b32encode(secrets.token_bytes(20)).decode(),
+        "WANDB_API_KEY": secrets.token_hex(20),
+        "GITLAB_TOKEN": "glpat-" + secrets.token_hex(12),
+        "HPC_OTP": f"{secrets.randbelow(10**8):08d}",
+    }
     body = "".join(pem.decode().splitlines()[1:-1])
-    marks = {"ssh key": body[40:80], "totp": env["HPC_TOTP_SECRET"], "wandb": env["WANDB_API_KEY"],
-             "gitlab": env["GITLAB_TOKEN"], "otp": env["HPC_OTP"]}
+    marks = {
+        "ssh key": body[40:80],
+        "totp": env["HPC_TOTP_SECRET"],
+        "wandb": env["WANDB_API_KEY"],
+        "gitlab": env["GITLAB_TOKEN"],
+        "otp": env["HPC_OTP"],
+    }
     return env, marks
 
 
@@ -80,8 +96,9 @@ class CmdlineSampler(threading.Thread):
                         cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
                     except OSError:
                         continue
-                    self.hits += [f"{label} in argv of pid {pid}" for label, m in self.marks.items()
-                                  if m.encode() in cmd]
+                    self.hits += [
+                        f"{label} in argv of pid {pid}" for label, m in self.marks.items() if m.encode() in cmd
+                    ]
             self.samples += 1
             time.sleep(0.02)
 
@@ -90,7 +107,9 @@ class CmdlineSampler(threading.Thread):
         self.join(10)
 
 
-@pytest.mark.skipif(shutil.which("gitlab-ci-local") is None, reason="gitlab-ci-local is not installed (.ci/run installs it)")
+@pytest.mark.skipif(
+    shutil.which("gitlab-ci-local") is None, reason="gitlab-ci-local is not installed (.ci/run installs it)"
+)
 def test_no_canary_leaks_from_render_commit_and_pipeline(tmp_path, monkeypatch):
     env, marks = canaries(tmp_path)
     hook_tmp = tmp_path / "tmpdir"
@@ -98,37 +117,64 @@ def test_no_canary_leaks_from_render_commit_and_pipeline(tmp_path, monkeypatch):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("TMPDIR", str(hook_tmp))
-    monkeypatch.setattr(tempfile, "tempdir", str(hook_tmp))   # cookiecutter runs in this process
+    monkeypatch.setattr(tempfile, "tempdir", str(hook_tmp))  # cookiecutter runs in this process
     sampler = CmdlineSampler(marks)
     sampler.start()
     try:
         out = tmp_path / "out"
         project = render(out, hpc_ssh_key=env["HPC_SSH_PRIVATE_KEY"])
         subprocess.run(["git", "init", "-q", "-b", "main"], cwd=project, check=True)
-        subprocess.run(["git", "remote", "add", "origin", "https://gitlab.example.com/group/proj.git"], cwd=project,
-                       check=True)
+        subprocess.run(
+            ["git", "remote", "add", "origin", "https://gitlab.example.com/group/proj.git"], cwd=project, check=True
+        )
         subprocess.run(["git", "add", "-A"], cwd=project, check=True)
         subprocess.run([*GIT, "commit", "-qm", "rendered"], cwd=project, check=True)
 
-        run_env = {**os.environ, "PYTHONPATH": str(project / "src"), "PIP_NO_INDEX": "1",
-                   # offline job venvs as in tests/pipeline_support.py (pip's inverted flag: "0" = no isolation)
-                   "PIP_NO_BUILD_ISOLATION": "0", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-        local = subprocess.run([sys.executable, "-m", "mlops", "variables", "local"], cwd=project, env=run_env,
-                               capture_output=True, text=True, timeout=120)
+        run_env = {
+            **os.environ,
+            "PYTHONPATH": str(project / "src"),
+            "PIP_NO_INDEX": "1",
+            # offline job venvs as in tests/pipeline_support.py (pip's inverted flag: "0" = no isolation)
+            "PIP_NO_BUILD_ISOLATION": "0",
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        }
+        local = subprocess.run(
+            [sys.executable, "-m", "mlops", "variables", "local"],
+            cwd=project,
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert local.returncode == 0, local.stderr
         variables_file = project / ".gitlab-ci-local-variables.yml"
-        assert marks["totp"] in variables_file.read_text()          # the canary really reached the jobs' input
+        assert marks["totp"] in variables_file.read_text()  # the canary really reached the jobs' input
         assert variables_file.stat().st_mode & 0o077 == 0
-        gcl = subprocess.run(["gitlab-ci-local", "--force-shell-executor", "--shell-isolation",
-                              "--home", str(tmp_path / "gcl-home"), "secret-scan", "config", "params"],
-                             cwd=project, env=run_env, capture_output=True, text=True, timeout=900)
+        gcl = subprocess.run(
+            [
+                "gitlab-ci-local",
+                "--force-shell-executor",
+                "--shell-isolation",
+                "--home",
+                str(tmp_path / "gcl-home"),
+                "secret-scan",
+                "config",
+                "params",
+            ],
+            cwd=project,
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert gcl.returncode == 0, gcl.stdout[-3000:] + gcl.stderr[-2000:]
         assert "PASS  secret-scan" in gcl.stdout
     finally:
         sampler.stop()
 
-    history = subprocess.run(["git", "log", "-p", "--all", "--format=%H %s"], cwd=project, capture_output=True,
-                             text=True, check=True).stdout
+    history = subprocess.run(
+        ["git", "log", "-p", "--all", "--format=%H %s"], cwd=project, capture_output=True, text=True, check=True
+    ).stdout
     tracked = subprocess.run(["git", "ls-files"], cwd=project, capture_output=True, text=True).stdout.split()
     assert ".gitlab-ci-local-variables.yml" not in tracked
     hits = [f"{label} in git history" for label, m in marks.items() if m in history]

@@ -226,7 +226,7 @@ def test_public_key_given_as_private_key(project, good):
 
 def test_private_key_readable_by_others(project, good):
     good["key"].chmod(0o644)
-    assert_refused(project, good, ["is readable by other users (mode 0644)", f"chmod 600 ~/.ssh/id_ed25519"])
+    assert_refused(project, good, ["is readable by other users (mode 0644)", "chmod 600 ~/.ssh/id_ed25519"])
 
 
 def test_encrypted_key_in_ci(project, good):

@@ -3,6 +3,7 @@
 Also: the post-gen hook never prompts or fails a non-interactive render, its output is deterministic,
 strict mode turns problems into a failed render, and the secret scan / pre-commit config are there.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,13 @@ from mlops import variables
 
 pytestmark = pytest.mark.security
 
-VARIANTS = [{}, {"hpc_auth": "key"}, {"hpc_auth": "command-key"}, {"wandb_mode": "disabled"},
-            {"wandb_mode": "online", "hpc_auth": "key", "hpc_jump_host": "jump.example.org"}]
+VARIANTS = [
+    {},
+    {"hpc_auth": "key"},
+    {"hpc_auth": "command-key"},
+    {"wandb_mode": "disabled"},
+    {"wandb_mode": "online", "hpc_auth": "key", "hpc_jump_host": "jump.example.org"},
+]
 PREDEFINED = re.compile(r"^(CI|GITLAB|FF|RUNNER)_|^(CI|GITLAB_CI|HOME|PATH)$")
 SECRET_LIKE = re.compile(r"^HPC_|(_TOKEN|_SECRET|_API_KEY|_PASSWORD|_PRIVATE_KEY|_OTP)$")
 
@@ -93,10 +99,25 @@ def test_manifest_lists_exactly_the_variables_of_the_options(rendered_variants):
         expected = variables.for_answers(answers_for(variant))
         assert [e["name"] for e in doc["variables"]] == [v.name for v in expected], variant
         for entry, v in zip(doc["variables"], expected):
-            assert set(entry) == {"name", "description", "type", "protected", "masked", "hidden", "raw",
-                                  "environment_scope", "manual", "secret", "jobs"}   # never a value
-            assert (entry["type"], entry["masked"], entry["hidden"], entry["protected"]) == \
-                (v.kind, v.masked, v.hidden, v.protected)
+            assert set(entry) == {
+                "name",
+                "description",
+                "type",
+                "protected",
+                "masked",
+                "hidden",
+                "raw",
+                "environment_scope",
+                "manual",
+                "secret",
+                "jobs",
+            }  # never a value
+            assert (entry["type"], entry["masked"], entry["hidden"], entry["protected"]) == (
+                v.kind,
+                v.masked,
+                v.hidden,
+                v.protected,
+            )
         names = {e["name"] for e in doc["variables"]}
         assert ("HPC_TOTP_SECRET" in names) == (answers_for(variant)["hpc_auth"] == "totp"), variant
         assert ("WANDB_API_KEY" in names) == (answers_for(variant)["wandb_mode"] != "disabled"), variant
@@ -107,12 +128,14 @@ def test_pipeline_reads_exactly_the_manifest_variables(rendered_variants):
     No fewer: every manifest variable is read, by jobs that exist and whose environment is in its scope."""
     all_read = set()
     for variant, project in rendered_variants:
-        manifest = {e["name"]: e for e in
-                    yaml.safe_load((project / ".gitlab" / "ci-variables.yml").read_text())["variables"]}
+        manifest = {
+            e["name"]: e for e in yaml.safe_load((project / ".gitlab" / "ci-variables.yml").read_text())["variables"]
+        }
         yaml_reads = read_by_yaml(project)
-        assert yaml_reads <= set(manifest), f"{variant}: the pipeline reads {yaml_reads - set(manifest)} " \
-                                            "which the manifest does not list"
-        code_reads = read_by_code(project) - {"GITLAB_TOKEN"}   # local-only: `mlops variables upload`
+        assert yaml_reads <= set(manifest), (
+            f"{variant}: the pipeline reads {yaml_reads - set(manifest)} which the manifest does not list"
+        )
+        code_reads = read_by_code(project) - {"GITLAB_TOKEN"}  # local-only: `mlops variables upload`
         assert code_reads <= {v.name for v in variables.VARIABLES}, code_reads
         all_read |= yaml_reads | code_reads
         jobs = {}
@@ -123,11 +146,12 @@ def test_pipeline_reads_exactly_the_manifest_variables(rendered_variants):
                 assert job in jobs, f"{entry['name']} names job {job!r}, which the pipeline does not have"
                 env = jobs[job].get("environment") or jobs.get(jobs[job].get("extends", ""), {}).get("environment")
                 name = env["name"] if isinstance(env, dict) else env
-                assert name and re.fullmatch(entry["environment_scope"].replace("*", ".*"),
-                                             re.sub(r"\$\[\[.*?\]\]", "x", name)), \
-                    f"job {job} (environment {name!r}) cannot see {entry['name']} (scope {entry['environment_scope']})"
-    assert {v.name for v in variables.VARIABLES} <= all_read, \
+                assert name and re.fullmatch(
+                    entry["environment_scope"].replace("*", ".*"), re.sub(r"\$\[\[.*?\]\]", "x", name)
+                ), f"job {job} (environment {name!r}) cannot see {entry['name']} (scope {entry['environment_scope']})"
+    assert {v.name for v in variables.VARIABLES} <= all_read, (
         f"listed but never read: {({v.name for v in variables.VARIABLES}) - all_read}"
+    )
 
 
 def test_hook_output_is_deterministic_and_never_prompts(tmp_path, capfd, monkeypatch):
@@ -149,6 +173,7 @@ def test_update_mode_writes_the_manifest_without_checking(tmp_path, capfd, monke
 
 def test_strict_mode_fails_the_render_and_leaves_nothing(tmp_path, capfd, monkeypatch):
     from cookiecutter.exceptions import FailedHookException
+
     monkeypatch.setenv("MLOPS_STRICT_CREDENTIALS", "1")
     monkeypatch.setenv("HPC_SSH_PRIVATE_KEY", str(tmp_path / "no-such-key"))
     with pytest.raises(FailedHookException):

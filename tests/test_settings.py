@@ -225,28 +225,13 @@ def test_raw_entrypoint_and_merged_helpers(tmp_path, monkeypatch):
 
 
 def test_error_classes_share_one_base():
-    from mlops import cli, credentials, images, local, transport
+    from mlops import cli, credentials, images, local
+    from mlops.ssh import session
 
-    bad = (cli.UsageError, params.ParamsError, transport.TransportError,
+    bad = (cli.UsageError, params.ParamsError, session.LoginFailed,
            credentials.CredentialError)  # fmt: skip
-    failed = (transport.RemoteError, images.DeployError, local.StageFailed)  # results/ raises WorkFailed itself
+    failed = (session.RemoteError, images.DeployError, local.StageFailed)  # results/ raises WorkFailed itself
     assert all(issubclass(c, errors.BadInput) for c in bad)
     assert all(issubclass(c, errors.WorkFailed) for c in failed)
     assert images.BuildError("x", bad_input=True).exit_code == 2 and images.BuildError("x").exit_code == 1
     assert json.dumps(params.ParamsError("f", ["a"]).problems) == '["a"]'
-
-
-def test_the_old_dict_view_still_serves_the_rooms_until_they_switch(tmp_path):
-    """Deprecated Settings.__getitem__/slug/use_gpu: what transport, scheduler, runtime, images read today."""
-    from mlops import config, transport
-    from mlops.cluster import slurm
-    from mlops.images import runtime
-
-    s = config.load(write(tmp_path, rendered_toml(hpc_jump_host="me@jump.example.org:2222", use_gpu="yes",
-                                                  ml_framework="pytorch")))  # fmt: skip
-    assert isinstance(s, settings.Settings) and s.slug == "forecasting-experiments" and s.use_gpu is True
-    session = transport.Session.from_config(s)  # no connection is made here
-    assert (session.endpoint.host, session.endpoint.port, session.auth) == ("hpc.example.org", 22, "totp")
-    opts = slurm.SlurmOptions.from_settings(s)
-    assert (opts.time, opts.cpus_per_task, opts.mem, opts.parallel, opts.gpu) == ("01:00:00", 2, "4G", 4, True)
-    assert runtime.cluster_root(s) == s.cluster_root

@@ -1,4 +1,5 @@
 """Small helpers shared by the service classes: bounded waits, log tails, PID stops."""
+
 import os
 import signal
 import stat
@@ -50,8 +51,8 @@ def run(cmd, timeout: float = 120, check: bool = True, **kw) -> subprocess.Compl
     cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
     if check and cp.returncode != 0:
         raise InfraError(
-            f"command failed (rc={cp.returncode}): {cmd}\n"
-            f"stdout:\n{cp.stdout[-3000:]}\nstderr:\n{cp.stderr[-3000:]}")
+            f"command failed (rc={cp.returncode}): {cmd}\nstdout:\n{cp.stdout[-3000:]}\nstderr:\n{cp.stderr[-3000:]}"
+        )
     return cp
 
 
@@ -131,7 +132,8 @@ def check_traversable(path) -> None:
             raise InfraError(
                 f"{anc} (mode {oct(mode & 0o777)}) is not traversable by other users, "
                 f"so daemons running as slurm/munge/the test user cannot reach {p}; "
-                f"use infra._util.shared_tmpdir() instead of pytest's tmp_path")
+                f"use infra._util.shared_tmpdir() instead of pytest's tmp_path"
+            )
 
 
 class Service:

@@ -7,6 +7,7 @@ here with debootstrap (~30-60 s, ~210 MB; cached by the caller's directory).
 Everything goes into a PRIVATE containers store (``private_store``) so tests
 never touch or depend on the machine's default /var/lib/containers store.
 """
+
 import fcntl
 import glob
 import os
@@ -51,19 +52,16 @@ def apt_proxy_env() -> dict:
     Taken from the environment or apt's Acquire::http::Proxy.  On the machine
     this was written on there is none (apt goes direct), so this returns {}.
     """
-    env = {k: v for k, v in os.environ.items()
-           if k.lower() in ("http_proxy", "https_proxy", "no_proxy")}
+    env = {k: v for k, v in os.environ.items() if k.lower() in ("http_proxy", "https_proxy", "no_proxy")}
     if not env:
-        cp = subprocess.run(["apt-config", "dump", "Acquire::http::Proxy"],
-                            capture_output=True, text=True)
+        cp = subprocess.run(["apt-config", "dump", "Acquire::http::Proxy"], capture_output=True, text=True)
         m = re.search(r'Acquire::http::Proxy "([^"]+)"', cp.stdout)
         if m and m.group(1) not in ("DIRECT", "false"):
             env["http_proxy"] = m.group(1)
     return env
 
 
-def build_base_rootfs(cache_dir, suite: str = "bookworm", packages=BASE_PACKAGES,
-                      timeout: float = 900) -> Path:
+def build_base_rootfs(cache_dir, suite: str = "bookworm", packages=BASE_PACKAGES, timeout: float = 900) -> Path:
     """Return ``cache_dir/rootfs`` (a debootstrap minbase tree), building it once.
 
     A stamp file marks a complete build; a half-built tree from an interrupted
@@ -91,15 +89,25 @@ def _debootstrap(cache, rootfs, stamp, suite, packages, timeout):
     log = cache / "debootstrap.log"
     with open(log, "w") as fh:
         cp = subprocess.run(
-            ["debootstrap", "--variant=minbase", "--include=" + ",".join(packages),
-             suite, str(tmp), debian_mirror(suite)],
-            stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=timeout)
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--include=" + ",".join(packages),
+                suite,
+                str(tmp),
+                debian_mirror(suite),
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            timeout=timeout,
+        )
     if cp.returncode != 0:
-        raise InfraError(f"debootstrap failed rc={cp.returncode}; tail:\n"
-                         + "\n".join(log.read_text().splitlines()[-30:]))
+        raise InfraError(
+            f"debootstrap failed rc={cp.returncode}; tail:\n" + "\n".join(log.read_text().splitlines()[-30:])
+        )
     # downloaded .debs and apt lists are ~60 MB of dead weight in an image
-    for junk in glob.glob(f"{tmp}/var/cache/apt/archives/*.deb") + \
-            glob.glob(f"{tmp}/var/lib/apt/lists/*_*"):
+    for junk in glob.glob(f"{tmp}/var/cache/apt/archives/*.deb") + glob.glob(f"{tmp}/var/lib/apt/lists/*_*"):
         os.unlink(junk)
     tmp.rename(rootfs)
     stamp.write_text("ok\n")
@@ -122,24 +130,26 @@ def private_store(workdir) -> dict:
     for sub in ("root", "run", "tmp", "volumes"):
         (w / sub).mkdir(parents=True, exist_ok=True)
     storage = w / "storage.conf"
-    storage.write_text(
-        f'[storage]\ndriver = "overlay"\ngraphroot = "{w}/root"\nrunroot = "{w}/run"\n')
+    storage.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{w}/root"\nrunroot = "{w}/run"\n')
     conf = w / "containers.conf"
     conf.write_text(
         '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=8192:8192"]\n'
         f'[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
-        f'tmp_dir = "{w}/tmp"\nvolume_path = "{w}/volumes"\n')
-    return {**os.environ, "CONTAINERS_STORAGE_CONF": str(storage),
-            "CONTAINERS_CONF": str(conf), "BUILDAH_ISOLATION": "chroot"}
+        f'tmp_dir = "{w}/tmp"\nvolume_path = "{w}/volumes"\n'
+    )
+    return {
+        **os.environ,
+        "CONTAINERS_STORAGE_CONF": str(storage),
+        "CONTAINERS_CONF": str(conf),
+        "BUILDAH_ISOLATION": "chroot",
+    }
 
 
 def image_exists(store_env: dict, name: str) -> bool:
-    return subprocess.run(["podman", "image", "exists", name], env=store_env,
-                          capture_output=True).returncode == 0
+    return subprocess.run(["podman", "image", "exists", name], env=store_env, capture_output=True).returncode == 0
 
 
-def import_base_image(store_env: dict, name: str = DEFAULT_IMAGE, rootfs=None,
-                      cache_dir=None) -> str:
+def import_base_image(store_env: dict, name: str = DEFAULT_IMAGE, rootfs=None, cache_dir=None) -> str:
     """Import the debootstrap tree as ``name`` into the store of ``store_env``.
 
     No-op if the store already has it.  Give ``rootfs`` or ``cache_dir``
@@ -151,12 +161,14 @@ def import_base_image(store_env: dict, name: str = DEFAULT_IMAGE, rootfs=None,
         if cache_dir is None:
             raise ValueError("need rootfs or cache_dir")
         rootfs = build_base_rootfs(cache_dir)
-    tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
-                           stdout=subprocess.PIPE)
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
     try:
-        run(["podman", "import", "--change", f"ENV PATH={_PATH}",
-             "--change", 'CMD ["python3"]', "-", name],
-            stdin=tar.stdout, env=store_env, timeout=600)
+        run(
+            ["podman", "import", "--change", f"ENV PATH={_PATH}", "--change", 'CMD ["python3"]', "-", name],
+            stdin=tar.stdout,
+            env=store_env,
+            timeout=600,
+        )
     finally:
         tar.stdout.close()
         tar.wait(60)
@@ -169,8 +181,7 @@ def save_archive(store_env: dict, name: str, dest, fmt: str = "docker-archive") 
     dest = Path(dest)
     if dest.exists():
         dest.unlink()  # podman save refuses to overwrite
-    run(["podman", "save", "--format", fmt, "-o", str(dest), name],
-        env=store_env, timeout=600)
+    run(["podman", "save", "--format", fmt, "-o", str(dest), name], env=store_env, timeout=600)
     return dest
 
 
@@ -181,7 +192,6 @@ def destroy_store(store_env: dict, workdir) -> None:
     podman networks in /etc/containers/networks, which are not ours.  Removing
     containers and images first also unmounts their overlay layers.
     """
-    for cmd in (["buildah", "rm", "--all"], ["podman", "rm", "-a", "-f"],
-                ["podman", "rmi", "-a", "-f"]):
+    for cmd in (["buildah", "rm", "--all"], ["podman", "rm", "-a", "-f"], ["podman", "rmi", "-a", "-f"]):
         subprocess.run(cmd, env=store_env, capture_output=True, timeout=300)
     shutil.rmtree(workdir, ignore_errors=True)

@@ -22,6 +22,7 @@ Fixtures (scope):
                           is cached in $MLOPS_INFRA_CACHE if set (reused across
                           sessions), else in a session tmp dir.
 """
+
 import os
 import shutil
 from pathlib import Path
@@ -30,8 +31,7 @@ from types import SimpleNamespace
 import pytest
 
 from ._util import shared_tmpdir
-from .baseimage import (DEFAULT_IMAGE, build_base_rootfs, destroy_store,
-                        import_base_image, private_store, save_archive)
+from .baseimage import DEFAULT_IMAGE, build_base_rootfs, destroy_store, import_base_image, private_store, save_archive
 from .podman import RootlessPodmanStore
 from .registry import LocalRegistry
 from .slurm import LocalSlurm
@@ -40,8 +40,7 @@ from .users import ensure_user
 
 TEST_USER = "mlopshpc"
 
-__all__ = ["slurm_cluster", "ssh_server", "ssh_transport", "ssh_run", "registry",
-           "base_image", "rootless_podman"]
+__all__ = ["slurm_cluster", "ssh_server", "ssh_transport", "ssh_run", "registry", "base_image", "rootless_podman"]
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +75,7 @@ def ssh_transport(ssh_server):
 def ssh_run(ssh_transport):
     def _run(cmd, timeout=300, stdin=None):
         return exec_command(ssh_transport, cmd, timeout=timeout, stdin=stdin)
+
     return _run
 
 
@@ -87,8 +87,11 @@ def registry():
 
 @pytest.fixture(scope="session")
 def base_image(tmp_path_factory):
-    cache = Path(os.environ.get("MLOPS_INFRA_CACHE") or os.environ.get("MLOPS_TEST_CACHE")
-                 or tmp_path_factory.mktemp("infra-cache"))
+    cache = Path(
+        os.environ.get("MLOPS_INFRA_CACHE")
+        or os.environ.get("MLOPS_TEST_CACHE")
+        or tmp_path_factory.mktemp("infra-cache")
+    )
     rootfs = build_base_rootfs(cache / "base-rootfs")
     store_dir = tmp_path_factory.mktemp("infra-store")
     env = private_store(store_dir)
@@ -96,7 +99,6 @@ def base_image(tmp_path_factory):
     shared = shared_tmpdir("mlops-base-")  # the ssh user must be able to read it
     archive = save_archive(env, name, shared / "python-base.tar")
     archive.chmod(0o644)
-    yield SimpleNamespace(name=name, env=env, rootfs=rootfs, archive=archive,
-                          store_dir=store_dir)
+    yield SimpleNamespace(name=name, env=env, rootfs=rootfs, archive=archive, store_dir=store_dir)
     destroy_store(env, store_dir)
     shutil.rmtree(shared, ignore_errors=True)

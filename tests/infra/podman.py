@@ -23,6 +23,7 @@ What works on this machine kind (Debian bookworm, podman 4.3, runc 1.1.5):
    ``cleanup_rootless_podman`` stops by the PID in its pause.pid file.
 See ``charliecloud_probe`` for charliecloud.
 """
+
 import fcntl
 import os
 import pwd
@@ -44,8 +45,14 @@ events_logger = "file"
 def user_env(user: str) -> dict:
     """A login-like environment for ``user`` (what an SSH exec session gets)."""
     pw = pwd.getpwnam(user)
-    return {"HOME": pw.pw_dir, "USER": user, "LOGNAME": user, "SHELL": pw.pw_shell,
-            "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8"}
+    return {
+        "HOME": pw.pw_dir,
+        "USER": user,
+        "LOGNAME": user,
+        "SHELL": pw.pw_shell,
+        "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        "LANG": "C.UTF-8",
+    }
 
 
 def run_as(user: str, cmd, timeout: float = 300, check: bool = True, **kw):
@@ -55,9 +62,17 @@ def run_as(user: str, cmd, timeout: float = 300, check: bool = True, **kw):
     tests' main path is over SSH, this is for setup/cleanup.
     """
     pw = pwd.getpwnam(user)
-    return run(cmd, timeout=timeout, check=check, user=pw.pw_uid, group=pw.pw_gid,
-               extra_groups=[], env={**user_env(user), **kw.pop("env", {})},
-               cwd=pw.pw_dir, **kw)
+    return run(
+        cmd,
+        timeout=timeout,
+        check=check,
+        user=pw.pw_uid,
+        group=pw.pw_gid,
+        extra_groups=[],
+        env={**user_env(user), **kw.pop("env", {})},
+        cwd=pw.pw_dir,
+        **kw,
+    )
 
 
 def ensure_subids(user: str, count: int = 65536) -> tuple:
@@ -77,8 +92,10 @@ def ensure_subids(user: str, count: int = 65536) -> tuple:
             if mine:
                 start, n = map(int, mine[0].split(":")[1:3])
             else:
-                start = max([100000] + [int(a) + int(b) for _, a, b in
-                                        (ln.split(":")[:3] for ln in lines if ln.count(":") >= 2)])
+                start = max(
+                    [100000]
+                    + [int(a) + int(b) for _, a, b in (ln.split(":")[:3] for ln in lines if ln.count(":") >= 2)]
+                )
                 n = count
                 fh.write(f"{user}:{start}:{n}\n")
         result = result or (start, n)
@@ -100,10 +117,12 @@ class RootlessPodmanStore:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else shared_tmpdir("mlops-pod-")
         w = self.workdir
-        self.env = {"CONTAINERS_STORAGE_CONF": str(w / "storage.conf"),
-                    "CONTAINERS_CONF": str(w / "containers.conf"),
-                    # private runtime dir => private pause process + locks
-                    "XDG_RUNTIME_DIR": str(w / "xdg")}
+        self.env = {
+            "CONTAINERS_STORAGE_CONF": str(w / "storage.conf"),
+            "CONTAINERS_CONF": str(w / "containers.conf"),
+            # private runtime dir => private pause process + locks
+            "XDG_RUNTIME_DIR": str(w / "xdg"),
+        }
 
     def setup(self):
         pw = pwd.getpwnam(self.user)
@@ -118,10 +137,9 @@ class RootlessPodmanStore:
         # libpod) remembers runroot/tmp_dir, so it must be private too, or a
         # session would inherit another one's paths.
         (w / "storage.conf").write_text(
-            STORAGE_CONF + f'graphroot = "{w}/storage"\nrootless_storage_path = "{w}/storage"\n'
-            f'runroot = "{w}/run"\n')
-        (w / "containers.conf").write_text(
-            CONTAINERS_CONF + f'tmp_dir = "{w}/xdg/libpod/tmp"\n')
+            STORAGE_CONF + f'graphroot = "{w}/storage"\nrootless_storage_path = "{w}/storage"\nrunroot = "{w}/run"\n'
+        )
+        (w / "containers.conf").write_text(CONTAINERS_CONF + f'tmp_dir = "{w}/xdg/libpod/tmp"\n')
         for f in ("storage.conf", "containers.conf"):
             (w / f).chmod(0o644)
         cp = self.run(["podman", "info", "--format", "{{.Store.GraphRoot}}"], timeout=60)
@@ -140,8 +158,9 @@ class RootlessPodmanStore:
         pids = []
         for d in filter(str.isdigit, os.listdir("/proc")):
             try:
-                if os.stat(f"/proc/{d}").st_uid == uid and \
-                        needle in Path(f"/proc/{d}/environ").read_bytes().split(b"\0"):
+                if os.stat(f"/proc/{d}").st_uid == uid and needle in Path(f"/proc/{d}/environ").read_bytes().split(
+                    b"\0"
+                ):
                     pids.append(int(d))
             except OSError:
                 continue
@@ -200,15 +219,13 @@ def setup_rootless_podman(user: str, home=None, reset: bool = False) -> dict:
         os.chown(d, pw.pw_uid, pw.pw_gid)
     if reset:  # re-read subuid ranges, restart the user namespace holder
         run_as(user, ["podman", "system", "migrate"], check=False, timeout=60)
-    return {"storage_conf": cfgdir / "storage.conf",
-            "containers_conf": cfgdir / "containers.conf", "subuid": subids}
+    return {"storage_conf": cfgdir / "storage.conf", "containers_conf": cfgdir / "containers.conf", "subuid": subids}
 
 
 def pause_pids(user: str) -> list:
     """PIDs of the user's rootless "podman pause" process (from pause.pid files)."""
     uid = pwd.getpwnam(user).pw_uid
-    return [p for base in (f"/tmp/podman-run-{uid}", f"/run/user/{uid}")
-            for p in _pause_pid_from(Path(base), uid)]
+    return [p for base in (f"/tmp/podman-run-{uid}", f"/run/user/{uid}") for p in _pause_pid_from(Path(base), uid)]
 
 
 def cleanup_rootless_podman(user: str):
@@ -235,8 +252,10 @@ def export_rootfs_cmd(image: str, dest: str) -> str:
     """Shell command (run as the user) unpacking ``image`` from the user's podman
     store into directory ``dest`` for ``ch-run``.  ~1.5 s for a 200 MB image,
     versus ~20 s for ``ch-convert -i podman`` (which gzips then unpacks)."""
-    return (f"c=$(podman create {image}) && mkdir -p {dest} && podman export $c | "
-            f"tar -C {dest} -xf -; rc=$?; podman rm $c >/dev/null 2>&1; exit $rc")
+    return (
+        f"c=$(podman create {image}) && mkdir -p {dest} && podman export $c | "
+        f"tar -C {dest} -xf -; rc=$?; podman rm $c >/dev/null 2>&1; exit $rc"
+    )
 
 
 def charliecloud_probe(sh, image: str, workdir: str, try_convert: bool = True) -> dict:
@@ -262,15 +281,19 @@ def charliecloud_probe(sh, image: str, workdir: str, try_convert: bool = True) -
     d = d or (f"{workdir}/ch-exp" if rc == 0 else None)
     if d:
         # bind targets must exist in the (read-only) image: /mnt does
-        rc, out, err = sh(f"mkdir -p {workdir}/ch-bind && echo canary > {workdir}/ch-bind/f && "
-                          f"ch-run --bind={workdir}/ch-bind:/mnt --cd=/mnt {d} -- "
-                          "python3 -c 'import sys; print(open(\"f\").read().strip(), sys.version_info[0])'")
+        rc, out, err = sh(
+            f"mkdir -p {workdir}/ch-bind && echo canary > {workdir}/ch-bind/f && "
+            f"ch-run --bind={workdir}/ch-bind:/mnt --cd=/mnt {d} -- "
+            "python3 -c 'import sys; print(open(\"f\").read().strip(), sys.version_info[0])'"
+        )
         res["ch-run"] = (rc == 0 and "canary 3" in out, (out + err)[-800:])
         res["dir"] = d
     if not fuse_usable_by_others():
         res["squash"] = (False, "/dev/fuse missing or not rw for other users (SquashFUSE needs it)")
     else:
-        rc, out, err = sh(f"rm -f {workdir}/img.sqfs; ch-convert -i podman -o squash {image} "
-                          f"{workdir}/img.sqfs && ch-run {workdir}/img.sqfs -- true")
+        rc, out, err = sh(
+            f"rm -f {workdir}/img.sqfs; ch-convert -i podman -o squash {image} "
+            f"{workdir}/img.sqfs && ch-run {workdir}/img.sqfs -- true"
+        )
         res["squash"] = (rc == 0, (out + err)[-800:])
     return res

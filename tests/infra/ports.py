@@ -1,4 +1,5 @@
 """Free TCP port on the loopback interface."""
+
 import socket
 
 
@@ -29,7 +30,7 @@ def listening_addresses(port: int) -> list:
     import ipaddress
 
     addrs = []
-    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+    for table, _v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
         try:
             lines = open(table).read().splitlines()[1:]
         except OSError:
@@ -41,6 +42,6 @@ def listening_addresses(port: int) -> list:
                 continue
             raw = bytes.fromhex(hexip)
             # /proc stores the address as host-order 32-bit words
-            words = [raw[i:i + 4][::-1] for i in range(0, len(raw), 4)]
+            words = [raw[i : i + 4][::-1] for i in range(0, len(raw), 4)]
             addrs.append(str(ipaddress.ip_address(b"".join(words))))
     return addrs

@@ -5,6 +5,7 @@ The packaged service listens on :5000 on every interface: never start that; this
 starts the binary with our own config.  Plain HTTP on loopback only, so pushes
 need ``--tls-verify=false`` (buildah/podman/skopeo); TLS stays on for real registries.
 """
+
 import json
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ._util import Service, InfraError, shared_tmpdir, stop_pid, wait_for
+from ._util import InfraError, Service, shared_tmpdir, stop_pid, wait_for
 from .ports import free_port
 
 BINARY = "/usr/bin/docker-registry"
@@ -52,8 +53,9 @@ http:
   addr: {self.host}
 """)
         log = open(self.log_path, "ab")
-        self._proc = subprocess.Popen([BINARY, "serve", str(cfg)], stdin=subprocess.DEVNULL,
-                                      stdout=log, stderr=subprocess.STDOUT)
+        self._proc = subprocess.Popen(
+            [BINARY, "serve", str(cfg)], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+        )
         log.close()
 
         def up():
@@ -61,6 +63,7 @@ http:
                 raise InfraError(f"docker-registry exited rc={self._proc.returncode}")
             with urllib.request.urlopen(f"{self.url}/v2/", timeout=2) as r:
                 return r.status == 200
+
         wait_for(up, 20, f"registry on {self.url}", logs=[self.log_path])
         return self
 

@@ -14,6 +14,7 @@ Client commands find the cluster only through ``SLURM_CONF``:
    exec/shell session without depending on the user's shell start-up files
    (Debian's ~/.bashrc returns early for non-interactive shells).
 """
+
 import os
 import re
 import shutil
@@ -21,12 +22,20 @@ import socket
 import subprocess
 from pathlib import Path
 
-from ._util import (Service, InfraError, check_traversable, pid_alive, run,
-                    shared_tmpdir, stop_pid, wait_for)
+from ._util import InfraError, Service, check_traversable, pid_alive, run, shared_tmpdir, stop_pid, wait_for
 from .ports import free_port
 
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL",
-            "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+TERMINAL = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+}
 
 
 class LocalSlurm(Service):
@@ -36,9 +45,16 @@ class LocalSlurm(Service):
     ({'SLURM_CONF': ...} for sshd SetEnv), node, partition, workdir.
     """
 
-    def __init__(self, workdir=None, max_array_size: int = 1001, min_job_age: int = 300,
-                 cpus: int = None, real_memory: int = 4000, partition: str = "debug",
-                 extra_conf: str = ""):
+    def __init__(
+        self,
+        workdir=None,
+        max_array_size: int = 1001,
+        min_job_age: int = 300,
+        cpus: int = None,
+        real_memory: int = 4000,
+        partition: str = "debug",
+        extra_conf: str = "",
+    ):
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else shared_tmpdir("mlops-slurm-")
         self.max_array_size, self.min_job_age = max_array_size, min_job_age
@@ -58,17 +74,25 @@ class LocalSlurm(Service):
         self.munge_dir, self.munge_sock_dir = w / "munge", w / "munge-run"
         self.socket = self.munge_sock_dir / "munge.socket"
         self.state, self.spool, self.logs = w / "state", w / "spool", w / "log"
-        for d, owner, mode in ((self.munge_dir, "munge", 0o700), (self.munge_sock_dir, "munge", 0o755),
-                               (self.state, "slurm", 0o755), (self.spool, "root", 0o755),
-                               (self.logs, "slurm", 0o755)):
+        for d, owner, mode in (
+            (self.munge_dir, "munge", 0o700),
+            (self.munge_sock_dir, "munge", 0o755),
+            (self.state, "slurm", 0o755),
+            (self.spool, "root", 0o755),
+            (self.logs, "slurm", 0o755),
+        ):
             d.mkdir(exist_ok=True)
             d.chmod(mode)
             shutil.chown(d, owner, owner)
         self._start_munged()
         self._write_conf()
         self._spawn("slurmctld", ["/usr/sbin/slurmctld", "-D"], self.logs / "slurmctld.log")
-        wait_for(lambda: self.run(["scontrol", "ping"], check=False).stdout.count("UP") > 0,
-                 30, "slurmctld to answer ping", logs=[self.logs / "slurmctld.log"])
+        wait_for(
+            lambda: self.run(["scontrol", "ping"], check=False).stdout.count("UP") > 0,
+            30,
+            "slurmctld to answer ping",
+            logs=[self.logs / "slurmctld.log"],
+        )
         self._spawn("slurmd", ["/usr/sbin/slurmd", "-D", "-N", self.node], self.logs / "slurmd.log")
         self.wait_idle()
         return self
@@ -81,24 +105,39 @@ class LocalSlurm(Service):
         log = self.munge_dir / "munged.log"
         # Popen(user=...) so the PID we keep IS munged (-F: no fork)
         self._procs["munged"] = subprocess.Popen(
-            ["/usr/sbin/munged", "-F", f"--socket={self.socket}", f"--key-file={key}",
-             f"--pid-file={self.munge_dir}/munged.pid", f"--log-file={log}",
-             f"--seed-file={self.munge_dir}/munged.seed"],
-            user="munge", group="munge", extra_groups=[], stdin=subprocess.DEVNULL,
-            stdout=open(self.munge_dir / "munged.out", "ab"), stderr=subprocess.STDOUT)
+            [
+                "/usr/sbin/munged",
+                "-F",
+                f"--socket={self.socket}",
+                f"--key-file={key}",
+                f"--pid-file={self.munge_dir}/munged.pid",
+                f"--log-file={log}",
+                f"--seed-file={self.munge_dir}/munged.seed",
+            ],
+            user="munge",
+            group="munge",
+            extra_groups=[],
+            stdin=subprocess.DEVNULL,
+            stdout=open(self.munge_dir / "munged.out", "ab"),
+            stderr=subprocess.STDOUT,
+        )
 
         def ok():
             if self._procs["munged"].poll() is not None:
                 raise InfraError("munged exited")
             cred = subprocess.run(["munge", "-n", "-S", str(self.socket)], capture_output=True)
-            return cred.returncode == 0 and subprocess.run(
-                ["unmunge", "-S", str(self.socket)], input=cred.stdout,
-                capture_output=True).returncode == 0
-        wait_for(ok, 20, "munged to issue credentials",
-                 logs=[log, self.munge_dir / "munged.out"])
+            return (
+                cred.returncode == 0
+                and subprocess.run(
+                    ["unmunge", "-S", str(self.socket)], input=cred.stdout, capture_output=True
+                ).returncode
+                == 0
+            )
+
+        wait_for(ok, 20, "munged to issue credentials", logs=[log, self.munge_dir / "munged.out"])
 
     def _write_conf(self):
-        s, l, w = self.state, self.logs, self.workdir
+        s, logs, w = self.state, self.logs, self.workdir
         conf = f"""# written by tests/infra/slurm.py
 ClusterName=mlopstest
 SlurmctldHost={self.node}(127.0.0.1)
@@ -114,8 +153,8 @@ StateSaveLocation={s}
 SlurmdSpoolDir={self.spool}
 SlurmctldPidFile={w}/slurmctld.pid
 SlurmdPidFile={w}/slurmd.pid
-SlurmctldLogFile={l}/slurmctld.log
-SlurmdLogFile={l}/slurmd.log
+SlurmctldLogFile={logs}/slurmctld.log
+SlurmdLogFile={logs}/slurmd.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 MpiDefault=none
@@ -127,7 +166,7 @@ ReturnToService=2
 SchedulerParameters=sched_interval=5,batch_sched_delay=0,sched_min_interval=0
 DependencyParameters=kill_invalid_depend
 JobCompType=jobcomp/filetxt
-JobCompLoc={l}/jobcomp.txt
+JobCompLoc={logs}/jobcomp.txt
 AccountingStorageType=accounting_storage/none
 NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.real_memory} State=UNKNOWN
 PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
@@ -138,8 +177,9 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 
     def _spawn(self, name, cmd, log):
         out = open(self.workdir / f"{name}.out", "ab")
-        self._procs[name] = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL,
-                                             stdout=out, stderr=subprocess.STDOUT)
+        self._procs[name] = subprocess.Popen(
+            cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
         out.close()
         self._logs = getattr(self, "_logs", []) + [log, self.workdir / f"{name}.out"]
 
@@ -156,8 +196,12 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         for name, p in self._procs.items():
             if p.poll() is not None:
                 raise InfraError(f"{name} exited rc={p.returncode}")
-        wait_for(lambda: self.node_state() == "idle", timeout,
-                 f"node {self.node} idle (now {self.node_state()!r})", logs=self._logs)
+        wait_for(
+            lambda: self.node_state() == "idle",
+            timeout,
+            f"node {self.node} idle (now {self.node_state()!r})",
+            logs=self._logs,
+        )
 
     def job_states(self, job_id) -> dict:
         """{'<jobid>' or '<jobid>_<task>': STATE} from ``scontrol show job``
@@ -174,11 +218,14 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 
     def wait_job(self, job_id, timeout: float = 120) -> dict:
         """Bounded wait until every task of ``job_id`` is in a terminal state."""
+
         def done():
             st = self.job_states(job_id)
             return st if st and all(v in TERMINAL for v in st.values()) else None
-        return wait_for(done, timeout, f"job {job_id} to finish "
-                        f"(now {self.job_states(job_id)})", logs=self._logs, interval=0.5)
+
+        return wait_for(
+            done, timeout, f"job {job_id} to finish (now {self.job_states(job_id)})", logs=self._logs, interval=0.5
+        )
 
     def jobcomp_text(self) -> str:
         p = self.logs / "jobcomp.txt"
@@ -207,8 +254,11 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         ids = self.run(["squeue", "-h", "-o", "%A"], check=False, timeout=20).stdout.split()
         if ids:
             self.run(["scancel", *ids], check=False, timeout=20)
-            wait_for(lambda: not self.run(["squeue", "-h"], check=False).stdout.strip(),
-                     20, "cancelled jobs to leave the queue")
+            wait_for(
+                lambda: not self.run(["squeue", "-h"], check=False).stdout.strip(),
+                20,
+                "cancelled jobs to leave the queue",
+            )
 
     def job_pids(self) -> list:
         """slurmstepd and job processes of THIS cluster: environ has our
@@ -220,8 +270,9 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
             try:
                 env = Path(f"/proc/{d}/environ").read_bytes().split(b"\0")
                 if needle in env and (
-                        Path(f"/proc/{d}/comm").read_text().strip() == "slurmstepd"
-                        or any(e.startswith(b"SLURM_JOB_ID=") for e in env)):
+                    Path(f"/proc/{d}/comm").read_text().strip() == "slurmstepd"
+                    or any(e.startswith(b"SLURM_JOB_ID=") for e in env)
+                ):
                     pids.append(int(d))
             except OSError:
                 continue

@@ -26,6 +26,7 @@ Environment for exec sessions (``ssh host cmd``, paramiko ``exec_command``):
 ``setenv={'SLURM_CONF': ...}`` becomes sshd ``SetEnv``; it applies to every
 session type without relying on shell start-up files.
 """
+
 import os
 import re
 import shutil
@@ -36,8 +37,17 @@ from pathlib import Path
 import paramiko
 import pyotp
 
-from ._util import (Service, InfraError, check_traversable, children_of, pid_alive, run,
-                    shared_tmpdir, stop_pid, wait_for)
+from ._util import (
+    InfraError,
+    Service,
+    check_traversable,
+    children_of,
+    pid_alive,
+    run,
+    shared_tmpdir,
+    stop_pid,
+    wait_for,
+)
 from .ports import free_port
 from .users import ensure_user
 
@@ -54,10 +64,19 @@ class TotpSshServer(Service):
 
     AUTHS = ("totp", "key", "totp+password", "password+totp")
 
-    def __init__(self, workdir=None, user: str = "mlopshpc", port: int = None,
-                 auth: str = "totp", setenv: dict = None, max_sessions: int = 50,
-                 host_key_types=("ed25519",), host_cert: bool = False,
-                 cert_principals=("127.0.0.1",), disallow_reuse: bool = True):
+    def __init__(
+        self,
+        workdir=None,
+        user: str = "mlopshpc",
+        port: int = None,
+        auth: str = "totp",
+        setenv: dict = None,
+        max_sessions: int = 50,
+        host_key_types=("ed25519",),
+        host_cert: bool = False,
+        cert_principals=("127.0.0.1",),
+        disallow_reuse: bool = True,
+    ):
         if auth not in self.AUTHS:
             raise ValueError(f"auth must be one of {self.AUTHS}")
         self.host_key_types, self.host_cert = tuple(host_key_types), host_cert
@@ -92,8 +111,22 @@ class TotpSshServer(Service):
             self._keygen(self.host_key_file(kind), "mlops-test-host", kind)
         if self.host_cert:
             self._keygen(self.workdir / "test_ca", "mlops-test-ca")
-            run(["ssh-keygen", "-q", "-s", str(self.workdir / "test_ca"), "-I", "mlops-test-host", "-h",
-                 "-n", ",".join(self.cert_principals), "-V", "-5m:+1d", f"{self.host_key_file('ed25519')}.pub"])
+            run(
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-s",
+                    str(self.workdir / "test_ca"),
+                    "-I",
+                    "mlops-test-host",
+                    "-h",
+                    "-n",
+                    ",".join(self.cert_principals),
+                    "-V",
+                    "-5m:+1d",
+                    f"{self.host_key_file('ed25519')}.pub",
+                ]
+            )
         self._keygen(self.client_key_path, "mlops-test-client")
         # StrictModes rejects any path through /tmp (mode 1777), so the key
         # file lives in the user's ~/.ssh, but one file per instance/port.
@@ -138,9 +171,11 @@ class TotpSshServer(Service):
     def _set_password(self):
         """A random password for the user (pam_unix); given on stdin, never in argv."""
         import secrets
+
         self.password = secrets.token_urlsafe(18)
-        subprocess.run(["chpasswd"], input=f"{self.user}:{self.password}\n", text=True, check=True,
-                       capture_output=True, timeout=30)
+        subprocess.run(
+            ["chpasswd"], input=f"{self.user}:{self.password}\n", text=True, check=True, capture_output=True, timeout=30
+        )
 
     def public_line(self, kind: str, name: str = None) -> str:
         """``NAME TYPE BASE64`` for the host key of ``kind`` (default name ``[127.0.0.1]:PORT``)."""
@@ -151,6 +186,7 @@ class TotpSshServer(Service):
     def ca_public_line(self) -> str:
         """``TYPE BASE64`` of the test CA (for an ``@cert-authority NAME`` line)."""
         return " ".join(Path(self.workdir / "test_ca.pub").read_text().split()[:2])
+
     def _write_totp_file(self):
         # Fresh random secret per instance.  The file sits in a dir owned by
         # the user because the PAM module runs with the user's fsuid and
@@ -159,8 +195,9 @@ class TotpSshServer(Service):
         gadir = self.workdir / "ga"
         gadir.mkdir(mode=0o700, exist_ok=True)
         f = gadir / self.user
-        options = '" RATE_LIMIT 10 30\n" WINDOW_SIZE 3\n" DISALLOW_REUSE\n' if self.disallow_reuse \
-            else '" WINDOW_SIZE 3\n'
+        options = (
+            '" RATE_LIMIT 10 30\n" WINDOW_SIZE 3\n" DISALLOW_REUSE\n' if self.disallow_reuse else '" WINDOW_SIZE 3\n'
+        )
         f.write_text(f'{self.totp_secret}\n{options}" TOTP_AUTH\n')
         f.chmod(0o600)
         for p in (gadir, f):
@@ -170,18 +207,26 @@ class TotpSshServer(Service):
         kbd = self.auth != "key"
         methods = "publickey,keyboard-interactive" if kbd else "publickey"
         lines = [
-            f"Port {self.port}", f"ListenAddress {self.host}",
+            f"Port {self.port}",
+            f"ListenAddress {self.host}",
             *[f"HostKey {self.host_key_file(kind)}" for kind in self.host_key_types],
             *([f"HostCertificate {self.host_key_file('ed25519')}-cert.pub"] if self.host_cert else []),
             f"PidFile {self.workdir}/sshd.pid",
             f"AuthorizedKeysFile .ssh/{self.authorized_keys_path.name}",
-            "PubkeyAuthentication yes", "PasswordAuthentication no",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
             f"KbdInteractiveAuthentication {'yes' if kbd else 'no'}",
-            "UsePAM yes", f"AuthenticationMethods {methods}",
-            f"AllowUsers {self.user}", "PermitRootLogin no",
-            "Subsystem sftp internal-sftp", f"MaxSessions {self.max_sessions}",
-            "MaxStartups 50:30:100", "LogLevel VERBOSE", "PrintMotd no",
-            "X11Forwarding no", "AllowTcpForwarding no",
+            "UsePAM yes",
+            f"AuthenticationMethods {methods}",
+            f"AllowUsers {self.user}",
+            "PermitRootLogin no",
+            "Subsystem sftp internal-sftp",
+            f"MaxSessions {self.max_sessions}",
+            "MaxStartups 50:30:100",
+            "LogLevel VERBOSE",
+            "PrintMotd no",
+            "X11Forwarding no",
+            "AllowTcpForwarding no",
         ]
         if self.setenv:
             lines.append("SetEnv " + " ".join(f'"{k}={v}"' for k, v in self.setenv.items()))
@@ -193,18 +238,21 @@ class TotpSshServer(Service):
         out = open(self.workdir / "sshd.stderr", "ab")
         # -D: stay in foreground so Popen.pid IS the listener; -E: log to file
         self._proc = subprocess.Popen(
-            [str(self.workdir / self.name), "-D", "-E", str(self.log_path),
-             "-f", str(self.config_path)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=out, close_fds=True)
+            [str(self.workdir / self.name), "-D", "-E", str(self.log_path), "-f", str(self.config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            close_fds=True,
+        )
         out.close()
 
         def up():
             if self._proc.poll() is not None:
                 raise InfraError(f"sshd exited rc={self._proc.returncode}")
             return self.log_text().count(marker) > before
+
         try:
-            wait_for(up, 15, f"sshd on {self.host}:{self.port}",
-                     logs=[self.log_path, self.workdir / "sshd.stderr"])
+            wait_for(up, 15, f"sshd on {self.host}:{self.port}", logs=[self.log_path, self.workdir / "sshd.stderr"])
         except InfraError as exc:
             if self._proc.poll() is None:
                 stop_pid(self._proc)
@@ -228,13 +276,19 @@ class TotpSshServer(Service):
         """An OpenSSH client config (``ssh -F path alias cmd``); pins the host key."""
         kh = Path(known_hosts or Path(path).with_suffix(".known_hosts"))
         self.write_known_hosts(kh)
-        lines = [f"Host {alias}", f"  HostName {self.host}", f"  Port {self.port}",
-                 f"  User {self.user}", f"  IdentityFile {self.client_key_path}",
-                 "  IdentitiesOnly yes", f"  UserKnownHostsFile {kh}",
-                 "  StrictHostKeyChecking yes", "  BatchMode no"]
+        lines = [
+            f"Host {alias}",
+            f"  HostName {self.host}",
+            f"  Port {self.port}",
+            f"  User {self.user}",
+            f"  IdentityFile {self.client_key_path}",
+            "  IdentitiesOnly yes",
+            f"  UserKnownHostsFile {kh}",
+            "  StrictHostKeyChecking yes",
+            "  BatchMode no",
+        ]
         if control_dir:
-            lines += [f"  ControlPath {control_dir}/%C", "  ControlMaster auto",
-                      "  ControlPersist 600"]
+            lines += [f"  ControlPath {control_dir}/%C", "  ControlMaster auto", "  ControlPersist 600"]
         Path(path).write_text("\n".join(lines) + "\n")
         return Path(path)
 
@@ -254,7 +308,7 @@ class TotpSshServer(Service):
         """A 6-digit code that is not valid in the current +-1 step window."""
         totp, now = pyotp.TOTP(self.totp_secret), time.time()
         valid = {totp.at(now + d) for d in (-60, -30, 0, 30, 60)}
-        return next(c for c in (f"{i:06d}" for i in range(1000, 10 ** 6, 7919)) if c not in valid)
+        return next(c for c in (f"{i:06d}" for i in range(1000, 10**6, 7919)) if c not in valid)
 
     def log_text(self) -> str:
         try:
@@ -315,9 +369,24 @@ class TotpSshServer(Service):
         (stopped in ``stop()`` if still running).
         """
         env = {**os.environ, "SSHPASS": self.otp()}
-        run(["sshpass", "-e", "-P", "Verification code", "ssh", "-F", str(ssh_config),
-             "-o", "BatchMode=no", alias, "true"], env=env, timeout=timeout,
-            stdin=subprocess.DEVNULL)
+        run(
+            [
+                "sshpass",
+                "-e",
+                "-P",
+                "Verification code",
+                "ssh",
+                "-F",
+                str(ssh_config),
+                "-o",
+                "BatchMode=no",
+                alias,
+                "true",
+            ],
+            env=env,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         cp = run(["ssh", "-F", str(ssh_config), "-O", "check", alias], timeout=10)
         pid = int(re.search(r"pid=(\d+)", cp.stdout + cp.stderr).group(1))
         self._masters.append((str(ssh_config), alias, pid))
@@ -375,8 +444,7 @@ class TotpSshServer(Service):
         return self._proc is not None
 
 
-def exec_command(transport: paramiko.Transport, cmd: str, timeout: float = 120,
-                 stdin: bytes = None):
+def exec_command(transport: paramiko.Transport, cmd: str, timeout: float = 120, stdin: bytes = None):
     """Run ``cmd`` on a new channel of ``transport``; return (rc, stdout, stderr).
 
     Bounded: raises TimeoutError if the command has not finished in ``timeout``.

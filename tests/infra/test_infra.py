@@ -3,6 +3,7 @@
 Run (as root) from the repo root:
     PYTHONPATH=tests python -m pytest -p no:cacheprovider tests/infra -m infra -x -q
 """
+
 import os
 import shutil
 import subprocess
@@ -100,12 +101,10 @@ def test_openssh_controlmaster_one_login():
     """OpenSSH path: one TOTP login (sshpass) opens a master; ssh/scp reuse it.
     Own server, so its fresh secret has no code used yet in this window."""
     with TotpSshServer(auth="totp") as srv:
-        cfg = srv.write_ssh_config(srv.workdir / "ssh_config", alias="hpc",
-                                   control_dir=srv.workdir)
+        cfg = srv.write_ssh_config(srv.workdir / "ssh_config", alias="hpc", control_dir=srv.workdir)
         srv.openssh_master(cfg, "hpc")
         for i in range(5):
-            cp = subprocess.run(["ssh", "-F", str(cfg), "hpc", f"echo {i}"],
-                                capture_output=True, text=True, timeout=30)
+            cp = subprocess.run(["ssh", "-F", str(cfg), "hpc", f"echo {i}"], capture_output=True, text=True, timeout=30)
             assert cp.stdout.strip() == str(i), cp.stderr
         assert srv.count_connections() == 1 and srv.count_logins() == 1
 
@@ -113,14 +112,16 @@ def test_openssh_controlmaster_one_login():
 # ------------------------------------------------------------------ SLURM
 def test_slurm_array_and_afterok_over_ssh(ssh_run, slurm_cluster):
     d = f"~/infra-slurm-{os.getpid()}"
-    script = ("#!/bin/bash\n#SBATCH -o arr-%A_%a.out\n"
-              "echo task $SLURM_ARRAY_TASK_ID; sleep 1\n")
-    rc, out, err = ssh_run(f"rm -rf {d}; mkdir -p {d} && cd {d} && cat > arr.sh <<'EOF'\n{script}EOF\n"
-                           "sbatch --parsable --array=0-3%2 arr.sh")
+    script = "#!/bin/bash\n#SBATCH -o arr-%A_%a.out\necho task $SLURM_ARRAY_TASK_ID; sleep 1\n"
+    rc, out, err = ssh_run(
+        f"rm -rf {d}; mkdir -p {d} && cd {d} && cat > arr.sh <<'EOF'\n{script}EOF\n"
+        "sbatch --parsable --array=0-3%2 arr.sh"
+    )
     assert rc == 0, err
     array_id = out.strip().split(";")[0]
-    rc, out, err = ssh_run(f"cd {d} && sbatch --parsable --dependency=afterok:{array_id} "
-                           "-o after.out --wrap 'echo after-ok'")
+    rc, out, err = ssh_run(
+        f"cd {d} && sbatch --parsable --dependency=afterok:{array_id} -o after.out --wrap 'echo after-ok'"
+    )
     assert rc == 0, err
     dep_id = out.strip().split(";")[0]
     rc, out, _ = ssh_run(f"squeue -h -o '%i %T' -j {dep_id}")
@@ -131,8 +132,7 @@ def test_slurm_array_and_afterok_over_ssh(ssh_run, slurm_cluster):
     assert set(states.values()) == {"COMPLETED"}
     assert set(slurm_cluster.wait_job(dep_id, timeout=60).values()) == {"COMPLETED"}
     rc, out, _ = ssh_run(f"cd {d} && cat after.out arr-{array_id}_*.out")
-    assert out.split("\n")[0] == "after-ok" and sorted(out.split()[1:]) == sorted(
-        ["task"] * 4 + ["0", "1", "2", "3"])
+    assert out.split("\n")[0] == "after-ok" and sorted(out.split()[1:]) == sorted(["task"] * 4 + ["0", "1", "2", "3"])
     assert time.monotonic() - t0 < 120
     ssh_run(f"rm -rf {d}")
 
@@ -140,7 +140,9 @@ def test_slurm_array_and_afterok_over_ssh(ssh_run, slurm_cluster):
 def test_slurm_max_array_size(ssh_run, slurm_cluster):
     rc, out, err = ssh_run(f"sbatch --array=0-{SLURM_MAX_ARRAY_SIZE} --wrap true")
     assert rc != 0 and "Invalid job array specification" in err
-    rc, out, err = ssh_run(f"cd /tmp && sbatch --parsable -o /dev/null --array=0-{SLURM_MAX_ARRAY_SIZE - 1} --wrap true")
+    rc, out, err = ssh_run(
+        f"cd /tmp && sbatch --parsable -o /dev/null --array=0-{SLURM_MAX_ARRAY_SIZE - 1} --wrap true"
+    )
     assert rc == 0, err
     slurm_cluster.wait_job(out.strip(), timeout=120)
 
@@ -159,21 +161,34 @@ def test_slurm_loopback_only(slurm_cluster):
 
 def test_slurm_stop_ends_running_jobs():
     with LocalSlurm() as c:
-        jid = c.run(["sbatch", "--parsable", "-o", "/dev/null", "--chdir", "/tmp",
-                     "--wrap", "sleep 300"]).stdout.strip()
+        jid = c.run(
+            ["sbatch", "--parsable", "-o", "/dev/null", "--chdir", "/tmp", "--wrap", "sleep 300"]
+        ).stdout.strip()
         wait_for(lambda: c.job_states(jid).get(jid) == "RUNNING", 30, "job running")
-        job_pids = wait_for(lambda: len(c.job_pids()) >= 2 and c.job_pids(), 10,
-                            "slurmstepd + job processes")
+        job_pids = wait_for(lambda: len(c.job_pids()) >= 2 and c.job_pids(), 10, "slurmstepd + job processes")
         daemons = [p.pid for p in c._procs.values()]
     assert not any(pid_alive(p) for p in job_pids + daemons)
 
 
 # ------------------------------------------------------------------ images, podman
 def test_base_image_has_python_venv(base_image):
-    cp = subprocess.run(["podman", "run", "--rm", "--network", "none", base_image.name, "sh", "-c",
-                         "python3 -m venv /tmp/v && /tmp/v/bin/python -c 'import ssl, sys; "
-                         "print(sys.version_info[:2])'"],
-                        env=base_image.env, capture_output=True, text=True, timeout=120)
+    cp = subprocess.run(
+        [
+            "podman",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            base_image.name,
+            "sh",
+            "-c",
+            "python3 -m venv /tmp/v && /tmp/v/bin/python -c 'import ssl, sys; print(sys.version_info[:2])'",
+        ],
+        env=base_image.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout.strip() == "(3, 11)"
 
@@ -198,12 +213,14 @@ def test_podman_rootless_run_over_ssh(user_image, user_dir, ssh_run, rootless_po
     (user_dir / "in.txt").write_text("from-host\n")
     rc, out, err = ssh_run(
         f"podman run --rm --network none --env-file {user_dir}/x.env -v {user_dir}:/project "
-        f"{user_image} python3 -c 'import os; print(os.environ[\"CANARY\"]); "
-        "print(open(\"/project/in.txt\").read().strip())'")
+        f'{user_image} python3 -c \'import os; print(os.environ["CANARY"]); '
+        'print(open("/project/in.txt").read().strip())\''
+    )
     assert rc == 0, err
     assert out.split() == ["infra-canary-123", "from-host"]
-    rc, out, _ = ssh_run("podman info --format '{{.Host.OCIRuntime.Name}} "
-                         "{{.Store.GraphDriverName}} {{.Store.GraphRoot}}'")
+    rc, out, _ = ssh_run(
+        "podman info --format '{{.Host.OCIRuntime.Name}} {{.Store.GraphDriverName}} {{.Store.GraphRoot}}'"
+    )
     assert out.split() == ["runc", "overlay", f"{rootless_podman.workdir}/storage"]
 
 
@@ -218,8 +235,13 @@ def test_charliecloud_over_ssh(user_image, user_dir, ssh_run):
 def test_registry_push_with_buildah(registry, base_image):
     assert listening_addresses(registry.port) == ["127.0.0.1"]
     ref = f"{registry.host}/group/proj/model:abc123"
-    cp = subprocess.run(["buildah", "push", "--tls-verify=false", base_image.name, f"docker://{ref}"],
-                        env=base_image.env, capture_output=True, text=True, timeout=300)
+    cp = subprocess.run(
+        ["buildah", "push", "--tls-verify=false", base_image.name, f"docker://{ref}"],
+        env=base_image.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert cp.returncode == 0, cp.stderr
     assert registry.tags("group/proj/model") == ["abc123"]
     assert "group/proj/model" in registry.catalog()

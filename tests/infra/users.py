@@ -1,4 +1,5 @@
 """Create the unprivileged test user (tolerating one left by an earlier run)."""
+
 import pwd
 import subprocess
 

@@ -5,6 +5,7 @@ are checked here against the documented syntax (`apptainer build X.sif oci:LAYOU
 `apptainer run --env-file F --bind SRC:DST --nv X.sif`); podman, charliecloud and SLURM also run
 for real in the template's end-to-end tests.
 """
+
 import base64
 import subprocess
 
@@ -39,8 +40,10 @@ def test_apptainer_family_commands_follow_the_documented_syntax(rt):
     convert = runtime.convert_command(img, split=split)
     # the lower image's SIF is built only when that lower image is new
     assert f"test -e {STORE}/{base}.sif || " in convert
-    assert f"rm -f {STORE}/{base}.sif.part && {rt} build {STORE}/{base}.sif.part oci:{STORE}/refs/{base}:{base} " \
-           f"&& mv -f {STORE}/{base}.sif.part {STORE}/{base}.sif; " in convert
+    assert (
+        f"rm -f {STORE}/{base}.sif.part && {rt} build {STORE}/{base}.sif.part oci:{STORE}/refs/{base}:{base} "
+        f"&& mv -f {STORE}/{base}.sif.part {STORE}/{base}.sif; " in convert
+    )
     assert f"tar -xzf {STORE}/blobs/sha256/{'ef' * 32} -C {img.overlay}.d" in convert
     assert f"mksquashfs {img.overlay}.d {img.overlay}.part -noappend" in convert
     assert convert.endswith(f"ln -sfn {base}.sif {img.target}.part && mv -Tf {img.target}.part {img.target}")
@@ -62,26 +65,26 @@ def test_podman_pulls_from_the_stores_oci_layout_and_runs_as_the_user():
     assert img.layout == f"{STORE}/refs/model-{'ab' * 32}"
     # only missing layers are copied; a relative path, as podman names the image after it
     assert f"cd {STORE} && podman pull -q oci:refs/{img.key}:{img.key}" in convert
-    assert convert.endswith(f"podman tag \"$ref\" {img.podman_ref}")
+    assert convert.endswith(f'podman tag "$ref" {img.podman_ref}')
     assert runtime.converted_test(img) == f"podman image exists {img.podman_ref}"
     argv = runtime.run_argv(img, RUN, "/x/c1.env", gpu=True)
     assert argv[:3] == ["podman", "run", "--rm"] and argv[-1] == img.podman_ref
     assert "--userns=keep-id" in argv and argv[argv.index("--volume") + 1] == f"{RUN}:/project"
     assert argv[argv.index("--device") + 1] == "nvidia.com/gpu=all"
-    assert "$(id -u):$(id -g)" in runtime.shell_join(argv)     # expanded by the task's shell
+    assert "$(id -u):$(id -g)" in runtime.shell_join(argv)  # expanded by the task's shell
 
 
 def test_charliecloud_converts_to_a_directory_with_the_mount_point_and_runs_the_entrypoint():
     img = image("charliecloud")
     convert = runtime.convert_command(img, gpu=True)
     assert f"ch-convert -i podman {img.podman_ref} {img.target}.part" in convert
-    assert f"podman pull -q oci:refs/{img.key}:{img.key}" in convert   # podman's store skips unchanged layers
+    assert f"podman pull -q oci:refs/{img.key}:{img.key}" in convert  # podman's store skips unchanged layers
     assert f"mkdir -p {img.target}.part/project" in convert and "ch-fromhost --nvidia" in convert
     argv = runtime.run_argv(img, RUN, "/x/c1.env", entrypoint=["python", "train.py"])
     assert argv[0] == "ch-run" and "--set-env=/x/c1.env" in argv and f"--bind={RUN}:/project" in argv
-    assert argv[argv.index("--") + 1:] == ["python", "train.py"] and argv[argv.index("--") - 1] == img.target
+    assert argv[argv.index("--") + 1 :] == ["python", "train.py"] and argv[argv.index("--") - 1] == img.target
     in_task = runtime.shell_join(runtime.run_argv(img, RUN, Raw('"$ENV_FILE"'), entrypoint=["python", "t.py"]))
-    assert ' --set-env="$ENV_FILE" ' in in_task       # left for the task's shell to expand
+    assert ' --set-env="$ENV_FILE" ' in in_task  # left for the task's shell to expand
     with pytest.raises(ValueError, match="entrypoint"):
         runtime.run_argv(img, RUN, "/x/c1.env")
 
@@ -115,7 +118,7 @@ def test_charliecloud_applies_only_the_code_layer_to_a_hard_linked_copy_of_the_l
     assert subprocess.run(["bash", "-c", command], capture_output=True).returncode == 0
     tree = store / f"model-{'ab' * 32}.ch"
     assert (tree / "app" / "train.py").read_text() == "new\n" and (tree / "app" / "extra.py").exists()
-    assert (lower / "app" / "train.py").read_text() == "old\n"     # the lower tree is never written
+    assert (lower / "app" / "train.py").read_text() == "old\n"  # the lower tree is never written
     assert os.stat(tree / "app" / "requirements.txt").st_ino == os.stat(lower / "app" / "requirements.txt").st_ino
     assert (tree / "project").is_dir()
     # a whiteout or a path outside /app: the incremental step refuses (the caller converts in full)
@@ -128,21 +131,25 @@ def test_charliecloud_applies_only_the_code_layer_to_a_hard_linked_copy_of_the_l
 
 def test_bad_runtime_and_digest_are_named():
     with pytest.raises(ValueError, match="cluster.runtime"):
-        image("docker").target
+        _ = image("docker").target
     with pytest.raises(ValueError, match="sha256"):
-        Image("model", "md5:zz", STORE, "proj", "podman").key
+        _ = Image("model", "md5:zz", STORE, "proj", "podman").key
 
 
 def test_raw_entrypoint_is_the_dockerfiles():
     from conftest import ROOT
+
     assert stages.raw_entrypoint(ROOT, stages.BY_NAME["model"])[0] in ("python", "python3")
 
 
-@pytest.mark.parametrize("indices,size,expected", [
-    (list(range(5)), 1001, [(0, [0, 1, 2, 3, 4])]),
-    (list(range(5)), 2, [(0, [0, 1]), (2, [0, 1]), (4, [0])]),
-    ([1, 5, 6], 3, [(0, [1]), (3, [2]), (6, [0])]),
-])
+@pytest.mark.parametrize(
+    "indices,size,expected",
+    [
+        (list(range(5)), 1001, [(0, [0, 1, 2, 3, 4])]),
+        (list(range(5)), 2, [(0, [0, 1]), (2, [0, 1]), (4, [0])]),
+        ([1, 5, 6], 3, [(0, [1]), (3, [2]), (6, [0])]),
+    ],
+)
 def test_arrays_are_split_below_max_array_size(indices, size, expected):
     chunks = slurm.array_chunks(indices, size)
     assert chunks == expected
@@ -158,19 +165,29 @@ def test_array_spec_compression_and_expansion():
 
 
 def test_batch_scripts_are_sbatch_lines_and_one_command():
-    opts = slurm.SlurmOptions(partition="gpu_4", account="ml-lab", time="00:10:00", cpus_per_task=2,
-                              mem="1G", parallel=3, gpu=True)
-    files, chunks = slurm.batch_scripts(RUN, "proj", opts, list(range(5)), 4, attempt=1, with_stages=True,
-                                        notify_argv=None)
+    opts = slurm.SlurmOptions(
+        partition="gpu_4", account="ml-lab", time="00:10:00", cpus_per_task=2, mem="1G", parallel=3, gpu=True
+    )
+    files, chunks = slurm.batch_scripts(
+        RUN, "proj", opts, list(range(5)), 4, attempt=1, with_stages=True, notify_argv=None
+    )
     assert set(files) == {"params.sbatch", "data.sbatch", "model-1-0.sbatch", "model-1-1.sbatch"}
     model = files["model-1-0.sbatch"]
-    for line in ("#SBATCH --array=0-3%3", "#SBATCH --partition=gpu_4", "#SBATCH --account=ml-lab",
-                 "#SBATCH --gres=gpu:1", "#SBATCH --time=00:10:00", "#SBATCH --mem=1G",
-                 "#SBATCH --kill-on-invalid-dep=yes"):
+    for line in (
+        "#SBATCH --array=0-3%3",
+        "#SBATCH --partition=gpu_4",
+        "#SBATCH --account=ml-lab",
+        "#SBATCH --gres=gpu:1",
+        "#SBATCH --time=00:10:00",
+        "#SBATCH --mem=1G",
+        "#SBATCH --kill-on-invalid-dep=yes",
+    ):
         assert line in model
     assert "--gres" not in files["params.sbatch"]
-    assert files["model-1-1.sbatch"].splitlines()[-1] == \
-        f"exec bash {RUN}/state/jobs/task.sh {RUN} 1 $((4 + SLURM_ARRAY_TASK_ID))"
+    assert (
+        files["model-1-1.sbatch"].splitlines()[-1]
+        == f"exec bash {RUN}/state/jobs/task.sh {RUN} 1 $((4 + SLURM_ARRAY_TASK_ID))"
+    )
     for text in files.values():
         assert all(line.startswith("#") for line in text.splitlines()[:-1])
         subprocess.run(["bash", "-n"], input=text, text=True, check=True)
@@ -180,6 +197,7 @@ def test_batch_scripts_are_sbatch_lines_and_one_command():
 def test_task_shell_file_writes_the_state_record_of_rundir(tmp_path):
     """Run the real task.sh with a stand-in 'container' argv on a local run dir."""
     from importlib import resources
+
     run = tmp_path / "run"
     for d in ("envs", "state/tasks", "state/jobs"):
         (run / d).mkdir(parents=True)
@@ -188,12 +206,16 @@ def test_task_shell_file_writes_the_state_record_of_rundir(tmp_path):
         (run / "envs" / f"{cid}.env").write_text(f"CONFIG_ID={cid}\n")
     task = tmp_path / "task.sh"
     task.write_bytes(resources.files("mlops.cluster").joinpath("shell/task.sh").read_bytes())
-    (run / "state/jobs/model-1.argv").write_text(submit.argv_lines(
-        ["sh", "-c", f"grep -q CONFIG_ID=c0 \"$1\" && touch {run}/results/c0/metrics.json", "x", "@ENV_FILE@"]))
+    (run / "state/jobs/model-1.argv").write_text(
+        submit.argv_lines(
+            ["sh", "-c", f'grep -q CONFIG_ID=c0 "$1" && touch {run}/results/c0/metrics.json', "x", "@ENV_FILE@"]
+        )
+    )
     assert subprocess.run(["bash", str(task), str(run), "1", "0"]).returncode == 0
     (run / "state/jobs/model-1.argv").write_text(submit.argv_lines(["sh", "-c", "echo boom >&2; exit 3"]))
     assert subprocess.run(["bash", str(task), str(run), "1", "1"]).returncode == 3
     from mlops import rundir
+
     states = rundir.read_task_states(run)
     assert states["c0"]["status"] == "completed" and states["c0"]["exit_code"] == 0
     assert states["c1"]["status"] == "failed" and states["c1"]["exit_code"] == 3
@@ -206,8 +228,12 @@ def test_slurm_states_map_to_run_states():
     assert slurm.slurm_state("OUT_OF_MEMORY") == "out-of-memory"
     assert slurm.slurm_state("TIMEOUT") == "timeout"
     assert slurm.slurm_state("PENDING") == "pending"
-    assert slurm.parse_sacct("12_0|COMPLETED\n12_[1-2%2]|PENDING\n11|FAILED\n") == \
-        {"12_0": "COMPLETED", "12_1": "PENDING", "12_2": "PENDING", "11": "FAILED"}
+    assert slurm.parse_sacct("12_0|COMPLETED\n12_[1-2%2]|PENDING\n11|FAILED\n") == {
+        "12_0": "COMPLETED",
+        "12_1": "PENDING",
+        "12_2": "PENDING",
+        "11": "FAILED",
+    }
     line = "JobId=13 ArrayJobId=12 ArrayTaskId=3-4%2 JobState=PENDING Reason=JobArrayTaskLimit"
     assert slurm.parse_scontrol(line) == {"12_3": "PENDING", "12_4": "PENDING"}
 

@@ -26,8 +26,10 @@ import os
 import re
 import stat
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from .errors import BadInput
 from .ssh import codes, keys, known_hosts, sources
@@ -66,7 +68,7 @@ class Result:
         return text + (f"\n         fix: {self.fix}" if self.fix and self.problem else "")
 
 
-def in_ci(env=os.environ) -> bool:
+def in_ci(env: Mapping[str, str] = os.environ) -> bool:
     return bool(env.get("CI") or env.get("GITLAB_CI"))
 
 
@@ -79,7 +81,7 @@ def _key_source(answers: dict, env) -> keys.KeySource:
     return keys.source(env, str(answers.get("hpc_ssh_key") or "") or None)
 
 
-def key_path(answers: dict, env=os.environ) -> tuple[str, str]:
+def key_path(answers: dict, env: Mapping[str, str] = os.environ) -> tuple[str, str]:
     """(a path that may be shown, where it came from): $HPC_SSH_PRIVATE_KEY wins over mlops.toml.
 
     Raises CredentialError when the variable holds key text (there is no path to give)."""
@@ -94,19 +96,19 @@ def key_path(answers: dict, env=os.environ) -> tuple[str, str]:
     return str(answers.get("hpc_ssh_key") or keys.DEFAULT_KEY), "cluster.ssh_key"
 
 
-def check_ssh_key(answers: dict, env=os.environ, ci: bool = False) -> Result:
+def check_ssh_key(answers: dict, env: Mapping[str, str] = os.environ, ci: bool = False) -> Result:
     """The private key: exists, parses, mode 0600, no passphrase in CI, matches its .pub. Never shows key text."""
     src = _key_source(answers, env)
     item = f"SSH key, {src.label}"
     from_env = bool(env.get(KEY_VAR, "").strip())
     shown = (
         None
-        if src.text is not None or (from_env and not src.path.is_file())
+        if src.text is not None or (from_env and not (src.path and src.path.is_file()))
         else (env[KEY_VAR].strip() if from_env else str(answers.get("hpc_ssh_key") or keys.DEFAULT_KEY))
     )
     ref = shown or f"the file {KEY_VAR} names"
     setting = f"${KEY_VAR}" if from_env else "cluster.ssh_key"
-    if src.text is None and not src.path.is_file():
+    if src.text is None and not (src.path and src.path.is_file()):
         fix = (
             f"set {KEY_VAR} to the path of the private key file (a GitLab File variable)"
             if from_env
@@ -144,6 +146,7 @@ def check_ssh_key(answers: dict, env=os.environ, ci: bool = False) -> Result:
             f"written; better make {KEY_VAR} a File variable (a multi-line value cannot be masked)",
         )
     path = src.path
+    assert path is not None  # a source is key text (handled above) or a file path
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         return Result(
@@ -180,7 +183,7 @@ def check_ssh_key(answers: dict, env=os.environ, ci: bool = False) -> Result:
 # ------------------------------------------------------------------ known_hosts (mlops.ssh.known_hosts)
 
 
-def known_hosts_path(env=os.environ) -> tuple[str, str]:
+def known_hosts_path(env: Mapping[str, str] = os.environ) -> tuple[str, str]:
     if env.get(KNOWN_HOSTS_VAR, "").strip():
         return env[KNOWN_HOSTS_VAR].strip(), f"${KNOWN_HOSTS_VAR}"
     return DEFAULT_KNOWN_HOSTS, "default"
@@ -219,7 +222,7 @@ def _load_known(env) -> tuple[known_hosts.KnownHosts | None, str]:
         ).strip() else f"{DEFAULT_KNOWN_HOSTS} (default)"
 
 
-def check_known_hosts(answers: dict, env=os.environ) -> list[Result]:
+def check_known_hosts(answers: dict, env: Mapping[str, str] = os.environ) -> list[Result]:
     """One line per host (login node, jump host): what the file pins for it, read as the login reads it."""
     known, label = _load_known(env)
     results = []
@@ -258,7 +261,7 @@ def check_known_hosts(answers: dict, env=os.environ) -> list[Result]:
     return results
 
 
-def known_hosts_lines(answers: dict, env=os.environ) -> str:
+def known_hosts_lines(answers: dict, env: Mapping[str, str] = os.environ) -> str:
     """Only the lines for this project's hosts (what `mlops variables upload` sends as HPC_KNOWN_HOSTS)."""
     known, label = _load_known(env)
     if known is None:
@@ -437,7 +440,7 @@ def check_gitlab_online(token: str, url: str, timeout: float = 10) -> Result:
     return Result(item, PASS, f"scopes {scopes}, no expiry date")
 
 
-def check_ssh_online(answers: dict, env=os.environ) -> Result:
+def check_ssh_online(answers: dict, env: Mapping[str, str] = os.environ) -> Result:
     """Log in for real, through mlops.ssh.Session (the login of every cluster command), and run `true`."""
     from .errors import MlopsError
     from .ssh.session import Endpoint, Session
@@ -476,7 +479,9 @@ def _secret(name: str, env, prompt: bool) -> str | None:
     return getpass.getpass(f"{name} (input hidden, Enter to skip): ").strip() or None
 
 
-def check_all(answers: dict, env=os.environ, interactive: bool = False, online: bool = False) -> list[Result]:
+def check_all(
+    answers: dict, env: Mapping[str, str] = os.environ, interactive: bool = False, online: bool = False
+) -> list[Result]:
     """Every check that applies to these answers (mlops.toml seen as template options)."""
     ci = in_ci(env)
     results = [check_ssh_key(answers, env, ci=ci)]
@@ -505,11 +510,11 @@ def check_all(answers: dict, env=os.environ, interactive: bool = False, online: 
     return results
 
 
-def strict(env=os.environ) -> bool:
+def strict(env: Mapping[str, str] = os.environ) -> bool:
     return env.get(STRICT_VAR, "").strip().lower() in ("1", "true", "yes")
 
 
-def report(results: list[Result], out=sys.stdout) -> int:
+def report(results: list[Result], out: TextIO = sys.stdout) -> int:
     """Print one line per check and a summary; returns the number of problems."""
     for result in results:
         print(str(result), file=out)
@@ -521,7 +526,7 @@ def report(results: list[Result], out=sys.stdout) -> int:
 # ------------------------------------------------------------------ values for upload / local runs
 
 
-def value_for(name: str, answers: dict, env=os.environ) -> str:
+def value_for(name: str, answers: dict, env: Mapping[str, str] = os.environ) -> str:
     """The value of a CI variable, taken from this machine, validated; raises CredentialError (never shows it)."""
     if name == KEY_VAR:
         result = check_ssh_key(answers, env, ci=True)  # CI cannot type a passphrase

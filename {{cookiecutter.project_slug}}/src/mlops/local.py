@@ -18,8 +18,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import TextIO
 
 from . import params, rundir, runenv, settings, stages
 from .errors import WorkFailed
@@ -42,10 +44,10 @@ _WANDB = ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", 
 PASSED = _PROCESS + _LOCALE + _NETWORK + _CA + _PYTHON + _COMPUTE + _CACHES + _WANDB
 
 
-def child_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+def child_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The allow-listed part of `environ` (default os.environ) that research code may inherit."""
-    environ = os.environ if environ is None else environ
-    return {k: environ[k] for k in PASSED if k in environ}
+    source: Mapping[str, str] = os.environ if environ is None else environ
+    return {k: source[k] for k in PASSED if k in source}
 
 
 class StageFailed(WorkFailed):
@@ -105,7 +107,9 @@ def _train_one(cfg, run: Path, entry: dict, base_env: dict) -> dict:
     return {**state, "config_id": cid}
 
 
-def run_local(root: Path | None = None, jobs: int = 1, run_id: str | None = None, out=sys.stderr) -> tuple[Path, int]:
+def run_local(
+    root: Path | None = None, jobs: int = 1, run_id: str | None = None, out: TextIO = sys.stderr
+) -> tuple[Path, int]:
     """Run the whole sweep; returns (run dir, number of failed configurations)."""
     cfg = settings.load(root)
     params.validate(cfg.root / "params" / "parameters.json")  # fail before creating anything

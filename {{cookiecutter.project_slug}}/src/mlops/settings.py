@@ -14,7 +14,7 @@ and the fix, so a command stops before any login or upload. Every `mlops` comman
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,23 +123,6 @@ class Settings:
             section, key = option.key.split(".")
             out[option.name] = _as_answer(getattr(getattr(self, section), key))
         return out
-
-    # --- Deprecated: the old `config.Config` view (`cfg["cluster"].get("runtime")`, `cfg.slug`,
-    # `cfg.use_gpu`), kept only until the cluster/, images/, results/ and ssh/ rooms use the typed
-    # fields. The lead removes it after the merge.
-    def __getitem__(self, section: str) -> dict:
-        value = getattr(self, section, None)
-        if value is None or section == "root":
-            return {}
-        return {f.name: getattr(value, f.name) for f in fields(value)}
-
-    @property
-    def slug(self) -> str:
-        return self.project.slug
-
-    @property
-    def use_gpu(self) -> bool:
-        return self.cluster.use_gpu
 
 
 def _as_answer(value: object) -> str:

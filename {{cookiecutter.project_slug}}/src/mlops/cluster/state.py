@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 class Session(Protocol):
-    """What the cluster room needs of an SSH session (mlops.transport.Session; a local stand-in in tests)."""
+    """What the cluster room needs of an SSH session (mlops.ssh.session.Session; a local stand-in in tests)."""
 
     def run(self, command: str | list[str], stdin: bytes | None = None, timeout: float = 600,
             check: bool = True, stdout: Any = None) -> tuple[int, str, str]: ...  # fmt: skip

@@ -25,8 +25,9 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from .. import params, rundir, runenv, runtime, stages
+from .. import params, rundir, runenv, stages
 from ..errors import BadInput, WorkFailed
+from ..images import runtime
 from . import host, notify, slurm, state
 from .state import Session
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from ..settings import Settings
 from .layout import digest_hex
 
 RUNTIMES = ("apptainer", "singularity", "podman", "charliecloud")
@@ -278,11 +277,3 @@ def run_argv(
             *entrypoint,
         ]
     raise ValueError(f"mlops.toml cluster.runtime: {image.runtime!r} is not one of {', '.join(RUNTIMES)}")
-
-
-def cluster_root(cfg: Settings) -> str:
-    """<workdir>/<slug> on the cluster: images/ (shared, keyed by digest) and runs/<run-id>/."""
-    workdir = str(cfg["cluster"].get("workdir", "")).rstrip("/")
-    if not workdir.startswith("/"):
-        raise ValueError(f"mlops.toml cluster.workdir: {workdir!r} must be an absolute path on the cluster")
-    return f"{workdir}/{cfg.slug}"

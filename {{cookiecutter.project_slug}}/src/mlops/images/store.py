@@ -32,7 +32,7 @@ from .build import read_manifest
 from .errors import DeployError
 
 if TYPE_CHECKING:
-    from ..transport import Session
+    from ..ssh.session import Session
 
 CHUNK = 1 << 20
 

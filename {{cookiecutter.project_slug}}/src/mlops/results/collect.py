@@ -27,7 +27,6 @@ from typing import TextIO
 
 from ..cluster import state as cluster_state
 from ..errors import BadInput
-from ..images import runtime
 from ..settings import Settings
 from . import extract, fetch, read, reports, table, wandb_sync
 from .caps import Caps
@@ -107,7 +106,7 @@ def collect(
         raise BadInput(f"--out {out_dir}: not a plain directory ({exc.strerror})") from None
     try:
         view, view_problem = cluster_view(session, cfg, run_id, wait, out)
-        root = cfg.cluster_root if hasattr(cfg, "cluster_root") else runtime.cluster_root(cfg)
+        root = cfg.cluster_root
         run_dir = view["run_dir"] if view else f"{root}/runs/{run_id}"
         work = Path(tempfile.mkdtemp(prefix=f".{run_id}.collect-", dir=out_dir))  # 0700, ours
         try:

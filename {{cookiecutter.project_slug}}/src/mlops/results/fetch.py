@@ -20,7 +20,7 @@ TOO_LARGE = "MLOPS-TOO-LARGE "
 
 
 class Remote(Protocol):
-    """What collect needs of an SSH session (mlops.transport.Session): run a command, stream its stdout."""
+    """What collect needs of an SSH session (mlops.ssh.session.Session): run a command, stream its stdout."""
 
     def run(
         self, command: str, stdin: bytes | None = None, timeout: float = 600, check: bool = True, stdout: object = None

@@ -161,22 +161,6 @@ class Session:
         jump = Endpoint.parse(c.jump_host, endpoint.user) if c.jump_host else None
         return cls(endpoint, str(c.auth), jump=jump, ssh_key_setting=str(c.ssh_key or "") or None)
 
-    @classmethod
-    def from_config(cls, cfg: Any) -> Session:
-        """From mlops.settings.Settings (delegates to from_settings) or the raw mlops.toml dict view."""
-        if hasattr(cfg, "cluster"):
-            return cls.from_settings(cfg)
-        c = cfg["cluster"]
-        port = str(c.get("port", 22))
-        if not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise BadInput(
-                f"cluster.port: {sources.sanitize(port, 20)!r} is not a TCP port. Fix: a number from 1 "
-                "to 65535 in mlops.toml"
-            )
-        endpoint = Endpoint(str(c["host"]), int(port), str(c["user"]))
-        jump = Endpoint.parse(str(c["jump_host"]), endpoint.user) if c.get("jump_host") else None
-        return cls(endpoint, str(c.get("auth", "totp")), jump=jump, ssh_key_setting=c.get("ssh_key") or None)
-
     # ------------------------------------------------------------------ login
     def _codes_source(self):
         if self._codes is None:
