@@ -7,6 +7,8 @@ strict mode turns problems into a failed render, and the secret scan / pre-commi
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -195,3 +197,21 @@ def test_secret_scan_job_and_pre_commit_are_wired(rendered_variants):
     assert {h["id"] for h in hooks} >= {"detect-secrets", "no-private-keys", "variables-manifest"}
     ignored = (project / ".gitignore").read_text()
     assert ".gitlab-ci-local-variables.yml" in ignored
+
+
+def test_every_tracked_file_of_a_rendered_project_passes_its_own_secret_scan(rendered_variants):
+    """The secret-scan job's command over `git ls-files` of fresh renders: the project's own code and tests
+    (canaries, key headers, alphabets) are no finding, so the push pipeline can pass without a click on Retry."""
+    hook = shutil.which("detect-secrets-hook") or pytest.fail(
+        "detect-secrets is missing: pip install -r requirements-test.txt"
+    )
+    for answers, project in rendered_variants[:2]:
+        subprocess.run(["git", "init", "-q", "-b", "main"], cwd=project, check=True)
+        subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+        tracked = subprocess.run(["git", "ls-files"], cwd=project, capture_output=True, text=True, check=True)
+        files = tracked.stdout.split()
+        assert "tests/test_local_sweep.py" in files and "src/mlops/ssh/codes.py" in files
+        scan = subprocess.run(
+            [hook, "--baseline", ".secrets.baseline", *files], cwd=project, capture_output=True, text=True
+        )
+        assert scan.returncode == 0, f"{answers}:\n{scan.stdout}{scan.stderr}"

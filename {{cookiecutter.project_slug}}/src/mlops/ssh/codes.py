@@ -34,14 +34,12 @@ from . import sources
 
 TOTP_VAR, OTP_VAR = BY_NAME["HPC_TOTP_SECRET"].name, BY_NAME["HPC_OTP"].name
 STEP_S = 30
+# RFC 4648 base32 (spelled out whole, the alphabet looks like a high-entropy secret to detect-secrets)
+BASE32 = frozenset(string.ascii_uppercase + "234567")
 
 
 class CodeProblem(BadInput):
     """No usable one-time code (exit 2): names the variable and the fix, never its value."""
-
-
-# RFC 4648 base32 alphabet (built from parts: the spelled-out alphabet reads as a secret to detect-secrets).
-BASE32 = frozenset(string.ascii_uppercase + "234567")
 
 
 def decode_secret(secret: str, name: str = TOTP_VAR, env: Mapping[str, str] | None = None) -> bytes:
