@@ -59,6 +59,8 @@ def canaries(tmp: Path) -> tuple[dict, dict]:
         "WANDB_API_KEY": secrets.token_hex(20),
         "GITLAB_TOKEN": "glpat-" + secrets.token_hex(12),
         "HPC_OTP": f"{secrets.randbelow(10**8):08d}",
+        "HPC_PASSWORD": "pw-" + secrets.token_hex(12),
+        "MLOPS_TRIGGER_TOKEN": "glptt-" + secrets.token_hex(20),
     }
     body = "".join(pem.decode().splitlines()[1:-1])
     marks = {
@@ -67,6 +69,8 @@ def canaries(tmp: Path) -> tuple[dict, dict]:
         "wandb": env["WANDB_API_KEY"],
         "gitlab": env["GITLAB_TOKEN"],
         "otp": env["HPC_OTP"],
+        "password": env["HPC_PASSWORD"],
+        "trigger token": env["MLOPS_TRIGGER_TOKEN"],
     }
     return env, marks
 

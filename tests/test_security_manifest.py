@@ -111,6 +111,7 @@ def test_manifest_lists_exactly_the_variables_of_the_options(rendered_variants):
                 "raw",
                 "environment_scope",
                 "manual",
+                "optional",
                 "secret",
                 "jobs",
             }  # never a value

@@ -37,6 +37,9 @@ class Variable:
     # When it is needed, as a predicate over the answers (mlops.toml seen as template options).
     needed: Callable[[dict], bool] = field(default=lambda answers: True, compare=False)
     manual: bool = False  # typed by a person when starting a manual job, never stored in the project
+    # The pipeline works without it (with less: no trigger token = no notification, the schedule collects);
+    # `variables upload/local` skip it when it is not set instead of refusing.
+    optional: bool = False
     secret: bool = True
     environment_scope: str = ENVIRONMENT_SCOPE
     raw: bool = True  # GitLab does not expand `$` inside the value (keys and secrets are opaque)
@@ -82,6 +85,7 @@ VARIABLES: tuple[Variable, ...] = (
         masked=True,
         hidden=True,
         jobs=("deploy",),
+        optional=True,
     ),
     Variable(
         "WANDB_API_KEY",
@@ -124,6 +128,7 @@ def manifest_text(answers: dict) -> str:
         "# hidden: masked and hidden, nobody can read it back in the UI (GitLab >= 17.4; set at creation).",
         "# environment_scope: only jobs with a matching `environment:` see it.",
         "# manual: typed by a person when starting the manual job, never stored in the project.",
+        "# optional: the pipeline works without it (with less); `mlops variables upload` skips it when unset.",
         "variables:",
     ]
     for v in for_answers(answers):
@@ -137,6 +142,7 @@ def manifest_text(answers: dict) -> str:
             f"    raw: {str(v.raw).lower()}",
             f"    environment_scope: {_yaml_str(v.environment_scope)}",
             f"    manual: {str(v.manual).lower()}",
+            f"    optional: {str(v.optional).lower()}",
             f"    secret: {str(v.secret).lower()}",
             "    jobs:",
             *[f"      - {job}" for job in v.jobs],
@@ -180,7 +186,7 @@ def plan(answers: dict, env: Mapping[str, str] = os.environ) -> tuple[list[Plann
 
     planned, problems = [], []
     for v in for_answers(answers):
-        if v.manual:
+        if v.manual or (v.optional and not env.get(v.name, "").strip()):
             continue
         try:
             value = credentials.value_for(v.name, answers, env)
@@ -315,7 +321,7 @@ def write_local(project_dir: Path, answers: dict, env: Mapping[str, str] = os.en
             elif v.kind == "file":
                 credentials.value_for(v.name, answers, env)
                 value = os.path.abspath(os.path.expanduser(credentials.known_hosts_path(env)[0]))
-            elif v.manual and not env.get(v.name):
+            elif (v.manual or v.optional) and not env.get(v.name, "").strip():
                 continue
             else:
                 value = credentials.value_for(v.name, answers, env)
