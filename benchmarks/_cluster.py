@@ -20,7 +20,7 @@ from pathlib import Path
 TEMPLATE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TEMPLATE / "tests"))
 
-import test_cluster_e2e as e2e  # noqa: E402  (Codes, build, git_commit, set_toml, mlops)
+import test_cluster_e2e as e2e  # noqa: E402  (build, git_commit, set_toml, mlops)
 
 from conftest import render  # noqa: E402
 from infra._util import shared_tmpdir  # noqa: E402
@@ -28,7 +28,7 @@ from infra.baseimage import DEFAULT_IMAGE, build_base_rootfs, import_base_image,
 from infra.fixtures import TEST_USER  # noqa: E402
 from infra.podman import RootlessPodmanStore  # noqa: E402
 from infra.slurm import LocalSlurm  # noqa: E402
-from infra.sshd_totp import TotpSshServer  # noqa: E402
+from infra.sshd_totp import CodeBook, TotpSshServer  # noqa: E402
 
 
 def load_text() -> str:
@@ -64,7 +64,7 @@ def local_cluster(max_array_size: int = 1001):
                     "server": srv,
                     "workdir": workdir,
                     "known_hosts": known,
-                    "codes": e2e.Codes(srv.totp_secret),
+                    "codes": CodeBook(srv.totp_secret),
                     "slurm": slurm,
                     "podman": podman,
                     "store_env": store_env,

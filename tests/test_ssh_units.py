@@ -48,6 +48,23 @@ def test_only_pinned_types_are_offered():
         assert pins(f"{NAME} ssh-rsa {rsa}\n").algorithms({"rsa-sha2-512", "rsa-sha2-256"})[0] == "rsa-sha2-512"
 
 
+def test_port_less_name_only_when_host_port_pins_no_plain_key():
+    """OpenSSH's "checking without port identifier" runs only when [host]:port pins no plain key (HOST_NEW).
+    A pinned key there of any type that is not the server's is a changed key, whatever the bare name pins;
+    OpenSSH 9.2 refuses it too when it negotiates the plain key (see STRICTER in tests/test_ssh_login.py)."""
+    (right, blob), (other, _), (ecdsa, _) = pub(), pub(), pub("ecdsa")
+    p = pins(f"hpc.example.org {right}\n")
+    assert known_hosts.verify(p, "hpc.example.org", "ssh-ed25519", blob).endswith("(under the name hpc.example.org)")
+    for pinned in (other, ecdsa):  # a different key, of the same type or of another type (HOST_CHANGED)
+        p = pins(f"{NAME} {pinned}\nhpc.example.org {right}\n")
+        with pytest.raises(known_hosts.HostKeyRefused, match=r"of \[hpc.example.org\]:2222 does NOT match"):
+            known_hosts.verify(p, "hpc.example.org", "ssh-ed25519", blob)
+    # no @cert-authority line: no certificate algorithm is offered, so OpenSSH's certificate path (which
+    # never compares the plain key with the [host]:port pin) cannot be taken
+    supported = {"ssh-ed25519", "ssh-ed25519-cert-v01@openssh.com"}
+    assert pins(f"{NAME} {other}\nhpc.example.org {right}\n").algorithms(supported) == ["ssh-ed25519"]
+
+
 @pytest.mark.parametrize(
     "field, name, hit",
     [

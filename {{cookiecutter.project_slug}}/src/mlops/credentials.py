@@ -303,7 +303,7 @@ def check_totp(secret: str | None) -> Result:
             "HPC_OTP when starting a cluster job",
         )
     value = normalize_totp(secret)
-    bad = sorted({c for c in value.rstrip("=") if c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"})
+    bad = sorted({c for c in value.rstrip("=") if c not in codes.BASE32})
     if bad or not re.fullmatch(r"[A-Z2-7]+=*", value):
         hint = " (base32 has no 0, 1, 8 or 9: read them as O, I, B, g?)" if set(bad) & set("0189") else ""
         return Result(

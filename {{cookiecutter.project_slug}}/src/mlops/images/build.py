@@ -29,7 +29,6 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from .. import rundir, stages
 from .. import settings as settings_mod
-from .. import stages
 from . import layout
 from .builders import BUILDER_CLASSES, BUILDERS, Target
 from .errors import BuildError
@@ -92,7 +91,7 @@ def settings(
     builder = builder or configured
     if builder not in BUILDERS:
         raise BuildError(f"mlops.toml build.builder = {builder!r} is not one of {', '.join(BUILDERS)}", bad_input=True)
-    commit = os.environ.get("CI_COMMIT_SHA") or _git_head(cfg.root)
+    commit = rundir.git_commit(cfg.root)
     registry_image = (
         registry_image or os.environ.get("MLOPS_REGISTRY_IMAGE") or os.environ.get("CI_REGISTRY_IMAGE") or None
     )
@@ -117,15 +116,6 @@ def settings(
         commit=commit,
         source_url=os.environ.get("CI_PROJECT_URL", "unknown"),
     )
-
-
-def _git_head(root: Path) -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 # ---------------------------------------------------------------- the build

@@ -35,7 +35,7 @@ from . import sources
 TOTP_VAR, OTP_VAR = BY_NAME["HPC_TOTP_SECRET"].name, BY_NAME["HPC_OTP"].name
 STEP_S = 30
 # RFC 4648 base32 (spelled out whole, the alphabet looks like a high-entropy secret to detect-secrets)
-BASE32_ALPHABET = frozenset(string.ascii_uppercase + "234567")
+BASE32 = frozenset(string.ascii_uppercase + "234567")
 
 
 class CodeProblem(BadInput):
@@ -46,7 +46,7 @@ def decode_secret(secret: str, name: str = TOTP_VAR, env: Mapping[str, str] | No
     """The key bytes of a base32 TOTP secret (spaces and case ignored, padding optional)."""
     text = "".join(secret.split()).upper().rstrip("=")
     try:
-        if not text or any(c not in BASE32_ALPHABET for c in text):
+        if not text or any(c not in BASE32 for c in text):
             raise ValueError
         return base64.b32decode(text + "=" * (-len(text) % 8))
     except (binascii.Error, ValueError):

@@ -13,10 +13,12 @@ hostfile.c and match.c in openssh-portable). Used by the login AND by `mlops che
   * The login offers only the host-key algorithms pinned for the host (certificate algorithms when a CA
     matches), so a file with only an ECDSA line makes the server prove ECDSA (OpenSSH prefers the
     pinned types; a server without them fails either way).
-  * Off port 22, when `[host]:port` pins no key of the offered type, the plain `host` name is tried
-    (OpenSSH: "checking without port identifier"); a certificate that does not verify falls back to
-    its plain key (OpenSSH: "No matching CA found. Retry with plain key"). Both found by the table
-    test against the OpenSSH client (tests/test_ssh_login.py).
+  * Off port 22, when `[host]:port` pins no plain key at all, the plain `host` name is tried (OpenSSH:
+    "checking without port identifier"); a pinned key of any type under `[host]:port` that is not the
+    server's is a changed key. A certificate that does not verify falls back to its plain key
+    (OpenSSH: "No matching CA found. Retry with plain key"). Found by the table test against the
+    OpenSSH client (tests/test_ssh_login.py), which also shows the one OpenSSH quirk not copied
+    (STRICTER there: a certificate lets OpenSSH skip a changed key pinned under `[host]:port`).
 """
 
 from __future__ import annotations
@@ -230,9 +232,10 @@ def verify(pins: HostPins, host: str, algorithm: str, blob: bytes, now: float | 
         )
     if any(e.blob == blob for e in pins.usable):
         return f"pinned {offered}"
-    keytype = _string(blob, 0)[0].decode(errors="replace")
-    if pins.fallback is not None and not any(e.keytype == keytype for e in pins.keys):
-        try:  # OpenSSH: no key of this type for [host]:port, "checking without port identifier"
+    # OpenSSH tries the port-less name only when [host]:port pins no plain key at all (HOST_NEW): a
+    # pin there of any type that is not this key is a changed key (hostfile.c check_hostkeys_by_key_or_type)
+    if pins.fallback is not None and not pins.keys:
+        try:  # OpenSSH: "checking without port identifier"
             return verify(pins.fallback, host, algorithm, blob, now) + f" (under the name {pins.fallback.name})"
         except HostKeyRefused:
             pass
