@@ -1,15 +1,19 @@
-"""The rendered pipeline drives the cluster: gitlab-ci-local runs build -> deploy (manual) -> run -> collect.
+"""Issues 12 and 14 under gitlab-ci-local: the push's secret-scan + build, the click (deploy = `mlops launch`:
+deploy + submit over one login with a typed HPC_OTP), the sweep's notification, the triggered pipeline
+(only collect-triggered) and the scheduled one (collect-scheduled of every final run, once).
 
 The same real local cluster as test_cluster_e2e.py (sshd + PAM TOTP, SLURM, rootless podman on
-127.0.0.1). The CI variables are what a project would store: the key and known_hosts as FILE
-variables, the TOTP secret as a variable (so each job computes its own code, after a fresh 30 s step,
-because the server refuses a code twice). Needs root and gitlab-ci-local.
+127.0.0.1), shared by the whole module (one render, one build, one click). The CI variables are what a
+project would store: the key and known_hosts as FILE variables, the trigger token; no TOTP secret: each
+cluster job gets a code typed at its start (the CodeBook's next step: valid >= 60 s, never reused).
+Needs root and gitlab-ci-local.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,15 +35,6 @@ pytestmark = [
     pytest.mark.skipif(
         ps.gcl_version() != ps.GCL_VERSION,
         reason=f"needs gitlab-ci-local {ps.GCL_VERSION} (npm i -g gitlab-ci-local@{ps.GCL_VERSION})",
-    ),
-    # SWITCHED OFF until it has passed once: written for the one-click pipeline (issues 12/14) on
-    # 2026-11-30; its one run stopped before the click (the whole push pipeline failed at
-    # secret-scan, on the rendered tests/test_local_sweep.py), since fixed to run only `build`,
-    # not re-run by the deadline. Run it with MLOPS_TEST_GCL_CLICK=1 (under flock) and remove
-    # this mark when it passes.
-    pytest.mark.skipif(
-        not os.environ.get("MLOPS_TEST_GCL_CLICK"),
-        reason="not yet run once (set MLOPS_TEST_GCL_CLICK=1): see the comment above",
     ),
 ]
 
@@ -74,6 +69,15 @@ def pipeline(ssh_server, rootless_podman, registry, tmp_path_factory):
         assert old in toml
         toml = toml.replace(old, new)
     (project / "mlops.toml").write_text(toml)
+    # gitlab-ci-local 4.73 with --shell-isolation runs an after_script in a build dir synced afresh from
+    # git (the job's files are gone), then saves the artifacts from it: deploy's cancel-only after_script
+    # would lose deploy/ and state/. GitLab runs after_script in the job's own dir; cancelling is not run here.
+    cluster_yml = project / ".gitlab" / "ci" / "cluster.yml"
+    after = (
+        '  after_script:\n    - if [ "$CI_JOB_STATUS" = "canceled" ]; then . .venv/bin/activate && mlops cancel; fi\n'
+    )
+    assert cluster_yml.read_text().count(after) == 1
+    cluster_yml.write_text(cluster_yml.read_text().replace(after, ""))
     ps.git_init(project)
     # The project's CI/CD variables (untracked; gitlab-ci-local reads this file like GitLab's settings).
     known = ssh_server.known_hosts_line + "\n"
@@ -112,28 +116,25 @@ def gcl(p, *args, **variables):
     return ps.gcl(p["project"], p["home"], *args, *argv, "--ignore-predefined-vars", ",".join(variables), env=p["env"])
 
 
+def ran(out: str) -> set[str]:
+    """The jobs a gitlab-ci-local pipeline ran (its " PASS  <job>" / " FAIL  <job>" summary lines)."""
+    return set(re.findall(r"^ *(?:PASS|FAIL|WARN) +(\S+)", out, re.MULTILINE))
+
+
 CANARY = "glptt-CANARY" + "a1b2c3" * 3
 
 
 def typed_code(p) -> str:
-    """The code a person types when starting a job: the newest step not used yet (with the server's
-    +-1 step window it stays valid 60-90 s, through runner pickup and tool install)."""
-    codes = p["codes"]
-    for _ in range(3):
-        now = int(time.time() // 30)
-        for step in (now + 1, now):
-            if step not in codes.used:
-                codes.used.add(step)
-                return codes.totp.at(step * 30)
-        time.sleep((now + 1) * 30 - time.time() + 0.5)
-    raise AssertionError("no fresh one-time code")
+    """The code a person types when starting a job: the CodeBook's next-step code (with the server's
+    +-1 step window it stays valid at least 60 s, through runner pickup and tool install)."""
+    return p["codes"].next(ahead=True)
 
 
-def test_one_click_with_a_typed_code_deploys_submits_and_the_sweep_starts_the_collect_pipeline(pipeline):
-    """The click (deploy) with only a typed HPC_OTP: one job, one login, deploy + submit. The sweep's
-    notify job calls the stand-in trigger endpoint once; the pipeline GitLab would then start
-    (CI_PIPELINE_SOURCE=trigger + the recorded variables) runs only collect-triggered, which
-    produces every configuration's artifacts. The canary trigger token appears in no file or log."""
+@pytest.fixture(scope="module")
+def click(pipeline):
+    """The push pipeline's secret-scan and build jobs, then the click (deploy) with only a typed
+    HPC_OTP, then the sweep on SLURM until its notify job has called the stand-in trigger endpoint;
+    process argv sampled for the canary trigger token meanwhile."""
     p = pipeline
     gitlab = TriggerStandIn()
     # the trigger token is a project CI/CD variable (the variables file stands in for GitLab's settings)
@@ -144,31 +145,56 @@ def test_one_click_with_a_typed_code_deploys_submits_and_the_sweep_starts_the_co
         "CI_PROJECT_ID": "77",
         "CI_COMMIT_REF_NAME": "main",
     }
-    # the push's build job (which jobs a push runs is test_pipeline_schema's rules test; the whole push
-    # pipeline is not run here: its secret-scan job fails on the rendered tests/test_local_sweep.py today)
-    proc = gcl(p, "build", **ci)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0 and "PASS  build" in out, out[-6000:]
+    # the push's jobs the click needs, and secret-scan over every tracked file of the rendered project
+    # (which jobs a push runs is test_pipeline_schema's rules test; the whole push pipeline is test_pipeline's)
+    t0 = time.monotonic()
+    push = gcl(p, "secret-scan", "build", **ci)
     logins = p["server"].count_logins()
-    proc = gcl(p, "deploy", HPC_OTP=typed_code(p), **ci)  # the click, with the code typed into it
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0 and "PASS  deploy" in out, out[-6000:]
-    assert p["server"].count_logins() - logins == 1, "one click, one login"
-    assert "submitted params job" in out and "notify job" in out
-    report = json.loads((ps.artifacts(p["project"], "deploy") / "deploy" / "report.json").read_text())
-    assert all(img["uploaded"] for img in report["images"].values())
+    deploy = gcl(p, "deploy", HPC_OTP=typed_code(p), **ci)  # the click, with the code typed into it
+    logins = p["server"].count_logins() - logins
     # the sweep runs on SLURM meanwhile; its last job notifies GitLab (bounded wait)
     leaks, deadline = set(), time.monotonic() + 600
-    while not gitlab.requests and time.monotonic() < deadline:
+    while deploy.returncode == 0 and not gitlab.requests and time.monotonic() < deadline:
         leaks |= argv_with(CANARY)
         time.sleep(0.05)
-    time.sleep(2)
+    time.sleep(2)  # a second request (there must be none) would arrive now
     gitlab.shutdown()
-    assert len(gitlab.requests) == 1, gitlab.requests
-    form = gitlab.requests[0]["form"]
+    print(f"\npush jobs + click + sweep: {time.monotonic() - t0:.1f}s")
+    return {"push": push, "deploy": deploy, "logins": logins, "requests": gitlab.requests, "leaks": leaks}
+
+
+def test_the_push_pipeline_passes_secret_scan_and_builds(click):
+    out = click["push"].stdout + click["push"].stderr
+    assert click["push"].returncode == 0 and "PASS  secret-scan" in out and "PASS  build" in out, out[-6000:]
+
+
+def test_one_click_with_a_typed_code_deploys_and_submits_with_one_login_and_the_sweep_notifies_once(pipeline, click):
+    """The click (deploy) with only a typed HPC_OTP: one job, one login, deploy + submit. The sweep's
+    notify job calls the stand-in trigger endpoint once, with the run id; the canary token is in no argv."""
+    p = pipeline
+    out = click["deploy"].stdout + click["deploy"].stderr
+    assert click["deploy"].returncode == 0 and "PASS  deploy" in out, out[-6000:]
+    assert click["logins"] == 1, "one click, one login"
+    assert "submitted params job" in out and "notify job" in out, out[-3000:]
+    deployed = ps.artifacts(p["project"], "deploy")
+    assert (deployed / "deploy" / "report.json").is_file(), sorted(map(str, deployed.parent.rglob("*")))[:50]
+    report = json.loads((deployed / "deploy" / "report.json").read_text())
+    built = ps.manifest(p["project"])["images"]
+    assert {s: i["digest"] for s, i in report["images"].items()} == {s: i["digest"] for s, i in built.items()}
+    assert report["bytes_uploaded"] > 0
+    assert len(click["requests"]) == 1, click["requests"]
+    form = click["requests"][0]["form"]
     assert form["token"] == CANARY and form["ref"] == "main" and form["variables[MLOPS_RUN_ID]"] == RUN_ID
-    assert not leaks, leaks
-    # the pipeline the trigger starts: only collect-triggered runs (no build, no deploy)
+    assert not click["leaks"], click["leaks"]
+
+
+def test_the_triggered_pipeline_runs_only_collect_triggered_with_every_configurations_results(pipeline, click):
+    """The pipeline GitLab starts for the recorded trigger (CI_PIPELINE_SOURCE=trigger + its variables)
+    runs only collect-triggered, which produces every configuration's artifacts and reports; the canary
+    trigger token is in no file of the run or of the pipelines; a bad run id fails with nothing downloaded."""
+    p = pipeline
+    assert len(click["requests"]) == 1, click["requests"]
+    form = click["requests"][0]["form"]
     triggered = {
         "CI_PIPELINE_SOURCE": "trigger",
         "HPC_OTP": typed_code(p),
@@ -177,9 +203,8 @@ def test_one_click_with_a_typed_code_deploys_submits_and_the_sweep_starts_the_co
     proc = gcl(p, **triggered)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "PASS  collect-triggered" in out, out[-6000:]
-    for job in ("build", "params", "deploy", "secret-scan", "collect", "status"):
-        assert f"PASS  {job}" not in out and f"FAIL  {job}" not in out
-    assert f"run {RUN_ID}: started by pipeline" in out and "notification sent (HTTP 201)" in out
+    assert ran(out) == {"collect-triggered"}, out[-3000:]
+    assert f"run {RUN_ID}: started by pipeline" in out and "notification sent (HTTP 201)" in out, out[-3000:]
     results = ps.artifacts(p["project"], "collect-triggered") / "results"
     suite = ET.parse(results / "junit.xml").getroot()
     assert suite.get("tests") == "2" and suite.get("failures") == "0"
@@ -207,7 +232,7 @@ def test_one_click_with_a_typed_code_deploys_submits_and_the_sweep_starts_the_co
         proc = gcl(p, CI_PIPELINE_SOURCE="trigger", MLOPS_TRIGGER="collect", MLOPS_RUN_ID=bad, HPC_OTP=typed_code(p))
         out = proc.stdout + proc.stderr
         assert "FAIL  collect-triggered" in out, out[-3000:]
-        assert "does not exist" in out or "run id" in out
+        assert "does not exist" in out or "run id" in out, out[-3000:]
 
 
 def mlops_cli(p, *args) -> subprocess.CompletedProcess:
@@ -259,8 +284,7 @@ def test_a_schedule_collects_every_final_run_once_and_leaves_a_running_one(pipel
         proc = gcl(p, CI_PIPELINE_SOURCE="schedule", HPC_OTP=typed_code(p))
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0 and "PASS  collect-scheduled" in out, out[-6000:]
-        for job in ("build", "deploy", "collect-triggered", "collect"):
-            assert f"PASS  {job}" not in out
+        assert ran(out) == {"collect-scheduled", "template-check"}, out[-3000:]
         assert "collected 2 final run(s): s1, s2" in out, out[-3000:]
         results = ps.artifacts(p["project"], "collect-scheduled") / "results"
         assert sorted(d.name for d in results.iterdir() if d.is_dir()) == ["s1", "s2"]

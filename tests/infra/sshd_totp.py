@@ -484,10 +484,12 @@ class CodeBook:
     def __init__(self, secret: str, distinct: bool = True):
         self.totp, self.used, self.distinct = pyotp.TOTP(secret), set(), distinct
 
-    def next(self) -> str:
+    def next(self, ahead: bool = False) -> str:
+        """A code valid for at least 30 s; ``ahead``: only the next step's (at least 60 s: a code
+        typed when a CI job is started must survive runner pickup and tool install)."""
         for _ in range(3):
             now = int(time.time() // 30)
-            for step in (now, now + 1):
+            for step in (now + 1,) if ahead else (now, now + 1):
                 if not self.distinct or step not in self.used:
                     self.used.add(step)
                     return self.totp.at(step * 30)
