@@ -1,7 +1,7 @@
 """The local "cluster" the cluster benchmarks run on, from the test fixtures' real parts.
 
 sshd with PAM TOTP (key + one-time code), a single-node SLURM 22.05 and rootless podman for the
-cluster user, exactly as tests/test_cluster_e2e.py uses them (the helpers come from there: one
+cluster user, exactly as the e2e tier uses them (the helpers come from tests/support/project.py: one
 implementation of render/build/login). Started by the benchmark, stopped at its end (by PID).
 Needs root, like the e2e tier.
 """
@@ -20,15 +20,14 @@ from pathlib import Path
 TEMPLATE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TEMPLATE / "tests"))
 
-import test_cluster_e2e as e2e  # noqa: E402  (build, git_commit, set_toml, mlops)
-
-from conftest import render  # noqa: E402
-from infra._util import shared_tmpdir  # noqa: E402
-from infra.baseimage import DEFAULT_IMAGE, build_base_rootfs, import_base_image, private_store  # noqa: E402
-from infra.fixtures import TEST_USER  # noqa: E402
-from infra.podman import RootlessPodmanStore  # noqa: E402
-from infra.slurm import LocalSlurm  # noqa: E402
-from infra.sshd_totp import CodeBook, TotpSshServer  # noqa: E402
+from support import project as e2e  # noqa: E402  (build, git_commit, set_toml, mlops)
+from support.infra._util import shared_tmpdir  # noqa: E402
+from support.infra.baseimage import DEFAULT_IMAGE, build_base_rootfs, import_base_image, private_store  # noqa: E402
+from support.infra.fixtures import TEST_USER  # noqa: E402
+from support.infra.podman import RootlessPodmanStore  # noqa: E402
+from support.infra.slurm import LocalSlurm  # noqa: E402
+from support.infra.sshd_totp import CodeBook, TotpSshServer  # noqa: E402
+from support.render import render  # noqa: E402
 
 
 def load_text() -> str:
@@ -142,7 +141,7 @@ def build(proj: Path, cluster: dict, *images: str) -> tuple[dict, float]:
 def wait_gone(slurm: LocalSlurm, job_ids: list[str], timeout: float, interval: float = 0.2) -> float:
     """Poll squeue (bounded) until every task of the jobs is in a final state; returns that moment
     (time.time()). A task is final once SLURM has finished it, its cleanup (COMPLETING) included."""
-    from infra.slurm import TERMINAL
+    from support.infra.slurm import TERMINAL
 
     deadline = time.monotonic() + timeout
     ids = ",".join(job_ids)

@@ -5,7 +5,7 @@
 
 Runs gitlab-ci-local's build stage three times on one rendered project (registry on 127.0.0.1) and
 prints per-image seconds and built/cached, from images/images.json. Figures, not assertions: the
-assertions live in tests/test_pipeline.py.
+assertions live in tests/pipeline/test_pipeline.py.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import pipeline_support as ps  # noqa: E402
-from conftest import render  # noqa: E402
-from infra.registry import LocalRegistry  # noqa: E402
+from support import pipeline as ps  # noqa: E402
+from support.infra.registry import LocalRegistry  # noqa: E402
+from support.render import render  # noqa: E402
 
 
 def main() -> int:

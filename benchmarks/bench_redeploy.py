@@ -2,7 +2,7 @@
 
     python benchmarks/bench_redeploy.py [--smoke] [--runtime podman|charliecloud ...] [--pad-mb 2000]
 
-On the local cluster (tests/infra: sshd with key + TOTP, rootless podman, charliecloud), the
+On the local cluster (tests/support/infra: sshd with key + TOTP, rootless podman, charliecloud), the
 rendered project's own commands: `mlops build` (buildah, layer cache), then `mlops deploy --report`
 for each runtime given (side by side: one project and one store per runtime), per scenario:
   first         empty store: every blob uploaded once (SFTP), verified by SHA-256, converted
@@ -16,7 +16,7 @@ in a layer below the code to the model image, standing for a CUDA image.
 Goals (issue 13): unchanged 0 bytes; code-only <= 1 MB and <= 10% of the first deploy's time.
 The full run uses the template's own model (numpy, scikit-learn, wandb from PyPI); --smoke uses the
 standard-library benchmark model (benchmarks/_bench_model.py), so its image is small.
-Not a test: nothing is asserted; --smoke is run by tests/test_benchmarks_smoke.py.
+Not a test: nothing is asserted; --smoke is run by tests/{project,e2e}/test_benchmarks_*_smoke.py.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ Measured, each step in a fresh Python process (so peak RSS belongs to that step 
              login and network transfer time are not included; the bytes of the stream are printed.
 Peak memory is ru_maxrss of the step's process; "baseline" is the same process after its imports,
 before the step. Goals (issue #7): expand < 2 s, collect < 30 s, sbatch calls = ceil(N / MaxArraySize).
-Not a test: nothing is asserted here; --smoke runs 200 configurations (tests/test_benchmarks_smoke.py).
+Not a test: nothing is asserted here; --smoke runs 200 configurations (tests/{project,e2e}/test_benchmarks_*_smoke.py).
 """
 
 from __future__ import annotations

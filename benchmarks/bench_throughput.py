@@ -2,7 +2,7 @@
 
     python benchmarks/bench_throughput.py [--configs 32] [--seconds 2] [--slots 2] [--smoke]
 
-One cluster (tests/infra: sshd with TOTP, SLURM 22.05, rootless podman), one run, four figures:
+One cluster (tests/support/infra: sshd with TOTP, SLURM 22.05, rootless podman), one run, four figures:
   mlops submit  the rendered project's `mlops submit` over SSH (login with key + one-time code):
                 params job -> data job (afterok) -> model job array %slots, each task one rootless
                 podman container (`podman run --rm ... --env-file <config>.env`) plus its state record.
@@ -20,7 +20,7 @@ runs, from mlops.images.runtime.run_argv) with WORK_SECONDS=0 minus the same ent
 both as the cluster user, median of 5.
 The model (benchmarks/_bench_model.py) sleeps WORK_SECONDS: the figures measure orchestration.
 Goals (issue #7): mlops no slower than submitit; within 1.10x of the bare array, containers included.
-Not a test: nothing is asserted; --smoke: 4 configurations of 0.2 s (tests/test_benchmarks_smoke.py).
+Not a test: nothing is asserted; --smoke: 4 configurations of 0.2 s (tests/{project,e2e}/test_benchmarks_*_smoke.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # THE test command (README quotes it, .ci/run calls it). Runs the tiers in order, each in its own
-# pytest process so that a failure says where it is: a test belongs to the FIRST tier it is marked
-# with. All tiers run even if one fails; the exit code and the last line sum them up.
+# pytest process over its own folder (tests/<tier>/, tests/support/tiers.py), so that a failure says
+# where it is and each process imports only its tier. All tiers run even if one fails; the exit
+# code and the last line sum them up. Extra arguments go to every pytest run (e.g. -x, -k name).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 tiers=(unit render project pipeline infra e2e security update)
@@ -14,17 +15,14 @@ fi
 reports=$(mktemp -d /tmp/mlops-test-reports.XXXXXX)
 trap 'rm -rf "$reports" ${own_cache:+"$own_cache"} 2>/dev/null || true' EXIT
 failed=()
-earlier=""
 for tier in "${tiers[@]}"; do
-  expr="$tier${earlier:+ and not ($earlier)}"
-  echo "=== tier $tier: pytest -m \"$expr\" ==="
+  echo "=== tier $tier: pytest tests/$tier ==="
   start=$SECONDS
-  python3 -m pytest -m "$expr" --junitxml="$reports/$tier.xml" "$@"
+  python3 -m pytest "tests/$tier" --junitxml="$reports/$tier.xml" "$@"
   rc=$?
   echo "=== tier $tier: exit $rc in $((SECONDS - start))s ==="
-  # 5 = no test selected in this tier (allowed only while a tier is empty)
+  # 5 = no test selected (e.g. by -k) in this tier
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then failed+=("$tier"); fi
-  earlier="${earlier:+$earlier or }$tier"
 done
 python3 - "$reports" <<'PY'
 import sys, pathlib, xml.etree.ElementTree as ET

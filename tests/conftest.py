@@ -1,114 +1,26 @@
-"""Shared helpers for the template's tests: render projects in temp dirs, the option matrix.
+"""Root of the template's tests: one folder per tier (support/tiers.py), shared helpers in support/.
 
-Rendering goes through cookiecutter's API with a config file in tmp, so the replay file and the
-cookiecutters dir never touch the user's home (as pytest-cookies does).
+Puts tests/ (for `support`) and the rendered project's src/ (for `mlops`) on sys.path, and refuses
+a test file that lies outside every tier folder (scripts/test.sh would never run it).
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-TEMPLATE = Path(__file__).resolve().parents[1]
-PROJECT_TEMPLATE = TEMPLATE / "{{cookiecutter.project_slug}}"
-sys.path.insert(0, str(PROJECT_TEMPLATE / "src"))  # the mlops package, for unit tests
-sys.path.insert(0, str(Path(__file__).parent))  # tests/infra and friends
+TESTS = Path(__file__).resolve().parent
+for path in (TESTS, TESTS.parent / "{{cookiecutter.project_slug}}" / "src"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
-from mlops import options  # noqa: E402
-
-DEFAULTS = {o.name: (o.choices[0] if o.choices else o.default) for o in options.OPTIONS}
-
-
-def render(out_dir: Path, template: Path = TEMPLATE, **answers) -> Path:
-    """Render the template with --no-input and these answers; returns the project dir."""
-    from cookiecutter.main import cookiecutter
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    home = out_dir / ".cookiecutter-home"
-    home.mkdir(exist_ok=True)
-    config = home / "config.yaml"
-    config.write_text(f"cookiecutters_dir: {home / 'templates'}\nreplay_dir: {home / 'replay'}\n")
-    path = cookiecutter(
-        str(template),
-        no_input=True,
-        output_dir=str(out_dir),
-        extra_context={k: str(v) for k, v in answers.items()},
-        config_file=str(config),
-    )
-    return Path(path)
-
-
-def variants() -> list[dict]:
-    """An option matrix where every value of every choice appears at least once.
-
-    Not the full product (thousands of renders): the default, then one variant per non-default
-    choice value, made valid by the same rules the hooks enforce (the validity filter).
-    """
-    out = [{}]
-    for option in options.OPTIONS:
-        for value in option.choices[1:]:
-            variant = {option.name: value}
-            if option.name == "use_gpu":
-                variant["ml_framework"] = "pytorch"
-            if option.name == "hpc_auth" and value == "command-key":
-                variant["hpc_jump_host"] = ""
-            out.append(variant)
-    # Combinations users will really pick, beyond single changes.
-    out.append({"scheduler": "none", "container_runtime": "podman", "hpc_auth": "key", "wandb_mode": "disabled"})
-    out.append(
-        {
-            "hpc_jump_host": "jump.example.org",
-            "slurm_partition": "gpu_4",
-            "slurm_account": "ml-lab",
-            "use_gpu": "yes",
-            "ml_framework": "pytorch",
-            "container_runtime": "singularity",
-        }
-    )
-    for v in out:
-        assert not options.validate({**DEFAULTS, **answers_for(v)}), v
-    return out
-
-
-def answers_for(variant: dict) -> dict:
-    """Full answers for a variant, with the derived defaults filled in as cookiecutter would."""
-    a = {**DEFAULTS, **variant}
-    for name in ("project_slug", "hpc_workdir", "wandb_project"):  # in answer order, as cookiecutter derives
-        if name not in variant:
-            a[name] = options.derived(name, a)
-    return a
-
-
-def variant_id(variant: dict) -> str:
-    return ",".join(f"{k}={v}" for k, v in variant.items()) or "defaults"
-
-
-def make_venv(project: Path) -> Path:
-    """A venv that sees the test machine's packages, with the project installed editable."""
-    venv = project / ".venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(project)],
-        check=True,
-    )
-    return venv
-
-
-@pytest.fixture
-def rendered(tmp_path):
-    """A rendered default project."""
-    return render(tmp_path)
-
-
-TIERS = ("unit", "render", "project", "pipeline", "infra", "e2e", "security", "update")
+from support.tiers import tier_of  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every test must belong to a tier, or scripts/test.sh would never run it."""
-    untiered = [item.nodeid for item in items if not any(item.get_closest_marker(t) for t in TIERS)]
-    if untiered:
-        raise pytest.UsageError("tests without a tier marker (see pyproject.toml): " + ", ".join(untiered))
+    """Every test must lie in a tier folder, or scripts/test.sh would never run it."""
+    outside = [item.nodeid for item in items if tier_of(item.path) is None]
+    if outside:
+        raise pytest.UsageError("tests outside the tier folders (tests/<tier>/): " + ", ".join(outside))

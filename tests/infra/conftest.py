@@ -1,8 +1,6 @@
-"""Fixtures for the infra self-tests (they live in infra/fixtures.py so that
-other test dirs can reuse them) and the ``infra`` marker."""
+"""Tier 'infra' (support/tiers.py): every test in this folder is marked infra; the real-service fixtures."""
 
-from infra.fixtures import *  # noqa: F401,F403  (pytest finds fixtures by name)
+from support.infra.fixtures import *  # noqa: F401,F403  (pytest finds fixtures by name)
+from support.tiers import mark_folder
 
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "infra: starts real services (sshd, SLURM, registry, podman); needs root")
+pytest_collection_modifyitems = mark_folder(__file__)

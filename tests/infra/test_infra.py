@@ -12,13 +12,11 @@ import time
 import paramiko
 import pytest
 
-from infra._util import pid_alive, shared_tmpdir, wait_for
-from infra.podman import charliecloud_probe
-from infra.ports import free_port, listening_addresses, port_open
-from infra.slurm import LocalSlurm
-from infra.sshd_totp import TotpSshServer
-
-pytestmark = pytest.mark.infra
+from support.infra._util import pid_alive, shared_tmpdir, wait_for
+from support.infra.podman import charliecloud_probe
+from support.infra.ports import free_port, listening_addresses, port_open
+from support.infra.slurm import LocalSlurm
+from support.infra.sshd_totp import TotpSshServer
 
 # read by the slurm_cluster fixture: small, so array splitting can be tested
 SLURM_MAX_ARRAY_SIZE = 10

@@ -1,0 +1,300 @@
+"""Issues 12 and 14 under gitlab-ci-local: the push's secret-scan + build, the click (deploy = `mlops launch`:
+deploy + submit over one login with a typed HPC_OTP), the sweep's notification, the triggered pipeline
+(only collect-triggered) and the scheduled one (collect-scheduled of every final run, once).
+
+The same real local cluster as test_cluster_e2e.py (sshd + PAM TOTP, SLURM, rootless podman on
+127.0.0.1), shared by the whole module (one render, one build, one click). The CI variables are what a
+project would store: the key and known_hosts as FILE variables, the trigger token; no TOTP secret: each
+cluster job gets a code typed at its start (the CodeBook's next step: valid >= 60 s, never reused).
+Needs root and gitlab-ci-local.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from support import pipeline as ps
+from support.infra._util import shared_tmpdir
+from support.infra.fixtures import registry, rootless_podman, slurm_cluster, ssh_server  # noqa: F401 (fixtures)
+from support.infra.sshd_totp import CodeBook
+from support.project import TriggerStandIn, argv_with
+from support.render import render
+
+pytestmark = [
+    pytest.mark.timeout(2400),
+    pytest.mark.skipif(
+        ps.gcl_version() != ps.GCL_VERSION,
+        reason=f"needs gitlab-ci-local {ps.GCL_VERSION} (npm i -g gitlab-ci-local@{ps.GCL_VERSION})",
+    ),
+]
+
+PARAMETERS = {"fixed": {"horizon": 24, "test_fraction": 0.2, "seed": 0, "alpha": 1.0}, "grid": {"window": [24, 48]}}
+RUN_ID = "pgcl"
+
+
+def _yaml_block(text: str) -> str:
+    return "|\n" + "".join(f"      {line}\n" for line in text.splitlines())
+
+
+@pytest.fixture(scope="module")
+def pipeline(ssh_server, rootless_podman, registry, tmp_path_factory):
+    cache = Path(os.environ.get("MLOPS_TEST_CACHE") or tmp_path_factory.mktemp("cache"))
+    env = ps.build_env(ps.store_env(cache))
+    workdir = shared_tmpdir("mlops-gcl-hpc-")
+    shutil.chown(workdir, ssh_server.user, ssh_server.user)
+    project = render(
+        tmp_path_factory.mktemp("render"),
+        hpc_host=ssh_server.host,
+        hpc_port=ssh_server.port,
+        hpc_user=ssh_server.user,
+        hpc_workdir=str(workdir),
+        hpc_auth="totp",
+        scheduler="slurm",
+        container_runtime="podman",
+        wandb_mode="offline",
+    )
+    (project / "params" / "parameters.json").write_text(json.dumps(PARAMETERS))
+    toml = (project / "mlops.toml").read_text()
+    for old, new in (("cpus_per_task = 2", "cpus_per_task = 1"), ('mem = "4G"', 'mem = "300M"')):
+        assert old in toml
+        toml = toml.replace(old, new)
+    (project / "mlops.toml").write_text(toml)
+    # gitlab-ci-local 4.73 with --shell-isolation runs an after_script in a build dir synced afresh from
+    # git (the job's files are gone), then saves the artifacts from it: deploy's cancel-only after_script
+    # would lose deploy/ and state/. GitLab runs after_script in the job's own dir; cancelling is not run here.
+    cluster_yml = project / ".gitlab" / "ci" / "cluster.yml"
+    after = (
+        '  after_script:\n    - if [ "$CI_JOB_STATUS" = "canceled" ]; then . .venv/bin/activate && mlops cancel; fi\n'
+    )
+    assert cluster_yml.read_text().count(after) == 1
+    cluster_yml.write_text(cluster_yml.read_text().replace(after, ""))
+    ps.git_init(project)
+    # The project's CI/CD variables (untracked; gitlab-ci-local reads this file like GitLab's settings).
+    known = ssh_server.known_hosts_line + "\n"
+    # No stored TOTP secret: the one-time code is typed at the click (HPC_OTP), as a person would.
+    (project / ".gitlab-ci-local-variables.yml").write_text(
+        "HPC_SSH_PRIVATE_KEY:\n  type: file\n  values:\n    '*': "
+        + _yaml_block(ssh_server.client_key_path.read_text())
+        + "HPC_KNOWN_HOSTS:\n  type: file\n  values:\n    '*': "
+        + _yaml_block(known)
+    )
+    (project / ".gitlab-ci-local-variables.yml").chmod(0o600)
+    yield {
+        "project": project,
+        "env": env,
+        "home": tmp_path_factory.mktemp("gcl-home"),
+        "registry": registry,
+        "run_dir": workdir / project.name / "runs" / RUN_ID,
+        "server": ssh_server,
+        "codes": CodeBook(ssh_server.totp_secret),
+        "runs": workdir / project.name / "runs",
+    }
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def gcl(p, *args, **variables):
+    """gitlab-ci-local in the project; `variables` are typed/pipeline variables (they override predefined ones)."""
+    host = p["registry"].host
+    variables = {
+        "CI_COMMIT_REF_PROTECTED": "true",
+        "MLOPS_RUN_ID": RUN_ID,
+        "CI_REGISTRY": host,
+        "CI_REGISTRY_IMAGE": f"{host}/group/proj",
+        **variables,
+    }
+    argv = [a for name, value in variables.items() for a in ("--variable", f"{name}={value}")]
+    return ps.gcl(p["project"], p["home"], *args, *argv, "--ignore-predefined-vars", ",".join(variables), env=p["env"])
+
+
+def ran(out: str) -> set[str]:
+    """The jobs a gitlab-ci-local pipeline ran (its " PASS  <job>" / " FAIL  <job>" summary lines)."""
+    return set(re.findall(r"^ *(?:PASS|FAIL|WARN) +(\S+)", out, re.MULTILINE))
+
+
+CANARY = "glptt-CANARY" + "a1b2c3" * 3
+
+
+def typed_code(p) -> str:
+    """The code a person types when starting a job: the CodeBook's next-step code (with the server's
+    +-1 step window it stays valid at least 60 s, through runner pickup and tool install)."""
+    return p["codes"].next(ahead=True)
+
+
+@pytest.fixture(scope="module")
+def click(pipeline):
+    """The push pipeline's secret-scan and build jobs, then the click (deploy) with only a typed
+    HPC_OTP, then the sweep on SLURM until its notify job has called the stand-in trigger endpoint;
+    process argv sampled for the canary trigger token meanwhile."""
+    p = pipeline
+    gitlab = TriggerStandIn()
+    # the trigger token is a project CI/CD variable (the variables file stands in for GitLab's settings)
+    with (p["project"] / ".gitlab-ci-local-variables.yml").open("a") as fh:
+        fh.write(f"MLOPS_TRIGGER_TOKEN: {CANARY}\n")
+    ci = {
+        "CI_API_V4_URL": f"http://127.0.0.1:{gitlab.server_port}/api/v4",
+        "CI_PROJECT_ID": "77",
+        "CI_COMMIT_REF_NAME": "main",
+    }
+    # the push's jobs the click needs, and secret-scan over every tracked file of the rendered project
+    # (which jobs a push runs is test_pipeline_schema's rules test; the whole push pipeline is test_pipeline's)
+    t0 = time.monotonic()
+    push = gcl(p, "secret-scan", "build", **ci)
+    logins = p["server"].count_logins()
+    deploy = gcl(p, "deploy", HPC_OTP=typed_code(p), **ci)  # the click, with the code typed into it
+    logins = p["server"].count_logins() - logins
+    # the sweep runs on SLURM meanwhile; its last job notifies GitLab (bounded wait)
+    leaks, deadline = set(), time.monotonic() + 600
+    while deploy.returncode == 0 and not gitlab.requests and time.monotonic() < deadline:
+        leaks |= argv_with(CANARY)
+        time.sleep(0.05)
+    time.sleep(2)  # a second request (there must be none) would arrive now
+    gitlab.shutdown()
+    print(f"\npush jobs + click + sweep: {time.monotonic() - t0:.1f}s")
+    return {"push": push, "deploy": deploy, "logins": logins, "requests": gitlab.requests, "leaks": leaks}
+
+
+def test_the_push_pipeline_passes_secret_scan_and_builds(click):
+    out = click["push"].stdout + click["push"].stderr
+    assert click["push"].returncode == 0 and "PASS  secret-scan" in out and "PASS  build" in out, out[-6000:]
+
+
+def test_one_click_with_a_typed_code_deploys_and_submits_with_one_login_and_the_sweep_notifies_once(pipeline, click):
+    """The click (deploy) with only a typed HPC_OTP: one job, one login, deploy + submit. The sweep's
+    notify job calls the stand-in trigger endpoint once, with the run id; the canary token is in no argv."""
+    p = pipeline
+    out = click["deploy"].stdout + click["deploy"].stderr
+    assert click["deploy"].returncode == 0 and "PASS  deploy" in out, out[-6000:]
+    assert click["logins"] == 1, "one click, one login"
+    assert "submitted params job" in out and "notify job" in out, out[-3000:]
+    deployed = ps.artifacts(p["project"], "deploy")
+    assert (deployed / "deploy" / "report.json").is_file(), sorted(map(str, deployed.parent.rglob("*")))[:50]
+    report = json.loads((deployed / "deploy" / "report.json").read_text())
+    built = ps.manifest(p["project"])["images"]
+    assert {s: i["digest"] for s, i in report["images"].items()} == {s: i["digest"] for s, i in built.items()}
+    assert report["bytes_uploaded"] > 0
+    assert len(click["requests"]) == 1, click["requests"]
+    form = click["requests"][0]["form"]
+    assert form["token"] == CANARY and form["ref"] == "main" and form["variables[MLOPS_RUN_ID]"] == RUN_ID
+    assert not click["leaks"], click["leaks"]
+
+
+def test_the_triggered_pipeline_runs_only_collect_triggered_with_every_configurations_results(pipeline, click):
+    """The pipeline GitLab starts for the recorded trigger (CI_PIPELINE_SOURCE=trigger + its variables)
+    runs only collect-triggered, which produces every configuration's artifacts and reports; the canary
+    trigger token is in no file of the run or of the pipelines; a bad run id fails with nothing downloaded."""
+    p = pipeline
+    assert len(click["requests"]) == 1, click["requests"]
+    form = click["requests"][0]["form"]
+    triggered = {
+        "CI_PIPELINE_SOURCE": "trigger",
+        "HPC_OTP": typed_code(p),
+        **{k[len("variables[") : -1]: v for k, v in form.items() if k.startswith("variables[")},
+    }
+    proc = gcl(p, **triggered)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "PASS  collect-triggered" in out, out[-6000:]
+    assert ran(out) == {"collect-triggered"}, out[-3000:]
+    assert f"run {RUN_ID}: started by pipeline" in out and "notification sent (HTTP 201)" in out, out[-3000:]
+    results = ps.artifacts(p["project"], "collect-triggered") / "results"
+    suite = ET.parse(results / "junit.xml").getroot()
+    assert suite.get("tests") == "2" and suite.get("failures") == "0"
+    assert (results / "metrics.txt").read_text().startswith("configurations_pending 0\n")
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["counts"]["completed"] == 2
+    for row in summary["configurations"]:
+        assert (results / RUN_ID / "results" / row["config_id"] / "metrics.json").is_file()
+        assert list((results / RUN_ID / "results" / row["config_id"]).glob("wandb/offline-run-*"))
+    run_json = json.loads((results / RUN_ID / "run.json").read_text())
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=p["project"], capture_output=True, text=True)
+    assert run_json["commit"] == head.stdout.strip() and run_json["run_id"] == RUN_ID
+    assert (p["run_dir"] / "state" / "collected.json").is_file()
+    assert not (p["run_dir"] / "state" / "trigger-token").exists()
+    for root in (
+        p["run_dir"],
+        p["project"] / ".gitlab-ci-local" / "output",
+        p["project"] / ".gitlab-ci-local" / "artifacts",
+    ):
+        for path in root.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                assert CANARY.encode() not in path.read_bytes(), path
+    # a trigger for a run that does not exist, or with a malformed id: exit 2, nothing downloaded
+    for bad in ("p999999", "../x"):
+        proc = gcl(p, CI_PIPELINE_SOURCE="trigger", MLOPS_TRIGGER="collect", MLOPS_RUN_ID=bad, HPC_OTP=typed_code(p))
+        out = proc.stdout + proc.stderr
+        assert "FAIL  collect-triggered" in out, out[-3000:]
+        assert "does not exist" in out or "run id" in out, out[-3000:]
+
+
+def mlops_cli(p, *args) -> subprocess.CompletedProcess:
+    """The project's own `mlops` from a laptop (the same cluster), with a fresh one-time code."""
+    secrets = p["home"] / "laptop"
+    secrets.mkdir(exist_ok=True)
+    (secrets / "known_hosts").write_text(p["server"].known_hosts_line + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CI_", "HPC_", "MLOPS_", "WANDB_"))}
+    env.update(
+        PYTHONPATH=str(p["project"] / "src"),
+        HPC_SSH_PRIVATE_KEY=str(p["server"].client_key_path),
+        HPC_KNOWN_HOSTS=str(secrets / "known_hosts"),
+        HPC_OTP=p["codes"].next(),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "mlops", *args],
+        cwd=p["project"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_a_schedule_collects_every_final_run_once_and_leaves_a_running_one(pipeline, slurm_cluster):
+    """Two finished runs and one still queued: the scheduled pipeline collects and marks the two
+    (the run of the click was collected by its trigger already); a second one collects nothing."""
+    p = pipeline
+    manifest = str(ps.artifacts(p["project"], "build") / "images" / "images.json")
+    for run_id in ("s1", "s2"):
+        proc = mlops_cli(p, "submit", "--manifest", manifest, "--run-id", run_id)
+        assert proc.returncode == 0, proc.stderr
+    node = ["scontrol", "update", f"nodename={slurm_cluster.node}"]
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:  # s1 and s2 final (both task records), before the node is drained
+        states = [
+            json.loads(f.read_text()).get("status")
+            for r in ("s1", "s2")
+            for f in (p["runs"] / r / "state" / "tasks").glob("*.json")
+        ]
+        if len(states) == 4 and all(s in ("completed", "failed") for s in states):
+            break
+        time.sleep(2)
+    slurm_cluster.run([*node, "state=drain", "reason=e2e-busy"])
+    try:
+        proc = mlops_cli(p, "submit", "--manifest", manifest, "--run-id", "s3")
+        assert proc.returncode == 0, proc.stderr
+        proc = gcl(p, CI_PIPELINE_SOURCE="schedule", HPC_OTP=typed_code(p))
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0 and "PASS  collect-scheduled" in out, out[-6000:]
+        assert ran(out) == {"collect-scheduled", "template-check"}, out[-3000:]
+        assert "collected 2 final run(s): s1, s2" in out, out[-3000:]
+        results = ps.artifacts(p["project"], "collect-scheduled") / "results"
+        assert sorted(d.name for d in results.iterdir() if d.is_dir()) == ["s1", "s2"]
+        for run_id in ("s1", "s2"):
+            assert ET.parse(results / run_id / "junit.xml").getroot().get("tests") == "2"
+            assert (p["runs"] / run_id / "state" / "collected.json").is_file()
+        assert not (p["runs"] / "s3" / "state" / "collected.json").exists()
+        proc = gcl(p, CI_PIPELINE_SOURCE="schedule", HPC_OTP=typed_code(p))
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0 and "collected 0 final run(s)" in out, out[-3000:]
+    finally:
+        slurm_cluster.run([*node, "state=resume"])
+        mlops_cli(p, "cancel", "--run-id", "s3")

@@ -1,0 +1,235 @@
+"""Unit tests of mlops.settings (mlops.toml read once, typed, checked) and of the helpers it feeds."""
+
+import dataclasses
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from mlops import errors, options, params, rundir, runenv, settings, stages
+from support.render import DEFAULTS, PROJECT_TEMPLATE, answers_for
+
+SKELETON = (PROJECT_TEMPLATE / "mlops.toml").read_text()
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "mlops.toml").write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+def rendered_toml(**changes) -> str:
+    return settings.fill_toml(SKELETON, answers_for(changes))
+
+
+def edit(text: str, dotted: str, value: str) -> str:
+    """Replace the value of one `key = ...` line of one section (as a user edits the file)."""
+    section, key = dotted.split(".")
+    lines, current = text.splitlines(), None
+    for i, line in enumerate(lines):
+        if line.startswith("["):
+            current = line.strip("[]")
+        elif current == section and line.split("=")[0].strip() == key:
+            lines[i] = f"{key} = {value}"
+            return "\n".join(lines) + "\n"
+    raise AssertionError(dotted)
+
+
+def problems_of(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(errors.Problems) as info:
+        settings.load(write(tmp_path, text))
+    assert info.value.exit_code == 2 and info.value.source == "mlops.toml"
+    return info.value.problems
+
+
+def test_defaults_load_typed(tmp_path):
+    s = settings.load(write(tmp_path, rendered_toml()))
+    assert s.cluster.port == 22 and s.cluster.use_gpu is False
+    assert (s.scheduler.time, s.scheduler.cpus_per_task, s.scheduler.mem, s.scheduler.parallel) == (
+        "01:00:00",
+        2,
+        "4G",
+        4,
+    )
+    assert s.build.base_image == "python:3.11-slim"
+    assert (s.notify.partition, s.notify.timeout_s, s.images.keep) == ("", 30, 5)
+    assert s.collect.max_file_bytes == 268435456 and s.collect.log_tail_lines == 30
+    assert s.cluster_root == "/home/jdoe/mlops/forecasting-experiments"
+    assert s.answers() == answers_for({})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.cluster.port = 2222
+
+
+def test_every_key_is_defined_once_in_options():
+    """The dataclass fields are exactly the keys options.py defines (question-backed + the others)."""
+    defined = {o.key for o in options.OPTIONS} | {k.dotted for k in options.SETTINGS_KEYS}
+    fields = {f"{name}.{f.name}" for name, cls in settings.SECTION_TYPES.items() for f in dataclasses.fields(cls)}
+    assert fields == defined
+    assert len(defined) == len(options.OPTIONS) + len(options.SETTINGS_KEYS)
+    skeleton = tomllib.loads(SKELETON)
+    assert {f"{s}.{k}" for s, table in skeleton.items() for k in table} == defined
+
+
+@pytest.mark.parametrize(
+    "dotted, value, expected",
+    [
+        ("scheduler.time", '"01:00:00\\ntouch /tmp/x"', "scheduler.time: '01:00:00\\ntouch /tmp/x' contains a control"),
+        ("scheduler.time", '"1 hour"', "scheduler.time: '1 hour' is not a SLURM time. Fix: use minutes"),
+        ("scheduler.mem", '"4 GB"', "scheduler.mem: '4 GB' is not a SLURM memory size"),
+        ("scheduler.mem", '"4G\\n"', "scheduler.mem: '4G\\n' contains a control character"),
+        ("scheduler.partition", '"gpu\\n#SBATCH --x"', "scheduler.partition (slurm_partition): 'gpu\\n#SBATCH --x' "),
+        ("scheduler.account", '"a b"', "scheduler.account (slurm_account): 'a b' contains unexpected characters"),
+        ("scheduler.cpus_per_task", "0", "scheduler.cpus_per_task: 0 is below 1"),
+        ("scheduler.parallel", '"many"', "scheduler.parallel: 'many' is not a whole number"),
+        ("cluster.port", '"ssh"', "cluster.port (hpc_port): 'ssh' is not a whole number"),
+        ("cluster.port", "70000", "cluster.port (hpc_port): '70000' is not a TCP port. Fix: use a number from 1"),
+        ("cluster.workdir", '"scratch/me"', "cluster.workdir (hpc_workdir): 'scratch/me' is not an absolute path"),
+        ("cluster.workdir", '"/scratch/../etc"', "cluster.workdir (hpc_workdir): '/scratch/../etc' contains"),
+        ("cluster.workdir", '"/scratch/me\\n"', "cluster.workdir (hpc_workdir): '/scratch/me\\n' contains a control"),
+        ("cluster.use_gpu", '"maybe"', "cluster.use_gpu (use_gpu): 'maybe' is not true or false"),
+        ("cluster.auth", '"password"', "cluster.auth (hpc_auth): 'password' is not one of the choices"),
+        ("project.slug", '"my-proj\\n"', "project.slug (project_slug): 'my-proj\\n' contains a control character"),
+        ("build.base_image", '"python:3.11-slim\\nRUN x"', "build.base_image: 'python:3.11-slim\\nRUN x' contains"),
+        ("build.base_image", '"Python 3"', "build.base_image: 'Python 3' is not an image reference"),
+        ("notify.timeout_s", "-1", "notify.timeout_s: -1 is below 1"),
+        ("images.keep", "true", "images.keep: True is not a whole number"),
+    ],
+)
+def test_bad_values_name_the_key_and_the_fix(tmp_path, dotted, value, expected):
+    found = problems_of(tmp_path, edit(rendered_toml(), dotted, value))
+    assert any(p.startswith(expected) for p in found), found
+    assert all("Fix:" in p for p in found), found
+
+
+@pytest.mark.parametrize(
+    "dotted, value",
+    [
+        ("scheduler.time", '"30"'),
+        ("scheduler.time", '"30:00"'),
+        ("scheduler.time", '"2-00"'),
+        ("scheduler.time", '"2-12:30"'),
+        ("scheduler.time", '"2-12:30:00"'),
+        ("scheduler.mem", '"300M"'),
+        ("scheduler.mem", '"16000"'),
+        ("cluster.port", '"2222"'),  # older files quoted it
+        ("cluster.use_gpu", '"no"'),  # older files held the answer
+        ("cluster.auth", '"totp+password"'),
+        ("build.base_image", '"registry.example.org:5000/py/base:3.11@sha256:' + "a" * 64 + '"'),
+    ],
+)
+def test_good_values_pass(tmp_path, dotted, value):
+    settings.load(write(tmp_path, edit(rendered_toml(), dotted, value)))
+
+
+def test_missing_optional_keys_take_their_defaults_and_unknown_keys_are_named(tmp_path):
+    text = rendered_toml()
+    without = text.split("[notify]")[0]  # a file from before notify/collect/images existed
+    s = settings.load(write(tmp_path, without))
+    assert s.notify.timeout_s == 30 and s.images.keep == 5
+    found = problems_of(tmp_path, text.replace("parallel = 4", "parallel = 4\ncpus_per_tasks = 3"))
+    assert found == [
+        "scheduler.cpus_per_tasks: is not a setting of this template. Fix: remove it or check the spelling"
+    ]
+
+
+def test_a_missing_answer_and_bad_toml_are_problems(tmp_path):
+    found = problems_of(tmp_path, rendered_toml().replace('host = "hpc.example.org"\n', ""))
+    assert found[0].startswith("cluster.host: is missing. Fix: add `host = ...` under [cluster]")
+    found = problems_of(tmp_path, "[cluster\n")
+    assert found[0].startswith("not valid TOML")
+
+
+def test_no_project_is_bad_input(tmp_path):
+    with pytest.raises(errors.BadInput, match="no mlops.toml found"):
+        settings.find_root(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "answer, value",
+    [
+        ("description", "Load forecasts 🚀 for the grid"),
+        ("author_name", 'Jane O\'Brien "JB" \\ Ünïcødé'),
+        ("project_name", "Jane's Forecasting (v2)"),
+        ("description", "x" * 5000),
+    ],
+)
+def test_fill_toml_round_trips_any_text(answer, value):
+    answers = answers_for({answer: value})
+    text = settings.fill_toml(SKELETON, answers)
+    assert tomllib.loads(text)["project"][options.BY_NAME[answer].key.split(".")[1]] == value
+    assert "# [user@]host[:port]; empty = connect directly" in text  # comments kept
+
+
+def test_derived_slug_uses_slugify_and_a_refused_derived_value_names_its_source():
+    assert answers_for({"project_name": "Jane's Forecasting (v2)"})["project_slug"] == "jane-s-forecasting-v2"
+    found = [str(p) for p in options.validate(answers_for({"project_name": "2024 Study"}))]
+    assert found == [
+        "project_slug: '2024-study' is not a valid slug (derived from project_name '2024 Study'). "
+        "Fix: answer project_slug yourself (use at most 50 lowercase letters, digits and single hyphens, starting "
+        "with a letter, e.g. 'load-forecasting'), or change project_name."
+    ]
+
+
+@pytest.mark.parametrize("field", [o.name for o in options.OPTIONS if not o.choices])
+def test_control_characters_in_any_answer_are_refused(field):
+    answers = {**answers_for({}), field: DEFAULTS[field] + "\nx" if DEFAULTS[field] else "a\tb"}
+    found = [p for p in options.validate(answers) if p.field == field]
+    assert found and "control character" in found[0].message, found
+
+
+def test_patterns_are_full_match():
+    for name in ("lr\n", "Lr", "lr-x"):
+        assert params.semantic_errors({"fixed": {name: 1}}), name
+    assert params.semantic_errors({"grid": {"lr": ["0.1\n"]}})
+    assert not params.semantic_errors({"grid": {"lr": ["0.1", "1e-3"]}})
+    assert options.validate(answers_for({"hpc_user": "jdoe\n"}))
+    assert options.validate(answers_for({"author_email": "a@b.org\n"}))
+
+
+def test_env_lines_refuse_control_characters():
+    configuration = params.Configuration("c0", {"lr": "0.1\n"})
+    with pytest.raises(errors.BadInput, match="cannot carry"):
+        params.env_lines(configuration, "/p", {"RUN_ID": "r"})
+    with pytest.raises(errors.BadInput):
+        runenv.env_file_text({"A": "b\nC=d"})
+    assert runenv.env_file_text({"A": "b"}) == "A=b\n"
+
+
+def test_stage_env_is_one_definition(tmp_path):
+    s = settings.load(write(tmp_path, rendered_toml(wandb_mode="online", wandb_entity="lab")))
+    env = runenv.stage_env(s, "p42", "/project", tags=["commit=abc"])
+    assert env == {"RUN_ID": "p42", "PROJECT_DIR": "/project", "WANDB_MODE": "offline",
+                   "WANDB_PROJECT": "forecasting-experiments", "WANDB_RUN_GROUP": "p42", "WANDB_ENTITY": "lab",
+                   "WANDB_TAGS": "commit=abc"}  # fmt: skip
+    with pytest.raises(errors.BadInput, match="RUN_ID"):
+        runenv.stage_env(s, "p 42", "/project")
+
+
+def test_raw_entrypoint_and_merged_helpers(tmp_path, monkeypatch):
+    assert stages.raw_entrypoint(PROJECT_TEMPLATE, "params")[:3] == ["mlops", "params", "expand"]
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "Dockerfile").write_text("FROM x\nENTRYPOINT python train.py\n")
+    with pytest.raises(errors.BadInput, match="model/Dockerfile: no exec-form ENTRYPOINT"):
+        stages.raw_entrypoint(tmp_path, "model")
+    log = tmp_path / "log"
+    log.write_bytes(b"".join(b"line %d\n" % i for i in range(1000)) + b"\xff end\n")
+    assert rundir.tail(log, lines=2) == "line 999\n\ufffd end"
+    assert rundir.tail(log, lines=50, max_bytes=20).splitlines()[-1] == "\ufffd end"
+    assert rundir.tail(tmp_path / "none") == ""
+    counts = rundir.count_states(["completed", "failed", "completed"])
+    assert rundir.format_counts(counts) == "2 completed, 1 failed"
+    monkeypatch.setenv("CI_COMMIT_SHA", "f" * 40)
+    assert rundir.git_commit(tmp_path) == "f" * 40
+
+
+def test_error_classes_share_one_base():
+    from mlops import cli, credentials, images, local
+    from mlops.ssh import session
+
+    bad = (cli.UsageError, params.ParamsError, session.LoginFailed,
+           credentials.CredentialError)  # fmt: skip
+    failed = (session.RemoteError, images.DeployError, local.StageFailed)  # results/ raises WorkFailed itself
+    assert all(issubclass(c, errors.BadInput) for c in bad)
+    assert all(issubclass(c, errors.WorkFailed) for c in failed)
+    assert images.BuildError("x", bad_input=True).exit_code == 2 and images.BuildError("x").exit_code == 1
+    assert json.dumps(params.ParamsError("f", ["a"]).problems) == '["a"]'

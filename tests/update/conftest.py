@@ -1,0 +1,5 @@
+"""Tier 'update' (support/tiers.py): every test in this folder is marked update."""
+
+from support.tiers import mark_folder
+
+pytest_collection_modifyitems = mark_folder(__file__)
