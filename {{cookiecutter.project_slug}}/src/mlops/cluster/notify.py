@@ -6,7 +6,7 @@ runs shell/notify.sh, which POSTs GitLab's pipeline trigger API once:
     token=<trigger token>  ref=<the commit's ref>  variables[MLOPS_RUN_ID]=<run id>
     variables[MLOPS_TRIGGER]=collect
 (docs.gitlab.com "Trigger pipelines by using the API"; such pipelines have CI_PIPELINE_SOURCE ==
-"trigger"). The token (CI variable MLOPS_TRIGGER_TOKEN, manifest in mlops.variables) travels to the
+"trigger"). The token (CI variable MLOPS_TRIGGER_TOKEN, named in mlops.civars) travels to the
 cluster over SFTP into state/trigger-token (0600, no newline), is read by curl from that file, and is
 removed when the run is collected (mlops.cluster.runs). It is never on a command line, in a batch
 script, or in a message. Everything else here is public (URL, project id, ref, run id) and validated,
@@ -22,11 +22,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .. import civars
+
 if TYPE_CHECKING:
     from ..settings import Settings
     from .state import Session
 
-TOKEN_VARIABLE = "MLOPS_TRIGGER_TOKEN"
+TOKEN_VARIABLE = civars.TRIGGER_TOKEN
 TOKEN_FILE = "state/trigger-token"
 _URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
 _REF = re.compile(r"[A-Za-z0-9._/+-]{1,255}")
