@@ -27,6 +27,7 @@ from typing import TextIO
 
 from ..cluster import state as cluster_state
 from ..errors import BadInput
+from ..remote import Remote
 from ..settings import Settings
 from . import extract, fetch, read, reports, table, wandb_sync
 from .caps import Caps
@@ -47,7 +48,7 @@ def check_run_id(run_id: str) -> str:
 
 
 def cluster_view(
-    session: cluster_state.Session, cfg: Settings, run_id: str, wait: float, out: TextIO
+    session: Remote, cfg: Settings, run_id: str, wait: float, out: TextIO
 ) -> tuple[dict | None, str | None]:
     """The scheduler's view of the run, or (None, why) when the cluster's state files cannot be read."""
     try:
@@ -86,7 +87,7 @@ def _replace_run_dir(out_fd: int, tree: Path, run_id: str, work: Path) -> None:
 
 
 def collect(
-    session: cluster_state.Session,
+    session: Remote,
     cfg: Settings,
     run_id: str,
     out_dir: Path,
