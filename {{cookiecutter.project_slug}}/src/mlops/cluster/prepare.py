@@ -20,8 +20,8 @@ from ..errors import BadInput
 from ..images import runtime
 
 if TYPE_CHECKING:
+    from ..remote import Remote
     from ..settings import Settings
-    from .state import Session
 
 SHELL_FILES = ("task.sh", "stage.sh", "runner.sh", "submit_slurm.sh", "cancel_slurm.sh", "notify.sh", "notify_post.py")
 
@@ -54,7 +54,7 @@ def images_on_cluster(s: Settings, manifest: dict) -> dict[str, runtime.Image]:
     }
 
 
-def check_converted(session: Session, images: dict[str, runtime.Image]) -> None:
+def check_converted(session: Remote, images: dict[str, runtime.Image]) -> None:
     """BadInput naming the first image that is not converted on the cluster (deploy it first)."""
     checks = " && ".join(
         f"{{ {runtime.converted_test(img)} || {{ echo {shlex.quote(n)}; false; }}; }}" for n, img in images.items()
@@ -69,7 +69,7 @@ def check_converted(session: Session, images: dict[str, runtime.Image]) -> None:
         )
 
 
-def write_shell_files(session: Session, run_dir: str) -> None:
+def write_shell_files(session: Remote, run_dir: str) -> None:
     """The shell files of mlops.cluster.shell into state/jobs/ (0700: they run as the user)."""
     for name in SHELL_FILES:
         data = resources.files(__package__).joinpath(f"shell/{name}").read_bytes()
@@ -77,7 +77,7 @@ def write_shell_files(session: Session, run_dir: str) -> None:
 
 
 def prepare(
-    session: Session,
+    session: Remote,
     s: Settings,
     run_dir: str,
     run_id: str,

@@ -20,9 +20,10 @@ import shlex
 import tarfile
 import zlib
 from importlib import resources
-from typing import IO, Any
+from typing import IO
 
 from ..errors import WorkFailed
+from ..remote import Remote
 from . import slurm
 
 MAX_STREAM_BYTES = 16 << 20  # compressed state of one run (10,000 task records are ~0.5 MB)
@@ -68,7 +69,7 @@ def _script() -> bytes:
     return resources.files(__package__).joinpath("shell/read_state.sh").read_bytes()
 
 
-def _ask(session: Any, mode: str, target: str, timeout: float = 120) -> tuple[str, bytes, bool]:
+def _ask(session: Remote, mode: str, target: str, timeout: float = 120) -> tuple[str, bytes, bool]:
     """Run read_state.sh; returns (the header line after the nonce, the bytes after it, cut)."""
     nonce = secrets.token_hex(12)
     out = _CappedBuffer(MAX_STREAM_BYTES + 4096)
@@ -85,7 +86,7 @@ def _ask(session: Any, mode: str, target: str, timeout: float = 120) -> tuple[st
     return header, data[end + 1 :], out.cut
 
 
-def list_runs(session: Any, runs_dir: str) -> list[tuple[str, bool]]:
+def list_runs(session: Remote, runs_dir: str) -> list[tuple[str, bool]]:
     """[(directory name, has state/collected.json)] of `runs_dir` (names untrusted: the caller checks them)."""
     header, body, _ = _ask(session, "list", runs_dir)
     if header != "runs":
@@ -126,7 +127,7 @@ def _json(files: dict[str, bytes], name: str, bad: list[str], default: object = 
         return default
 
 
-def read_run(session: Any, run_dir: str) -> dict:
+def read_run(session: Remote, run_dir: str) -> dict:
     """The raw (untrusted) state of one run, as mlops.cluster.records.clean takes it:
     {"exists", "attempts", "index", "records", "stages", "notify", "collected", "run", "progress",
     "runner_alive", "bad"}. Raises WorkFailed when the cluster does not answer at all."""
@@ -172,7 +173,7 @@ def read_run(session: Any, run_dir: str) -> dict:
     }
 
 
-def scheduler_view(session: Any, job_ids: list[str]) -> dict[str, str] | None:
+def scheduler_view(session: Remote, job_ids: list[str]) -> dict[str, str] | None:
     """SLURM's states of these jobs, {'<job>' or '<job>_<task>': STATE}: sacct where accounting
     exists, else `scontrol show job` (kept MinJobAge seconds after a job ends). None when SLURM
     did not answer at all (then no job may be taken for forgotten). `job_ids`: validated ids."""

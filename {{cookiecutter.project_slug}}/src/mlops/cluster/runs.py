@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, TextIO
 from .. import rundir
 from ..errors import BadInput, MlopsError, WorkFailed
 from ..options import TOTP_METHODS
+from ..remote import Remote
 from . import notify, reader, state
-from .state import Session
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -46,7 +46,7 @@ def unattended_skip(s: Settings, env: Mapping[str, str] = os.environ) -> str | N
     return None
 
 
-def mark_collected(session: Session, view: dict, env: Mapping[str, str] = os.environ) -> None:
+def mark_collected(session: Remote, view: dict, env: Mapping[str, str] = os.environ) -> None:
     """state/collected.json for a final run that was collected (when, by which pipeline and job)."""
     record = {"at": time.time(), "pipeline": env.get("CI_PIPELINE_ID"), "job": env.get("CI_JOB_ID")}
     session.write_file(f"{view['run_dir']}/state/collected.json", json.dumps(record).encode(), 0o600)
@@ -65,7 +65,7 @@ def _results_view(view: dict) -> tuple[dict | None, str | None]:
 
 
 def collect_view(
-    session: Session, s: Settings, view: dict, out_dir: Path, require_final: bool = False, out: TextIO = sys.stderr
+    session: Remote, s: Settings, view: dict, out_dir: Path, require_final: bool = False, out: TextIO = sys.stderr
 ) -> dict:
     """Collect the run of `view` (mlops.cluster.state.status, read once) into out_dir; mark it when final.
 
@@ -98,7 +98,7 @@ def collect_view(
 
 
 def collect_run(
-    session: Session,
+    session: Remote,
     s: Settings,
     run_id: str,
     out_dir: Path,
@@ -115,7 +115,7 @@ def collect_run(
     return collect_view(session, s, view, out_dir, require_final=require_final, out=out)
 
 
-def collect_all_final(session: Session, s: Settings, out_dir: Path, out: TextIO = sys.stderr) -> list[str]:
+def collect_all_final(session: Remote, s: Settings, out_dir: Path, out: TextIO = sys.stderr) -> list[str]:
     """Collect every final, not yet collected run of this project on the selected cluster into
     out_dir/<run id>/; returns their ids. Raises WorkFailed when one could not be collected (the
     others are collected all the same)."""

@@ -14,23 +14,15 @@ from __future__ import annotations
 import re
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .. import rundir
 from ..errors import BadInput
+from ..remote import Remote
 from . import reader, records, slurm
 
 if TYPE_CHECKING:
     from ..settings import Settings
-
-
-class Session(Protocol):
-    """What the cluster room needs of an SSH session (mlops.ssh.session.Session; a local stand-in in tests)."""
-
-    def run(self, command: str | list[str], stdin: bytes | None = None, timeout: float = 600,
-            check: bool = True, stdout: Any = None) -> tuple[int, str, str]: ...  # fmt: skip
-
-    def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None: ...
 
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}")
@@ -107,7 +99,7 @@ def job_ids(attempts: list[dict]) -> list[str]:
     ]
 
 
-def status(session: Session, s: Settings, run_id: str) -> dict:
+def status(session: Remote, s: Settings, run_id: str) -> dict:
     """The run's state, read once: {'run_id', 'run_dir', 'cluster', 'stages', 'configs': {cid: state},
     'counts', 'attempts', 'all_attempts', 'progress', 'notify', 'collected', 'submitted', 'pipeline',
     'commit', 'problems'}. Raises BadInput when the run does not exist on the cluster."""
@@ -178,7 +170,7 @@ def format_notify(notify: dict | None) -> str:
 
 
 def wait(
-    session: Session, s: Settings, run_id: str, timeout: float, interval: float = 5.0, out: TextIO = sys.stderr
+    session: Remote, s: Settings, run_id: str, timeout: float, interval: float = 5.0, out: TextIO = sys.stderr
 ) -> dict:
     """Poll status over the one session until every configuration is final (bounded by timeout, seconds)."""
     deadline = time.monotonic() + timeout

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, TextIO
 from .. import params, rundir, stages
 from ..errors import BadInput, WorkFailed
 from ..images import runtime
+from ..remote import Remote
 from . import host, notify, prepare, reader, records, sbatch, slurm, state
-from .state import Session
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -62,11 +62,11 @@ def resolve_run_id(cfg: Settings, explicit: str | None = None) -> str:
     return state.check_run_id(run_id)
 
 
-def _write_jobs(session: Session, path: str, attempts: list[dict]) -> None:
+def _write_jobs(session: Remote, path: str, attempts: list[dict]) -> None:
     session.write_file(f"{path}/state/jobs.json", json.dumps(attempts, indent=1).encode(), 0o600)
 
 
-def cancel_jobs(session: Session, s: Settings, run_id: str, attempt: int, ids: list[str]) -> list[str]:
+def cancel_jobs(session: Remote, s: Settings, run_id: str, attempt: int, ids: list[str]) -> list[str]:
     """Cancel the jobs of one attempt: `ids` (validated) and, by name, any whose id never came back
     (shell/cancel_slurm.sh on stdin). Returns the ids SLURM still lists afterwards; raises WorkFailed
     when SLURM could not be asked."""
@@ -79,7 +79,7 @@ def cancel_jobs(session: Session, s: Settings, run_id: str, attempt: int, ids: l
     return still
 
 
-def cancel_attempt(session: Session, s: Settings, path: str, run_id: str, progress: dict, attempt: dict) -> None:
+def cancel_attempt(session: Remote, s: Settings, path: str, run_id: str, progress: dict, attempt: dict) -> None:
     """Cancel whatever a cut submission of `attempt` got from SLURM (the ids its progress file lists,
     and by name a job whose id never came back) or the runner it started. Raises WorkFailed when SLURM
     still lists a job of it afterwards: submitting again would run it twice."""
@@ -97,7 +97,7 @@ def cancel_attempt(session: Session, s: Settings, path: str, run_id: str, progre
 
 
 def submit(
-    session: Session,
+    session: Remote,
     cfg: Settings,
     manifest: dict,
     run_id: str,
@@ -200,7 +200,7 @@ def submit(
     return record
 
 
-def _failed(session: Session, s: Settings, run_id: str, out: TextIO) -> list[int]:
+def _failed(session: Remote, s: Settings, run_id: str, out: TextIO) -> list[int]:
     """The indices `--failed-only` reruns (every configuration that did not complete)."""
     view = state.status(session, s, run_id)
     if not view["configs"]:
@@ -221,7 +221,7 @@ def _failed(session: Session, s: Settings, run_id: str, out: TextIO) -> list[int
 
 
 def _submit_slurm(
-    session: Session,
+    session: Remote,
     s: Settings,
     path: str,
     run_id: str,
@@ -275,7 +275,7 @@ def _submit_slurm(
     )
 
 
-def cancel(session: Session, cfg: Settings, run_id: str, out: TextIO = sys.stderr) -> int:
+def cancel(session: Remote, cfg: Settings, run_id: str, out: TextIO = sys.stderr) -> int:
     """Cancel the cluster jobs of a run (all attempts, cut ones too); returns how many were known."""
     view = state.status(session, cfg, run_id)
     n, left = 0, []

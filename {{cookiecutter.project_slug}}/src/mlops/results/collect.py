@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import BadInput
+from ..remote import Remote
 from ..rundir import format_counts
 from ..settings import Settings
 from . import extract, fetch, read, reports, table, wandb_sync
@@ -58,7 +59,7 @@ def _replace_run_dir(out_fd: int, tree: Path, run_id: str, work: Path) -> None:
 
 
 def collect(
-    session: fetch.Remote,
+    session: Remote,
     cfg: Settings,
     run_id: str,
     out_dir: Path,

@@ -11,20 +11,13 @@ import os
 import shlex
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from ..errors import WorkFailed
+from ..remote import Remote
 from .caps import Caps
 
 TOO_LARGE = "MLOPS-TOO-LARGE "
-
-
-class Remote(Protocol):
-    """What collect needs of an SSH session (mlops.ssh.session.Session): run a command, stream its stdout."""
-
-    def run(
-        self, command: str, stdin: bytes | None = None, timeout: float = 600, check: bool = True, stdout: object = None
-    ) -> tuple[int, str, str]: ...
 
 
 class _CappedWriter:
