@@ -261,6 +261,10 @@ def _cmd_collect(args) -> int:
     from .cluster import runs, submit
 
     cfg, session = _cluster_session()
+    why = runs.unattended_skip(cfg) if args.unattended else None
+    if why:  # a triggered or scheduled pipeline: nobody can type a code, so do not try to log in
+        print(f"mlops collect: skipped (--unattended): {why}")
+        return 0
     if args.all_final:
         with session:
             runs.collect_all_final(session, cfg, args.out)
@@ -405,7 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--all-final",
         action="store_true",
-        help="every final run not yet collected, each into OUT/<run id>/ (the scheduled pipeline)",
+        help="every final run not yet collected, each into OUT/<run id>/ (the triggered and scheduled pipelines)",
+    )
+    p.add_argument(
+        "--unattended",
+        action="store_true",
+        help="exit 0 with one line, without logging in, when the login needs a code a person types",
     )
     p.set_defaults(func=_cmd_collect)
     p = sub.add_parser("cancel", help="cancel the cluster jobs of a run")
