@@ -38,7 +38,7 @@ def test_a_key_changes_only_with_its_own_inputs(project):
 def test_each_builder_gets_a_command_line_without_secrets(project, builder, monkeypatch):
     monkeypatch.setenv("CI_REGISTRY_PASSWORD", "canary-password-123")
     monkeypatch.setenv("CI_COMMIT_SHA", "a" * 40)
-    s = images.Settings(
+    s = images.BuildOptions(
         root=project,
         builder=builder,
         base_image="python:3.11-slim",

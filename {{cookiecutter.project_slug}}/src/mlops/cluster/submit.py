@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from .. import params, rundir, runenv, stages
 from ..errors import BadInput, WorkFailed
-from ..images import runtime
+from ..images import deploy, runtime
 from ..remote import Remote
 from . import host, notify, slurm, state
 
@@ -65,18 +65,9 @@ def resolve_run_id(cfg: Settings, explicit: str | None = None) -> str:
 
 
 def argv_lines(argv: list[str]) -> str:
-    """A container argv as the shell files read it: one word per line, placeholders for what the
-    shell knows (@ENV_FILE@, @UID@, @GID@). Raises ValueError for a newline in a word."""
-    words = []
-    for word in argv:
-        if isinstance(word, runtime.Raw):
-            if word != "$(id -u):$(id -g)":
-                raise ValueError(f"unexpected shell word {word!r} in a container argv")
-            word = "@UID@:@GID@"
-        if "\n" in word or "\r" in word:
-            raise ValueError("a container argv word contains a newline")
-        words.append(word)
-    return "\n".join(words) + "\n"
+    """A container argv as the shell files read it (mlops.images.runtime.argv_file: one word per line,
+    placeholders @ENV_FILE@, @CID@, @UID@, @GID@ for what the shell knows). ValueError for a newline."""
+    return runtime.argv_file(argv)
 
 
 def images_on_cluster(s: Settings, manifest: dict) -> dict[str, runtime.Image]:
@@ -135,15 +126,7 @@ def submit(
     path = state.run_dir(cfg.cluster_root, run_id)
     jobs = f"{path}/state/jobs"
     commit = env.get("CI_COMMIT_SHA") or rundir.git_commit(cfg.root)
-    checks = " && ".join(
-        f"{{ {runtime.converted_test(img)} || {{ echo {shlex.quote(n)}; false; }}; }}" for n, img in images.items()
-    )
-    rc, missing, _ = session.run(checks, check=False)
-    if rc != 0:
-        raise BadInput(
-            f"image {missing.strip()} (digest {images[missing.strip()].digest[:19]}) is not on the "
-            "cluster: run `mlops deploy` for this commit first"
-        )
+    images = deploy.deployed(session, images)  # each in the form deploy made (BadInput: not deployed)
     remote, problems = state.clean(state.read_remote(session, path))
     for line in problems:
         print(f"  warning: run {run_id}: {line}", file=out)
