@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mlops import images, stages
-from mlops.images import builders, layout, registry, store
+from mlops.images import builders, layout, registry, scripts, store
 from mlops.images.keys import input_key
 from support.render import render
 
@@ -181,7 +181,7 @@ def test_store_script_is_strict_bash_and_refuses_names_that_are_not_digests(tmp_
     import subprocess
 
     script = tmp_path / "store.sh"
-    script.write_bytes(store._script())
+    script.write_bytes(scripts.text("store.sh"))
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     bad = subprocess.run(["bash", str(script), "facts", str(tmp_path / "s"), "../../x"], capture_output=True, text=True)
     assert bad.returncode == 2 and "bad digest" in bad.stderr
@@ -209,7 +209,7 @@ def test_store_script_is_strict_bash_and_refuses_names_that_are_not_digests(tmp_
 
 def _store_script(tmp_path):
     script = tmp_path / "store.sh"
-    script.write_bytes(store._script())
+    script.write_bytes(scripts.text("store.sh"))
     return script
 
 

@@ -52,6 +52,7 @@ pivot_root . .oldroot
 cd /
 umount -l /.oldroot
 if [ "$uid" = 0 ]; then
+  # shellcheck disable=SC2016 # $1 and $@ are the inner shell's
   exec /bin/bash -c 'cd "$1" || exit 1; shift; exec "$@"' cdexec "$cwd" "$name" "$@"
 fi
 user=${pw%%:*}
@@ -59,6 +60,7 @@ home=$(echo "$pw" | cut -d: -f6)
 mkdir -p "/run/user/$uid"
 chown "$uid:$gid" "/run/user/$uid"
 # setpriv to a non-zero uid: the kernel clears every capability; nothing of root stays
+# shellcheck disable=SC2016 # $1 and $@ are the inner shell's
 exec /usr/bin/setpriv --reuid="$uid" --regid="$gid" --clear-groups -- \
   /usr/bin/env -i HOME="$home" USER="$user" LOGNAME="$user" XDG_RUNTIME_DIR="/run/user/$uid" LANG=C.UTF-8 \
   PATH=/usr/local/bin:/usr/bin:/bin \

@@ -18,6 +18,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 R=$PREFIX/root
 
 in_root() {   # run one command in the root (as root; chroot is enough for apt)
+  # shellcheck disable=SC2016 # $R and $@ are the inner shell's
   unshare -m --propagation private sh -c 'R=$1; shift
     mount -t proc proc "$R/proc"; mount --rbind /dev "$R/dev"; mount --rbind /sys "$R/sys"
     exec chroot "$R" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"' in_root "$R" "$@"

@@ -9,7 +9,7 @@ build.py     `mlops build`: the build cache (by input key) and the artifact imag
 scripts.py   the package shell files run on the login node from stdin (store.sh, convert.sh)
 store.py     the cluster's blob store: only missing blobs sent, verified, locked; `mlops images prune`
 store.sh     the cluster side of the store (bash, coreutils, flock, sha256sum)
-deploy.py    `mlops deploy`: the flow (local checks, tools, upload, convert, record) and its report
+deployment.py `mlops deploy`: the flow (local checks, tools, upload, convert, record) and its report
 convert.py   conversion per runtime (tools and versions checked, the FUSE probe); convert.sh its shell side
 runtime.py   per runtime: image forms, what each stage's container sees, the run argv
 """
@@ -17,7 +17,7 @@ runtime.py   per runtime: image forms, what each stage's container sees, the run
 from __future__ import annotations
 
 from .build import MANIFEST, build, keys, options, read_manifest
-from .deploy import deploy, deployed, write_report
+from .deployment import deploy, deployed, write_report
 from .errors import BuildError, DeployError, DeploySetupError
 from .options import BuildOptions
 from .store import prune

@@ -60,7 +60,9 @@ def check_versions(rt: str, answer: str) -> list[str]:
             problems.append(f"{tool} is not on the PATH of your login shell on the cluster")
             continue
         if tool in ("apptainer", "singularity"):
-            name = "apptainer" if "apptainer" in said else "singularity-ce" if "singularity-ce" in said else "singularity"
+            name = (
+                "apptainer" if "apptainer" in said else "singularity-ce" if "singularity-ce" in said else "singularity"
+            )
         elif tool == "ch-run":
             name = tool
         else:

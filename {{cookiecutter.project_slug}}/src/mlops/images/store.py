@@ -1,5 +1,5 @@
 """The cluster's blob store of a project (<cluster_root>/images/, laid out in store.sh): the protocol
-`mlops deploy` (mlops.images.deploy) and `mlops images prune` speak with it.
+`mlops deploy` (mlops.images.deployment) and `mlops images prune` speak with it.
 
 The store keeps blobs by SHA-256, shared by every image and commit, so a deploy uploads only the
 blobs the cluster lacks:

@@ -125,13 +125,19 @@ def deploy(session: Remote, cfg: Settings, manifest_path: Path, out: TextIO = sy
             }
             print(
                 f"  {name:<6} {local.image.digest[:19]} {sent[name]:>13,} B uploaded"
-                + (f", converted for {rt} ({done.image.kind}) in {seconds:.1f}s" if done.built else ", already converted"),
+                + (
+                    f", converted for {rt} ({done.image.kind}) in {seconds:.1f}s"
+                    if done.built
+                    else ", already converted"
+                ),
                 file=out,
             )
         keys = [local.image.key for local in images.values()]
         keys += [local.split.base_key for local in images.values() if local.split]
         commit = str(read_manifest(manifest_path).get("commit", "unknown"))[:12]
-        store.record(session, store_dir, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + commit, keys, list(wanted))
+        store.record(
+            session, store_dir, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + commit, keys, list(wanted)
+        )
     total = sum(r["bytes_uploaded"] for r in results.values())
     print(f"deployed to {store_dir}: {total:,} bytes uploaded", file=out)
     return {"store": store_dir, "runtime": rt, "images": results, "bytes_uploaded": total, "nofuse": nofuse,
