@@ -74,7 +74,7 @@ def test_podman_runs_as_the_user_with_only_the_binds():
     assert words[:3] == ["podman", "run", "--rm"] and words[-1] == image("podman").podman_ref
     assert "--userns=keep-id" in words and words[words.index("--user") + 1] == "@UID@:@GID@"
     assert words[words.index("--device") + 1] == "nvidia.com/gpu=all"
-    assert not [w for w in words if w.startswith("--pid") or w.startswith("--ipc")]  # podman's own namespaces
+    assert not [w for w in words if w.startswith(("--pid", "--ipc"))]  # podman's own namespaces
 
 
 def test_charliecloud_gets_a_pid_namespace_a_private_tmp_and_binds_under_it():
@@ -102,33 +102,7 @@ def test_placeholders_are_filled_and_argv_files_are_one_word_per_line():
 
 # ---------------------------------------------------------------- convert.sh with stand-in runtimes
 
-# Apptainer 1.4 reads oci:<dir>[@digest] (internal/pkg/ociimage/sourcesink.go getOCIImage): the
-# stand-in refuses a source whose path is not a layout directory, with 1.4's message.
-STUB_APPTAINER = r"""#!/bin/bash
-echo "$*" >> "$(dirname "$0")/calls.log"
-cmd=$1; shift
-case $cmd in
-  build)
-    sandbox=0; [ "$1" = --disable-cache ] && shift; [ "$1" = --sandbox ] && { sandbox=1; shift; }
-    out=$1 src=$2 dir=${2#oci:}; dir=${dir%@*}
-    if [ ! -f "$dir/index.json" ]; then
-      echo "FATAL:   While performing build: conveyor failed to get: stat $dir/index.json: no such file or directory" >&2
-      exit 255
-    fi
-    if [ $sandbox = 1 ]; then mkdir -p "$out/app" "$out/usr"; echo lower > "$out/app/train.py"; echo lib > "$out/usr/lib.py"
-    else echo sif > "$out"; fi ;;
-  exec)
-    if [ -e "$(dirname "$0")/nofuse" ]; then
-      echo "INFO:    gocryptfs not found, will not be able to use gocryptfs" >&2
-      echo "FATAL:   container creation failed: image driver mount failure: image driver squashfuse_ll instance exited with error: squashfuse_ll exited: fuse: failed to open /dev/fuse: Permission denied" >&2
-      exit 255
-    fi
-    [ -e "$(dirname "$0")/broken" ] && { echo "FATAL:   could not open image: bad magic" >&2; exit 255; } ;;
-  --version) echo "apptainer version 1.4.5" ;;
-esac
-exit 0
-"""
-STUB_MKSQUASHFS = '#!/bin/bash\n[ "$1" = -version ] && { echo "mksquashfs version 4.5.1"; exit 0; }\necho sqfs > "$2"\n'
+STUBS = Path(__file__).resolve().parents[1] / "support" / "apptainer"
 
 
 def _layer(path: Path, members: dict[str, bytes]) -> None:
@@ -144,8 +118,8 @@ def cluster(tmp_path):
     """A store with one image's layout (index.json) and its lower image's, stand-in tools first on PATH."""
     bin_dir, store_dir = tmp_path / "bin", tmp_path / "images"
     bin_dir.mkdir()
-    for name, text in (("apptainer", STUB_APPTAINER), ("mksquashfs", STUB_MKSQUASHFS)):
-        (bin_dir / name).write_text(text)
+    for name in ("apptainer", "mksquashfs"):  # stand-ins (tests/support/apptainer/stub_*.sh)
+        (bin_dir / name).write_bytes((STUBS / f"stub_{name}.sh").read_bytes())
         (bin_dir / name).chmod(0o755)
     key, base, code = f"model-{'ab' * 32}", "base-" + "cd" * 32, "ef" * 32
     for k in (key, base):
@@ -199,9 +173,10 @@ def test_without_a_usable_dev_fuse_apptainer_falls_back_to_a_sandbox_and_says_wh
     (c["store"] / "refs" / other / "index.json").write_text("{}")
     proc, said = c["run"]("apptainer", str(c["store"]), other, c["base"], c["code"], "0")
     assert said["form"] == "sandbox", proc.stderr
-    assert f"build --disable-cache --sandbox {c['store']}/{other}.sandbox.part oci:{c['store']}/refs/{other}" in (
-        c["bin"] / "calls.log"
-    ).read_text()
+    assert (
+        f"build --disable-cache --sandbox {c['store']}/{other}.sandbox.part oci:{c['store']}/refs/{other}"
+        in (c["bin"] / "calls.log").read_text()
+    )
 
 
 def test_a_probe_failure_that_is_not_fuse_fails_the_conversion(cluster):
