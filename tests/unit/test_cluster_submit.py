@@ -11,6 +11,7 @@ import io
 import json
 import stat
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -236,6 +237,15 @@ def test_collect_all_final_fetches_the_final_uncollected_runs_and_reads_each_sta
         "bbbbbbbbbb": "timeout",
     }
     assert "1 timeout: the task hit its time limit: raise `time`" in log.getvalue()
+    failure = ET.parse(out / "p1" / "junit.xml").getroot().find(".//failure")
+    assert failure.get("type") == "timeout" and "raise `time`" in failure.get("message"), (
+        "the fix in GitLab's Tests tab"
+    )
+    # partial results of the requeued run, by hand: its requeued task is skipped ("still requeued"), not failed
+    partial = runs.collect_run(session, c["cfg"], "p2", tmp_path / "partial", out=io.StringIO())
+    skipped = ET.parse(tmp_path / "partial" / "junit.xml").getroot().find(".//skipped")
+    assert skipped.get("message") == "still requeued when collected" and partial["counts"]["requeued"] == 1
+    assert not (requeued / "state" / "collected.json").exists()
 
 
 def test_unattended_collect_skips_a_cluster_that_needs_a_typed_code():

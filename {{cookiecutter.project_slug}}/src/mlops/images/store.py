@@ -21,6 +21,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from .. import rundir
 from . import layout, scripts
 from .errors import DeployError, DeploySetupError
 
@@ -163,6 +164,6 @@ def prune(session: Remote, cfg: Settings, keep: int | None = None, out: TextIO =
         raise DeploySetupError(f"images.keep = {keep}: keep at least the last commit's images (1)")
     store = f"{cfg.cluster_root}/images"
     with lock(session, store):
-        summary = store_run(session, store, "prune", str(keep), cfg.project.slug).strip()
+        summary = store_run(session, store, "prune", str(keep), cfg.project.slug, "|".join(rundir.FINAL)).strip()
     print(f"{store}: {summary}", file=out)
     return summary
