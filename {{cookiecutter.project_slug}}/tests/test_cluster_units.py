@@ -11,7 +11,6 @@ import pytest
 
 from mlops import stages
 from mlops.cluster import prepare, sbatch, slurm, state
-from mlops.images import runtime
 from mlops.images.runtime import Image
 from mlops.ssh import codes, known_hosts
 from mlops.ssh.session import Endpoint, LoginFailed, load_known_hosts
@@ -100,19 +99,26 @@ def test_batch_scripts_are_sbatch_lines_and_one_command():
 
 def test_task_shell_file_writes_the_state_record_of_rundir(tmp_path):
     """Run the real task.sh with a stand-in 'container' argv on a local run dir."""
+    c0, c1 = "00000000c0", "00000000c1"  # config ids: 10 hex digits (task.sh refuses anything else)
     from importlib import resources
 
     run = tmp_path / "run"
     for d in ("envs", "state/tasks", "state/jobs"):
         (run / d).mkdir(parents=True)
-    (run / "envs" / "ids.txt").write_text("00000000c0\n00000000c1\n")
-    for cid in ("00000000c0", "00000000c1"):
+    (run / "envs" / "ids.txt").write_text(f"{c0}\n{c1}\n")
+    for cid in (c0, c1):
         (run / "envs" / f"{cid}.env").write_text(f"CONFIG_ID={cid}\n")
     task = tmp_path / "task.sh"
     task.write_bytes(resources.files("mlops.cluster").joinpath("shell/task.sh").read_bytes())
     (run / "state/jobs/model-1.argv").write_text(
         prepare.argv_lines(
-            ["sh", "-c", f'grep -q CONFIG_ID=00000000c0 "$1" && touch {run}/results/00000000c0/metrics.json', "x", "@ENV_FILE@"]
+            [
+                "sh",
+                "-c",
+                f'grep -q CONFIG_ID={c0} "$1" && touch {run}/results/{c0}/metrics.json',
+                "x",
+                "@ENV_FILE@",
+            ]
         )
     )
     assert subprocess.run(["bash", str(task), str(run), "1", "0"]).returncode == 0
@@ -121,10 +127,10 @@ def test_task_shell_file_writes_the_state_record_of_rundir(tmp_path):
     from mlops import rundir
 
     states = rundir.read_task_states(run)
-    assert states["00000000c0"]["status"] == "completed" and states["00000000c0"]["exit_code"] == 0
-    assert states["00000000c1"]["status"] == "failed" and states["00000000c1"]["exit_code"] == 3
-    assert "boom" in (run / "results" / "00000000c1" / "log").read_text()
-    assert states["00000000c1"]["attempt"] == 1 and states["00000000c1"]["duration_s"] >= 0 and states["00000000c1"]["job"] == "local_1"
+    assert states[c0]["status"] == "completed" and states[c0]["exit_code"] == 0
+    assert states[c1]["status"] == "failed" and states[c1]["exit_code"] == 3
+    assert "boom" in (run / "results" / c1 / "log").read_text()
+    assert states[c1]["attempt"] == 1 and states[c1]["duration_s"] >= 0 and states[c1]["job"] == "local_1"
 
 
 def test_slurm_states_map_to_run_states():
