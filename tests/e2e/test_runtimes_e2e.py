@@ -313,6 +313,9 @@ def test_hostile_research_code_reaches_nothing_of_the_host_side(rt, hostile, pro
     assert "not a regular file" in (run_dir / "results" / first_cid / "log").read_text()
     # the attacks ran (their findings came back as artifacts) ...
     findings = "\n".join(p.read_text(errors="replace") for p in out.rglob("hostile-*.txt"))
+    lines = findings.splitlines()
+    print(f"{rt}: {len(lines)} attempts came back, {sum(': GOT ' in x for x in lines)} succeeded (in the container)")
+    print("\n".join(x for x in lines if "visible pids" in x))
     for attack in ("params read", "data read", "model read", "/state/trigger-token", "/state/jobs/task.sh",
                    "/.ssh/canary.env", "/proc/", "visible pids", "environment"):  # fmt: skip
         assert attack in findings, attack

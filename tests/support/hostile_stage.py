@@ -58,7 +58,7 @@ def probe(stage: str, t: dict) -> list[str]:
             report.append(f"{stage} {what}: {type(exc).__name__}")
 
     home = t["home"]
-    roots = ["", "/project/.."]  # the host path as it is, and the run dir through the mount
+    roots = ["", "/project", "/project/.."]  # the host paths as they are; the run dir through the mount
     pids = sorted(p for p in os.listdir("/proc") if p.isdigit())
     report.append(f"{stage} visible pids: {' '.join(pids)}")
     for pid in pids:  # another process of the same user: its root, cwd, environment, command line
@@ -69,7 +69,7 @@ def probe(stage: str, t: dict) -> list[str]:
         attempt(f"read /proc/{pid}/cwd/victim.txt", _read, f"/proc/{pid}/cwd/victim.txt")
     for root in roots:
         prefix = root if root.startswith("/proc") else ""
-        bases = [prefix + run for run in t["runs"]] if root != "/project/.." else [root]
+        bases = [root] if root.startswith("/project") else [prefix + run for run in t["runs"]]
         for base in bases:  # this run and the others
             for rel in SECRETS:
                 attempt(f"read {base}/{rel}", _read, f"{base}/{rel}")
