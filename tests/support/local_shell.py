@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from mlops.ssh import session as transport
+from mlops import remote as transport
 
 
 class LocalShell:

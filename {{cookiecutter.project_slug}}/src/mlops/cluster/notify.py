@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..remote import Remote
     from ..settings import Settings
-    from .state import Session
 
 TOKEN_VARIABLE = "MLOPS_TRIGGER_TOKEN"
 TOKEN_FILE = "state/trigger-token"
@@ -71,11 +71,11 @@ def token_bytes(env: Mapping[str, str] = os.environ) -> bytes:
     return env.get(TOKEN_VARIABLE, "").strip().encode()
 
 
-def install_token(session: Session, run_dir: str, env: Mapping[str, str] = os.environ) -> None:
+def install_token(session: Remote, run_dir: str, env: Mapping[str, str] = os.environ) -> None:
     """Write the trigger token into the run directory, mode 0600 from the start (SFTP, not argv)."""
     session.write_file(f"{run_dir}/{TOKEN_FILE}", token_bytes(env), 0o600)
 
 
-def remove_token(session: Session, run_dir: str) -> None:
+def remove_token(session: Remote, run_dir: str) -> None:
     """Remove the run's trigger token (after the run is collected; harmless when absent)."""
     session.run(f"rm -f {shlex.quote(f'{run_dir}/{TOKEN_FILE}')}", check=False)

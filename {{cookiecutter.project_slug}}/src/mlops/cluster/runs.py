@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from ..errors import BadInput, MlopsError, WorkFailed
+from ..remote import Remote
 from . import notify, state
-from .state import Session
 
 if TYPE_CHECKING:
     from ..settings import Settings
 
 
-def mark_collected(session: Session, view: dict, env: Mapping[str, str] = os.environ) -> None:
+def mark_collected(session: Remote, view: dict, env: Mapping[str, str] = os.environ) -> None:
     """state/collected.json + the trigger token removed; only for a final run."""
     record = {"at": time.time(), "pipeline": env.get("CI_PIPELINE_ID"), "job": env.get("CI_JOB_ID")}
     session.write_file(f"{view['run_dir']}/state/collected.json", json.dumps(record).encode(), 0o600)
@@ -35,7 +35,7 @@ def mark_collected(session: Session, view: dict, env: Mapping[str, str] = os.env
 
 
 def collect_run(
-    session: Session,
+    session: Remote,
     cfg: Settings,
     run_id: str,
     out_dir: Path,
@@ -71,7 +71,7 @@ def collect_run(
     return result
 
 
-def collect_all_final(session: Session, cfg: Settings, out_dir: Path, out: TextIO = sys.stderr) -> list[str]:
+def collect_all_final(session: Remote, cfg: Settings, out_dir: Path, out: TextIO = sys.stderr) -> list[str]:
     """Collect every final, not yet collected run of this project into out_dir/<cluster>/<run id>/
     (mlops.results.collect); returns their ids, also listed in out_dir/<cluster>/collected.txt."""
     from ..results import collect, outdir

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..remote import Remote
     from ..settings import Settings
-    from .state import Session
 
 from ..errors import BadInput
 
@@ -270,7 +270,7 @@ def parse_scontrol(text: str) -> dict[str, str]:
     return out
 
 
-def scheduler_view(session: Session, job_ids: list[str]) -> dict[str, str]:
+def scheduler_view(session: Remote, job_ids: list[str]) -> dict[str, str]:
     """Job states from sacct where accounting exists, else scontrol (kept MinJobAge after the end).
 
     `job_ids` must already be validated (JOB_ID); they are still quoted.

@@ -15,25 +15,15 @@ import re
 import sys
 import time
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .. import rundir
 from ..errors import BadInput
+from ..remote import Remote
 from . import slurm
 
 if TYPE_CHECKING:
     from ..settings import Settings
-
-
-class Session(Protocol):
-    """What the cluster room needs of an SSH session (mlops.ssh.session.Session; a local stand-in in tests)."""
-
-    def run(self, command: str | list[str], stdin: bytes | None = None, timeout: float = 600,
-            check: bool = True, stdout: Any = None) -> tuple[int, str, str]: ...  # fmt: skip
-
-    def python(self, script: str, *args: str, timeout: float = 300) -> str: ...
-
-    def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None: ...
 
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}")
@@ -53,7 +43,7 @@ def run_dir(root: str, run_id: str) -> str:
     return f"{root}/runs/{check_run_id(run_id)}"
 
 
-def read_remote(session: Session, path: str, mode: str = "run") -> dict:
+def read_remote(session: Remote, path: str, mode: str = "run") -> dict:
     """Run shell/read_state.py on the login node (python3 there; nothing is installed)."""
     script = resources.files(__package__).joinpath("shell/read_state.py").read_text()
     try:
@@ -246,7 +236,7 @@ def job_ids(attempts: list[dict]) -> list[str]:
     ]
 
 
-def status(session: Session, cfg: Settings, run_id: str) -> dict:  # cfg: mlops.settings.Settings
+def status(session: Remote, cfg: Settings, run_id: str) -> dict:  # cfg: mlops.settings.Settings
     """The run's state: {'run_id', 'run_dir', 'stages', 'configs': {cid: state}, 'counts', 'attempts',
     'notify', 'collected', 'submitted', 'problems'}. Raises BadInput when the run does not exist."""
     path = run_dir(cfg.cluster_root, run_id)
@@ -315,7 +305,7 @@ def format_notify(notify: dict | None) -> str:
 
 
 def wait(
-    session: Session, cfg: Settings, run_id: str, timeout: float, interval: float = 5.0, out: TextIO = sys.stderr
+    session: Remote, cfg: Settings, run_id: str, timeout: float, interval: float = 5.0, out: TextIO = sys.stderr
 ) -> dict:
     """Poll status over the one session until every configuration is final (bounded by timeout, seconds)."""
     deadline = time.monotonic() + timeout

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, TextIO
 from .. import params, rundir, runenv, stages
 from ..errors import BadInput, WorkFailed
 from ..images import runtime
+from ..remote import Remote
 from . import host, notify, slurm, state
-from .state import Session
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -113,7 +113,7 @@ def _cancel_partial(session, path: str, progress: dict, attempt: dict) -> None:
 
 
 def submit(
-    session: Session,
+    session: Remote,
     cfg: Settings,
     manifest: dict,
     run_id: str,
@@ -308,7 +308,7 @@ def _submit_slurm(session, cfg, opts, path: str, record: dict, with_stages: bool
     )
 
 
-def cancel(session: Session, cfg: Settings, run_id: str, out: TextIO = sys.stderr) -> int:
+def cancel(session: Remote, cfg: Settings, run_id: str, out: TextIO = sys.stderr) -> int:
     """Cancel the cluster jobs of a run (all attempts, cut ones too); returns how many were signalled."""
     view = state.status(session, cfg, run_id)
     n = 0

@@ -20,6 +20,7 @@ import json
 import shlex
 import sys
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -32,7 +33,7 @@ from .build import read_manifest
 from .errors import DeployError
 
 if TYPE_CHECKING:
-    from ..ssh.session import Session
+    from ..remote import Remote
 
 CHUNK = 1 << 20
 
@@ -41,7 +42,7 @@ def _script() -> bytes:
     return resources.files(__package__).joinpath("store.sh").read_bytes()
 
 
-def store_run(session: Session, store: str, *args: str, stdin: bytes = b"", timeout: float = 3600) -> str:
+def store_run(session: Remote, store: str, *args: str, stdin: bytes = b"", timeout: float = 3600) -> str:
     """Run `store.sh ARGS` on the cluster (the script travels on stdin: nothing to install there)."""
     script = _script()
     # bash reads the script from a here-string of our stdin: `bash -c` with the script as an argument
@@ -128,29 +129,11 @@ class _Local:
     base_manifest: layout.Blob | None = None
 
 
-class _Lock:
-    """The store's flock, held by one SSH channel for as long as the deploy runs."""
-
-    def __init__(self, session, store: str):
-        self.session, self.store = session, store
-
-    def __enter__(self):
-        script = _script()
-        self.channel = self.session.transport.open_session()
-        lock = 'script=$(head -c "$1"); bash -c "$script" store.sh lock "$2"'
-        self.channel.exec_command(shlex.join(["bash", "-c", lock, "lock", str(len(script)), self.store]))
-        self.channel.sendall(script)
-        self.channel.settimeout(3600)
-        got = b""
-        while b"locked" not in got:
-            chunk = self.channel.recv(64)
-            if not chunk:
-                raise DeployError(f"could not lock {self.store}/.lock: {self.channel.recv_stderr(4096).decode()}")
-            got += chunk
-        return self
-
-    def __exit__(self, *exc):
-        self.channel.close()
+def _lock(session: Remote, store: str) -> AbstractContextManager[None]:
+    """The store's flock, held by one SSH channel for as long as the deploy runs (store.sh lock)."""
+    script = _script()
+    lock = 'script=$(head -c "$1"); bash -c "$script" store.sh lock "$2"'
+    return session.hold(["bash", "-c", lock, "lock", str(len(script)), store], ready=b"locked", stdin=script)
 
 
 def _send(session, store: str, layout_dir: Path, blobs: dict[str, layout.Blob], upload: dict[str, int], out) -> int:
@@ -179,7 +162,7 @@ def _send(session, store: str, layout_dir: Path, blobs: dict[str, layout.Blob], 
     raise DeployError(f"blobs {', '.join(h[:12] for h in upload)} did not verify twice; check the disk on the cluster")
 
 
-def deploy(session: Session, cfg: Settings, manifest_path: Path, out: TextIO = sys.stderr) -> dict:
+def deploy(session: Remote, cfg: Settings, manifest_path: Path, out: TextIO = sys.stderr) -> dict:
     """Make this commit's images present and converted on the cluster; returns the report:
 
     {"store": str, "bytes_uploaded": int, "seconds": float,
@@ -212,7 +195,7 @@ def deploy(session: Session, cfg: Settings, manifest_path: Path, out: TextIO = s
     store = f"{root}/images"
     session.run(f"mkdir -p {shlex.quote(store)} && chmod 700 {shlex.quote(root)} {shlex.quote(store)}")
     results: dict[str, dict] = {}
-    with _Lock(session, store):
+    with _lock(session, store):
         wanted = {b.hex: b for local in images.values() for b in local.ship}
         facts = parse_facts(store_run(session, store, "facts", *sorted(wanted)))
         check, upload = plan(list(wanted.values()), facts)
@@ -269,7 +252,7 @@ def deploy(session: Session, cfg: Settings, manifest_path: Path, out: TextIO = s
     return {"store": store, "images": results, "bytes_uploaded": total, "seconds": round(time.monotonic() - started, 2)}
 
 
-def prune(session: Session, cfg: Settings, keep: int | None = None, out: TextIO = sys.stderr) -> str:
+def prune(session: Remote, cfg: Settings, keep: int | None = None, out: TextIO = sys.stderr) -> str:
     """`mlops images prune`: remove from the cluster's store every blob, image layout and converted
     image that neither the last `keep` commits deployed (mlops.toml images.keep) nor a run that is
     not final (a queued or running job may still start a container from it) uses.
@@ -282,7 +265,7 @@ def prune(session: Session, cfg: Settings, keep: int | None = None, out: TextIO 
         raise DeployError(f"images.keep = {keep}: keep at least the last commit's images (1)")
     root = cfg.cluster_root
     store = f"{root}/images"
-    with _Lock(session, store):
+    with _lock(session, store):
         summary = store_run(session, store, "prune", str(keep), cfg.project.slug).strip()
     print(f"{store}: {summary}", file=out)
     return summary

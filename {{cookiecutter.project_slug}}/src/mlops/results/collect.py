@@ -34,6 +34,7 @@ from typing import TextIO
 from .. import rundir
 from ..cluster import state as cluster_state
 from ..errors import BadInput
+from ..remote import Remote
 from ..settings import Settings
 from . import extract, fetch, outdir, read, reports, table, wandb_sync
 from .plot import plot
@@ -61,7 +62,7 @@ def cluster_name(cfg: Settings) -> str:
 
 
 def cluster_view(
-    session: cluster_state.Session, cfg: Settings, run_id: str, wait: float, out: TextIO
+    session: Remote, cfg: Settings, run_id: str, wait: float, out: TextIO
 ) -> tuple[dict | None, str | None]:
     """The scheduler's view of the run, or (None, why) when the cluster's state files cannot be read."""
     try:
@@ -118,7 +119,7 @@ def _replace_run_dir(cluster_fd: int, work_fd: int, run_id: str) -> None:
 
 
 def collect(
-    session: cluster_state.Session,
+    session: Remote,
     cfg: Settings,
     run_id: str,
     out_root: Path,

@@ -12,22 +12,15 @@ from __future__ import annotations
 import os
 import shlex
 from importlib import resources
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from ..errors import WorkFailed
+from ..remote import Remote
 from ..settings import Collect
 from . import caps as limits
 from .outdir import NEW_FILE_FLAGS, NO_SPACE, no_space
 
 TOO_LARGE = "MLOPS-TOO-LARGE "
-
-
-class Remote(Protocol):
-    """What collect needs of an SSH session (mlops.ssh.session.Session): run a command, stream its stdout."""
-
-    def run(
-        self, command: str, stdin: bytes | None = None, timeout: float = 600, check: bool = True, stdout: object = None
-    ) -> tuple[int, str, str]: ...
 
 
 class _CappedWriter:
