@@ -34,7 +34,7 @@ INT_LIMIT = 1 << 63  # ints beyond this are not measurements
 # ------------------------------------------------------------------ the shapes
 
 
-def _number(value) -> float | int | None:
+def finite(value: object) -> float | int | None:
     """A finite number, or None (bools, strings, huge ints, NaN and infinities are not measurements)."""
     if isinstance(value, bool):
         return None
@@ -45,12 +45,12 @@ def _number(value) -> float | int | None:
     return None
 
 
-def _scalar(value) -> bool:
+def plain_value(value: object) -> bool:
     """A parameter value: a number, a bool, or one line of visible text (no control, format or bidi
     character: the params schema allows none, and the value travels into every report)."""
     if isinstance(value, str):
         return len(value) <= 1000 and visible(value)
-    return isinstance(value, bool) or _number(value) is not None
+    return isinstance(value, bool) or finite(value) is not None
 
 
 def index(reader: RunReader) -> tuple[list[dict], list[str]]:
@@ -78,7 +78,7 @@ def index(reader: RunReader) -> tuple[list[dict], list[str]]:
         elif cid in seen_ids or i in seen_indices:
             problems.append(f"{where}: config id {cid} or index {i} given twice")
         elif not isinstance(params, dict) or not all(
-            isinstance(k, str) and PARAM_NAME.fullmatch(k) and _scalar(v) for k, v in params.items()
+            isinstance(k, str) and PARAM_NAME.fullmatch(k) and plain_value(v) for k, v in params.items()
         ):
             problems.append(f"{where} ({cid}): 'parameters' must map parameter names to plain visible values")
         else:
@@ -103,7 +103,7 @@ def task_state(raw: object) -> tuple[dict, str | None]:
         if isinstance(value, int) and not isinstance(value, bool) and -INT_LIMIT < value < INT_LIMIT:
             state[key] = value
     for key in ("duration_s", "started"):
-        value = _number(raw.get(key))
+        value = finite(raw.get(key))
         if value is not None and value >= 0:
             state[key] = value
     return state, problem
@@ -145,7 +145,7 @@ def metrics(reader: RunReader, cid: str) -> tuple[dict[str, float | int | None] 
     for name, value in list(doc.items())[:MAX_METRICS]:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        out[printable(name, 100)] = _number(value)
+        out[printable(name, 100)] = finite(value)
     return out, None
 
 

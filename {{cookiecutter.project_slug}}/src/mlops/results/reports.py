@@ -142,7 +142,8 @@ def summary_json(
         "refused": listed(refused),
         "stopped": stopped,
     }
-    return (json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+    # not sort_keys: parameters keep the order of parameters.json, which is the order people read them in
+    return (json.dumps(doc, indent=1, allow_nan=False) + "\n").encode("utf-8")
 
 
 def summary_csv(rows: list[dict]) -> bytes:

@@ -16,13 +16,15 @@ MAX_FAILED = 20
 MAX_VALUE = 24  # characters of one parameter value in a column
 
 
-def _cell(value: object) -> str:
+def cell(value: object) -> str:
+    """A parameter or metric value for a column: floats in 6 significant digits, text printable and short."""
     if isinstance(value, float):
         return f"{value:.6g}"
     return printable(value, MAX_VALUE)
 
 
-def _columns(header: list[str], lines: list[list[str]], right: set[int]) -> list[str]:
+def columns(header: list[str], lines: list[list[str]], right: set[int]) -> list[str]:
+    """Aligned lines (indented by two spaces): the header, then the lines; columns in `right` right-aligned."""
     widths = [max(len(x) for x in column) for column in zip(header, *lines)]
     out = []
     for line in [header, *lines]:
@@ -38,12 +40,12 @@ def best_table(rows: list[dict], metric: str | None, count: int = BEST) -> list[
     if not best or metric is None:
         return []
     header = ["config", *names, printable(metric, 40)]
-    lines = [[r["config_id"], *(_cell(r["parameters"].get(n, "-")) for n in names), _cell(r["metrics"][metric])]
+    lines = [[r["config_id"], *(cell(r["parameters"].get(n, "-")) for n in names), cell(r["metrics"][metric])]
              for r in best]  # fmt: skip
     numeric = {
         i + 1 for i, n in enumerate(names) if all(isinstance(r["parameters"].get(n), (int, float)) for r in best)
     }
-    return _columns(header, lines, numeric | {len(header) - 1})
+    return columns(header, lines, numeric | {len(header) - 1})
 
 
 def table(rows: list[dict], lost: list[str], plot_path: str | None, summary_path: str | None) -> str:
