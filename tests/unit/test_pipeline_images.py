@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mlops import images, stages
+from mlops import images, rundir, stages
 from mlops.images import builders, layout, registry, store
 from mlops.images.keys import input_key
 from support.render import render
@@ -267,7 +267,9 @@ def test_prune_keeps_the_last_commits_and_every_image_of_a_run_that_is_not_final
     (run / "state/tasks").mkdir(parents=True)
     (run / "state/tasks/a.json").write_text('{"status": "completed"}')
     (run / "run.json").write_text(json.dumps({"images": {"model": "sha256:" + old.split("-")[1]}}, indent=0))
-    out = subprocess.run(["bash", str(script), "prune", str(s), "1", "proj"], capture_output=True, text=True)
+    final = "|".join(rundir.FINAL)
+    (run / "state/tasks/b.json").write_text('{"status": "requeued"}')  # SLURM runs it again: not final
+    out = subprocess.run(["bash", str(script), "prune", str(s), "1", "proj", final], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert (s / "refs" / old).is_dir() and (s / f"{old}.sif").exists()  # used by the queued run
     assert (s / "refs" / new).is_dir()  # the last commit
@@ -276,10 +278,10 @@ def test_prune_keeps_the_last_commits_and_every_image_of_a_run_that_is_not_final
     assert not (s / "blobs/sha256" / hashlib.sha256(b"code v2").hexdigest()).exists()
     assert "removed 3 blobs" in out.stdout  # mid's code layer, config and manifest
     # once the run is final, only the last commit's image stays
-    (run / "state/tasks/b.json").write_text('{"status": "failed"}')
-    subprocess.run(["bash", str(script), "prune", str(s), "1", "proj"], check=True, capture_output=True)
+    (run / "state/tasks/b.json").write_text('{"status": "preempted"}')
+    subprocess.run(["bash", str(script), "prune", str(s), "1", "proj", final], check=True, capture_output=True)
     assert not (s / "refs" / old).exists() and (s / "refs" / new).is_dir()
-    bad = subprocess.run(["bash", str(script), "prune", str(s), "0", "proj"], capture_output=True, text=True)
+    bad = subprocess.run(["bash", str(script), "prune", str(s), "0", "proj", final], capture_output=True, text=True)
     assert bad.returncode == 2 and "keep" in bad.stderr
 
 

@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from .. import stages
+from .. import rundir, stages
 from ..settings import Settings
 from . import layout, runtime
 from .build import read_manifest
@@ -266,7 +266,7 @@ def prune(session: Remote, cfg: Settings, keep: int | None = None, out: TextIO =
     root = cfg.cluster_root
     store = f"{root}/images"
     with _lock(session, store):
-        summary = store_run(session, store, "prune", str(keep), cfg.project.slug).strip()
+        summary = store_run(session, store, "prune", str(keep), cfg.project.slug, "|".join(rundir.FINAL)).strip()
     print(f"{store}: {summary}", file=out)
     return summary
 

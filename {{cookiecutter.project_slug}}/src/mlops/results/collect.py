@@ -1,11 +1,12 @@
 """`mlops collect`: bring a run's results back as CI artifacts and report them to GitLab.
 
 Order: the run id is checked (before any login, by the CLI); the output directory is opened (outdir:
-never through a link); the scheduler's view of the run (optional: if the cluster's state files are
-unreadable, the task records that come back are used and the problem is reported); one capped
-tar.gz stream (fetch.py) unpacked as data into a fresh private directory (extract.py); validated
-reading (read.py); the reports (reports.py, plot.py) written into that directory, which then
-replaces OUT/<cluster>/<run-id>/; W&B sync (wandb_sync.py); the table (table.py). Into OUT:
+never through a link; the CLI does it before the login too); the scheduler's view of the run comes
+from the caller (mlops.cluster.runs reads it once; None when the cluster's state files are unreadable:
+then the task records that come back are used and the problem is reported); one capped tar.gz stream
+(fetch.py) unpacked as data into a fresh private directory (extract.py); validated reading (read.py);
+the reports (reports.py, plot.py) written into that directory, which then replaces
+OUT/<cluster>/<run-id>/; W&B sync (wandb_sync.py); the table (table.py). Into OUT:
 
     <cluster>/<run-id>/      one collected run (contract E: two clusters of one commit side by side)
         run.json envs/index.json state/ results/<config-id>/ data/meta.json   what came back
@@ -31,10 +32,9 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from .. import rundir
-from ..cluster import state as cluster_state
 from ..errors import BadInput
 from ..remote import Remote
+from ..rundir import format_counts
 from ..settings import Settings
 from . import extract, fetch, outdir, read, reports, table, wandb_sync
 from .plot import plot
@@ -59,34 +59,6 @@ def cluster_name(cfg: Settings) -> str:
     """The selected cluster's name (contract A); a 0.2 settings object has none: the first DNS label."""
     name = getattr(cfg.cluster, "name", None)
     return name if isinstance(name, str) and name else cfg.cluster.host.split(".")[0].lower()
-
-
-def cluster_view(
-    session: Remote, cfg: Settings, run_id: str, wait: float, out: TextIO
-) -> tuple[dict | None, str | None]:
-    """The scheduler's view of the run, or (None, why) when the cluster's state files cannot be read."""
-    try:
-        view = (
-            cluster_state.wait(session, cfg, run_id, wait, out=out)
-            if wait
-            else cluster_state.status(session, cfg, run_id)
-        )
-        if view["problems"]:  # part of the state was malformed (mlops.cluster.state reports it): trust the records
-            why = printable("; ".join(view["problems"]), 200)
-            return (
-                None,
-                f"the cluster's state of the run could not be read ({why}); the task records that came back are used",
-            )
-        return view, None
-    except BadInput:
-        raise  # the run does not exist, or the setup is wrong: nothing to collect
-    # A remote command that failed (WorkFailed) lands here too: the state reader on the cluster
-    # parses files the model container can rewrite (a non-numeric pid in state/jobs.json).
-    except Exception as exc:  # noqa: BLE001 (the state files are untrusted: any parse failure lands here)
-        return None, (
-            f"the cluster's state of the run could not be read ({type(exc).__name__}: "
-            f"{printable(exc, 200)}); the task records that came back are used"
-        )
 
 
 def open_output(out_root: str | os.PathLike, cfg: Settings) -> int:
@@ -123,20 +95,24 @@ def collect(
     cfg: Settings,
     run_id: str,
     out_root: Path,
-    wait: float = 0,
+    view: dict | None = None,
+    view_problem: str | None = None,
     out: TextIO = sys.stderr,
 ) -> dict:
     """Fetch, extract, read, report into OUT/<cluster>/<run-id>/. Returns {"run" (its path), "rows",
     "counts", "bytes", "ok", "lost", "refused", "transfer"}; ok is True only when every configuration
     completed with good results and everything sent came back. Raises BadInput (a bad run id, a link
-    in the output path), WorkFailed (the download failed), outdir.DiskFull (this machine is full)."""
+    in the output path), WorkFailed (the download failed), outdir.DiskFull (this machine is full).
+
+    `view` is the cluster's state of the run as mlops.cluster.state.status gives it ("run_dir",
+    "configs": SLURM's word per configuration, which wins over the task records that come back);
+    None with `view_problem` saying why when it could not be read (then the records are used)."""
     check_run_id(run_id)
     cluster = cluster_name(cfg)
     shown = Path(out_root) / cluster
     cluster_fd = open_output(out_root, cfg)
     work = f".{run_id}.collect-{secrets.token_hex(4)}"
     try:
-        view, view_problem = cluster_view(session, cfg, run_id, wait, out)
         run_dir = view["run_dir"] if view else f"{cfg.cluster_root}/runs/{run_id}"
         work_fd = outdir.subdir(cluster_fd, work, f"{shown}/{work}", mode=0o700)
         try:
@@ -161,7 +137,7 @@ def collect(
         os.close(cluster_fd)
     t = result["transfer"]
     print(
-        f"run {run_id} on {cluster}: {rundir.format_counts(result['counts'])}; {size:,} bytes downloaded into "
+        f"run {run_id} on {cluster}: {format_counts(result['counts'])}; {size:,} bytes downloaded into "
         f"{run}; {t['files_kept']:,} files kept, {t['members_skipped']:,} skipped, "
         f"{t['links_refused']:,} links/devices/FIFOs refused, {t['wandb_links']:,} W&B links (expected, not created)"
         + (f"; {synced} W&B runs synced" if synced else "")

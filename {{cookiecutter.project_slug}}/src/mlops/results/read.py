@@ -211,7 +211,7 @@ def run_rows(run: int | str | os.PathLike, caps: Collect, view: dict | None = No
             }
             if status == "completed" and found is None and not problem:
                 problems.append(f"results/{cid}/metrics.json: missing although the task completed")
-            if status not in ("completed", "pending", "running") or problems:
+            if (status in rundir.FINAL and status != "completed") or problems:
                 row["log"], problem = log_tail(reader, cid, caps)
                 if problem:
                     problems.append(problem)

@@ -70,11 +70,13 @@ def junit(rows: list[dict], run_id: str, lost: list[str], caps: Collect, cluster
         elif r["status"] == "completed":
             text = printable(", ".join(f"{k}={v}" for k, v in r["metrics"].items() if v is not None), 4000)
             ET.SubElement(case, "system-out").text = xml_text(text)
-        elif r["status"] in ("pending", "running"):
+        elif r["status"] not in rundir.FINAL:  # pending, requeued, running
             ET.SubElement(case, "skipped", message=f"still {r['status']} when collected")
             n["skipped"] += 1
         else:
-            failure = ET.SubElement(case, "failure", message=f"{r['status']} (exit {r['exit_code']})", type=r["status"])
+            fix = rundir.FIXES.get(r["status"], "") if r["status"] != "failed" else ""  # a SLURM state: its fix
+            message = f"{r['status']} (exit {r['exit_code']})" + (f": {fix}" if fix else "")
+            failure = ET.SubElement(case, "failure", message=xml_text(message), type=r["status"])
             failure.text = xml_text(log or "(no log)")
             n["failures"] += 1
     if lost:

@@ -8,6 +8,7 @@ untrusted string is made printable and bounded.
 
 from __future__ import annotations
 
+from .. import rundir
 from .ranking import primary_metric, ranked, varying
 from .text import printable, tail
 
@@ -62,11 +63,12 @@ def table(rows: list[dict], lost: list[str], plot_path: str | None, summary_path
         out += best_table(rows, metric)
     else:
         out.append("no completed configuration with metrics")
-    bad = [r for r in rows if r["problems"] or r["status"] not in ("completed", "pending", "running")]
+    bad = [r for r in rows if r["problems"] or (r["status"] in rundir.FINAL and r["status"] != "completed")]
     if bad:
         out.append(f"not completed or bad ({len(bad)}):")
         for r in bad[:MAX_FAILED]:
-            reason = r["problems"][0] if r["problems"] else f"exit {r['exit_code']}"
+            fix = rundir.FIXES.get(r["status"], "") if r["status"] != "failed" else ""  # a SLURM state: its fix
+            reason = r["problems"][0] if r["problems"] else fix or f"exit {r['exit_code']}"
             last = tail(r["log"], 400, 1)
             out.append(
                 f"  {r['config_id']}  {r['status']:<13} {printable(reason, 120)}"
@@ -74,9 +76,9 @@ def table(rows: list[dict], lost: list[str], plot_path: str | None, summary_path
             )
         if len(bad) > MAX_FAILED:
             out.append(f"  ... and {len(bad) - MAX_FAILED} more (summary)")
-    pending = sum(r["status"] in ("pending", "running") for r in rows)
+    pending = sum(r["status"] not in rundir.FINAL for r in rows)
     if pending:
-        out.append(f"still pending or running: {pending}")
+        out.append(f"still pending, requeued or running: {pending}")
     if lost:
         out.append(
             f"did not come back ({len(lost)}): "
