@@ -92,3 +92,11 @@ def _wandb_offline_run(wandb: Path, run_id: str) -> None:
     (wandb / name / f"run-{run_id}.wandb").write_bytes(b"offline run data")
     os.symlink(name, wandb / "latest-run")
     os.symlink("/root/.cache/wandb/logs/core-debug-20261205_124642.log", logs / "debug-core.log")
+
+
+if __name__ == "__main__":  # python3 good_run.py RUN_DIR [RANDOM_BYTES]: as the cluster user in e2e tests
+    import sys
+
+    made = make(Path(sys.argv[1]), wandb_links=False)
+    if len(sys.argv) > 2:  # incompressible data in the first configuration: the stream is that large
+        (made / "results" / next(iter(CONFIGS)) / "model.bin").write_bytes(os.urandom(int(sys.argv[2])))
