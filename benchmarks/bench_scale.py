@@ -248,7 +248,7 @@ def step(name: str, work: Path, n: int, max_array: int) -> dict:
             rows=len(result["rows"]),
             stream_bytes=result["bytes"],
             counts={k: v for k, v in result["counts"].items() if v},
-            outputs=sorted(p.name for p in out.iterdir() if p.is_file()),
+            outputs=sorted(p.name for p in result["run"].iterdir() if p.is_file()),
             parts_s={k: round(v, 3) for k, v in parts.items()},
         )
     else:
