@@ -97,9 +97,9 @@ def project(cluster, store_env, tmp_path_factory) -> Path:
     )
     (proj / "params" / "parameters.json").write_text(json.dumps(PARAMETERS, indent=1))
     # the single test node has 2 CPUs and 4000 MB: size the tasks for it
-    set_toml(proj, "scheduler", "cpus_per_task", "1")
-    set_toml(proj, "scheduler", "mem", '"300M"')
-    set_toml(proj, "scheduler", "parallel", "2")
+    set_toml(proj, "cluster", "cpus_per_task", "1")
+    set_toml(proj, "cluster", "mem", '"300M"')
+    set_toml(proj, "cluster", "parallel", "2")
     train = proj / "model" / "train.py"
     text = train.read_text()
     anchor = "def main():\n"
@@ -460,7 +460,7 @@ def test_cancel_cancels_the_cluster_jobs(project, cluster, fixed, slurm_cluster)
 
 @pytest.mark.parametrize(
     "setting",
-    [("scheduler", "kind", '"none"'), ("cluster", "runtime", '"charliecloud"')],
+    [("cluster", "scheduler", '"none"'), ("cluster", "runtime", '"charliecloud"')],
     ids=["scheduler-none", "charliecloud"],
 )
 def test_variant_runs_end_to_end(project, cluster, fixed, setting, tmp_path):

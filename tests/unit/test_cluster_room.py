@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops import errors, settings
+from mlops import errors, runid, settings, settings_write
 from mlops.cluster import notify, slurm, state, submit
 from support.render import PROJECT_TEMPLATE, TEMPLATE, answers_for
 
@@ -55,7 +55,7 @@ def test_shell_files_are_shellcheck_clean():
 
 def make_settings(root: Path = Path("."), **changes) -> settings.Settings:
     """The default project's settings with some fields changed: make_settings(scheduler={"partition": "x"})."""
-    s = settings.from_data(tomllib.loads(settings.fill_toml(SKELETON, answers_for({}))), root)
+    s = settings.from_data(tomllib.loads(settings_write.fill_toml(SKELETON, answers_for({}))), root)
     for section, values in changes.items():
         s = dataclasses.replace(s, **{section: dataclasses.replace(getattr(s, section), **values)})
     return s
@@ -76,10 +76,10 @@ def test_notify_job_is_tiny_on_its_own_partition_and_waits_for_every_array():
     assert len(chunks) == 2
     with pytest.raises(ValueError, match="newline"):
         slurm.sbatch_script("x", "o", {}, ["bash", "a\nb"])
-    with pytest.raises(errors.BadInput, match="scheduler.partition"):
+    with pytest.raises(errors.BadInput, match="clusters.hpc.partition"):
         slurm.SlurmOptions.from_settings(make_settings(scheduler={"partition": "cpu\n#SBATCH --uid=0"}))
-    with pytest.raises(errors.BadInput, match="notify.partition"):
-        slurm.SlurmOptions.from_settings(make_settings(notify={"partition": "a b"}))
+    with pytest.raises(errors.BadInput, match="clusters.hpc.notify_partition"):
+        slurm.SlurmOptions.from_settings(make_settings(scheduler={"notify_partition": "a b"}))
 
 
 @pytest.mark.parametrize(
@@ -157,7 +157,7 @@ def test_state_reader_output_is_validated_and_bad_records_are_reported():
         assert clean["attempts"] == [] and clean["exists"] is False
     for bad in ("", "..", "a/b", "-x", "a b", "p1\n"):
         with pytest.raises(errors.BadInput):
-            state.check_run_id(bad)
+            runid.check(bad)
 
 
 # ---------------------------------------------------------------- notify.sh against a stand-in GitLab
@@ -533,7 +533,7 @@ def test_launch_deploys_and_submits_over_one_login(cluster, monkeypatch):
     root = c["cfg"].root
     answers = answers_for({"hpc_workdir": str(c["run"].parents[2]), "container_runtime": "apptainer",
                            "project_slug": "proj"})  # fmt: skip
-    (root / "mlops.toml").write_text(settings.fill_toml(SKELETON, answers))
+    (root / "mlops.toml").write_text(settings_write.fill_toml(SKELETON, answers))
     (root / "images").mkdir()
     (root / "images" / "images.json").write_text(json.dumps(c["manifest"]))
     deployed = []
@@ -542,7 +542,7 @@ def test_launch_deploys_and_submits_over_one_login(cluster, monkeypatch):
     monkeypatch.chdir(root)
     for name, value in c["env"].items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MLOPS_RUN_ID", "p9")
+    monkeypatch.setenv("CI_PIPELINE_ID", "9")  # the run of this pipeline: p9
     CountingSession.logins = 0
     assert cli.main(["launch"]) == 0
     assert CountingSession.logins == 1 and len(deployed) == 1

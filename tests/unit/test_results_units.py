@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops import settings
+from mlops import errors, runid, settings, settings_write
 from mlops.results import collect, extract, read, reports, text, wandb_sync
 from mlops.results.caps import Caps
 from mlops.ssh import session as transport
@@ -37,7 +37,7 @@ from support.results_checks import (  # noqa: F401
 def make_settings(root: Path, workdir: Path, slug: str = "proj", **collect_caps) -> settings.Settings:
     """Settings as a rendered project has them (scheduler none), with the cluster workdir and caps given."""
     answers = {**answers_for({"project_name": slug, "scheduler": "none"}), "hpc_workdir": str(workdir)}
-    data = tomllib.loads(settings.fill_toml((PROJECT_TEMPLATE / "mlops.toml").read_text(), answers))
+    data = tomllib.loads(settings_write.fill_toml((PROJECT_TEMPLATE / "mlops.toml").read_text(), answers))
     data["collect"].update(collect_caps)
     return settings.from_data(data, root)
 
@@ -314,8 +314,8 @@ def test_collect_of_a_hostile_run_keeps_everything_inside_and_reports_each_case(
 
 @pytest.mark.parametrize("run_id", ["../x", "/abs", "a/b", "..", ".hidden", "x\ny", "", "a" * 200])
 def test_run_id_used_as_a_path_is_validated(run_id):
-    with pytest.raises(collect.BadInput):
-        collect.check_run_id(run_id)
+    with pytest.raises(errors.BadInput):
+        runid.check(run_id)
 
 
 def test_out_dir_that_is_a_link_is_refused(tmp_path):

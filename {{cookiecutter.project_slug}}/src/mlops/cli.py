@@ -179,13 +179,15 @@ def _submit_in(session, cfg, args, manifest: dict) -> int:
     import json
     import signal
 
-    from . import rundir
+    from . import runid
     from .cluster import state, submit
 
     if args.failed_only:
-        run_id = submit.resolve_run_id(cfg, args.run_id)
+        run_id = runid.resolve(args.run_id, cfg.root, cfg.cluster.name)
+    elif args.run_id:
+        run_id = runid.check(args.run_id, "--run-id")
     else:
-        run_id = state.check_run_id(submit.run_id_from_env(args.run_id) or rundir.new_run_id("laptop"))
+        run_id = runid.from_ci() or runid.new("laptop")
     if args.wait:  # cancelling the CI job (SIGTERM) cancels the cluster jobs too
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
@@ -232,10 +234,11 @@ def _cmd_launch(args) -> int:
 def _cmd_status(args) -> int:
     import json
 
-    from .cluster import state, submit
+    from . import runid
+    from .cluster import state
 
     cfg, session = _cluster_session()
-    run_id = submit.resolve_run_id(cfg, args.run_id)
+    run_id = runid.resolve(args.run_id, cfg.root, cfg.cluster.name)
     with session:
         view = state.wait(session, cfg, run_id, args.wait) if args.wait else state.status(session, cfg, run_id)
     if args.json:
@@ -255,24 +258,26 @@ def _cmd_status(args) -> int:
 
 
 def _cmd_collect(args) -> int:
-    from .cluster import runs, submit
+    from . import runid
+    from .cluster import runs
 
     cfg, session = _cluster_session()
     if args.all_final:
         with session:
             runs.collect_all_final(session, cfg, args.out)
         return 0
-    run_id = submit.resolve_run_id(cfg, args.run_id)
+    run_id = runid.resolve(args.run_id, cfg.root, cfg.cluster.name)
     with session:
         result = runs.collect_run(session, cfg, run_id, args.out, wait=args.wait, require_final=args.require_final)
     return 0 if result["ok"] else 1
 
 
 def _cmd_cancel(args) -> int:
+    from . import runid
     from .cluster import submit
 
     cfg, session = _cluster_session()
-    run_id = submit.resolve_run_id(cfg, args.run_id)
+    run_id = runid.resolve(args.run_id, cfg.root, cfg.cluster.name)
     with session:
         submit.cancel(session, cfg, run_id)
     return 0
@@ -350,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_prune.set_defaults(func=_cmd_images_prune)
 
     # Cluster verbs (each is also a CI job in .gitlab/ci/cluster.yml).
-    run_help = "run id (default: $MLOPS_RUN_ID, p$CI_PIPELINE_ID, else the last submit from here)"
+    run_help = "run id (default: p$CI_PIPELINE_ID in CI, else the last submit from here to this cluster)"
     p = sub.add_parser(
         "deploy", help="upload and convert this commit's images on the cluster (unchanged ones: 0 bytes)"
     )

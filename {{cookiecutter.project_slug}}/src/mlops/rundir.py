@@ -13,18 +13,11 @@ import datetime as dt
 import getpass
 import json
 import os
-import secrets
 import subprocess
 from pathlib import Path
 
 # Final states a configuration can end in, shared by the local runner, the cluster and collect.
 STATES = ("pending", "running", "completed", "failed", "timeout", "out-of-memory", "cancelled")
-
-
-def new_run_id(prefix: str = "local") -> str:
-    """Unique, sortable and safe in paths, env files and W&B ids."""
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    return f"{prefix}-{stamp}-{secrets.token_hex(2)}"
 
 
 def git_commit(root: Path) -> str:

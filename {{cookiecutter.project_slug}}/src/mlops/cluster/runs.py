@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from .. import runid
 from ..errors import BadInput, MlopsError, WorkFailed
 from ..remote import Remote
 from . import notify, state
@@ -77,7 +78,7 @@ def collect_all_final(session: Remote, cfg: Settings, out_dir: Path, out: TextIO
     listing = state.read_remote(session, f"{root}/runs", mode="list").get("runs", [])
     collected, failed = [], []
     for name in listing if isinstance(listing, list) else []:
-        if not isinstance(name, str) or not state.RUN_ID.fullmatch(name):
+        if not runid.valid(name):
             print(f"  skipping {str(name)[:60]!r}: not a run id", file=out)
             continue
         try:

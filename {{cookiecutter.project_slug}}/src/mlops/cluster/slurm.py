@@ -99,7 +99,7 @@ def parse_max_array_size(show_config: str) -> int:
 
 @dataclass(frozen=True)
 class SlurmOptions:
-    """The #SBATCH options of mlops.toml [scheduler] (+ cluster.use_gpu, notify.partition)."""
+    """The #SBATCH options of the selected cluster block of mlops.toml (mlops.settings.Scheduler + use_gpu)."""
 
     partition: str = ""
     account: str = ""
@@ -117,14 +117,16 @@ class SlurmOptions:
         sc = s.scheduler
         opts = cls(partition=sc.partition, account=sc.account, time=sc.time, cpus_per_task=sc.cpus_per_task,
                    mem=sc.mem, parallel=sc.parallel, gpu=s.cluster.use_gpu,
-                   notify_partition=s.notify.partition or sc.partition)  # fmt: skip
+                   notify_partition=sc.notify_partition or sc.partition)  # fmt: skip
         if opts.parallel < 1:
-            raise BadInput("mlops.toml scheduler.parallel: must be at least 1 (model tasks at once)")
+            raise BadInput(f"mlops.toml clusters.{s.cluster.name}.parallel: must be at least 1 (model tasks at once)")
         for key in ("partition", "account", "time", "mem", "notify_partition"):
             value = getattr(opts, key)
             if value and not _DIRECTIVE_VALUE.fullmatch(value):
-                section = "notify.partition" if key == "notify_partition" else f"scheduler.{key}"
-                raise BadInput(f"mlops.toml {section}: {value!r} is not a SLURM value (letters, digits, _.:,%=+/-)")
+                raise BadInput(
+                    f"mlops.toml clusters.{s.cluster.name}.{key}: {value!r} is not a SLURM value "
+                    "(letters, digits, _.:,%=+/-)"
+                )
         return opts
 
     def directives(self, job: str) -> dict[str, str]:

@@ -17,7 +17,7 @@ import time
 from importlib import resources
 from typing import TYPE_CHECKING, TextIO
 
-from .. import rundir
+from .. import rundir, runid
 from ..errors import BadInput
 from ..remote import Remote
 from . import slurm
@@ -26,21 +26,8 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 
-RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}")
 CONFIG_ID = re.compile(r"[0-9a-f]{6,64}")
 SUBMITTING, SUBMITTED = "submitting", "submitted"
-
-
-def check_run_id(run_id: str) -> str:
-    """The run id itself, or BadInput (it names a directory and is a word in batch scripts)."""
-    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id) or ".." in run_id:
-        raise BadInput(f"run id {run_id!r}: use letters, digits, '.', '_' and '-' only (at most 101)")
-    return run_id
-
-
-def run_dir(root: str, run_id: str) -> str:
-    """<workdir>/<slug>/runs/<run id> for a validated run id."""
-    return f"{root}/runs/{check_run_id(run_id)}"
 
 
 def read_remote(session: Remote, path: str, mode: str = "run") -> dict:
@@ -239,7 +226,7 @@ def job_ids(attempts: list[dict]) -> list[str]:
 def status(session: Remote, cfg: Settings, run_id: str) -> dict:  # cfg: mlops.settings.Settings
     """The run's state: {'run_id', 'run_dir', 'stages', 'configs': {cid: state}, 'counts', 'attempts',
     'notify', 'collected', 'submitted', 'problems'}. Raises BadInput when the run does not exist."""
-    path = run_dir(cfg.cluster_root, run_id)
+    path = runid.run_dir(cfg.cluster_root, run_id)
     state, problems = clean(read_remote(session, path))
     if not state["exists"]:
         raise BadInput(f"run {run_id} does not exist on the cluster ({path}); was it submitted?")

@@ -3,7 +3,7 @@
 The order is the research design's: params writes one env file per configuration, data writes the
 data set, then one model task per env file.
   scheduler = slurm: params -> data (afterok) -> model arrays (afterok; chunks of MaxArraySize run one
-                     after another, afterany, throttled by %K = scheduler.parallel) -> notify (afterany)
+                     after another, afterany, throttled by %K = the cluster's `parallel`) -> notify (afterany)
   scheduler = none:  the same order on the login host (mlops.cluster.host)
 Retry safety (issue 14): state/jobs.json is replaced atomically BEFORE sbatch with the attempt marked
 "submitting" and AFTER it marked "submitted" with the job ids; shell/submit_slurm.sh appends each id
@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from .. import params, rundir, runenv, stages
+from .. import params, rundir, runenv, runid, stages
 from ..errors import BadInput, WorkFailed
 from ..images import runtime
 from ..remote import Remote
@@ -35,33 +35,6 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 SHELL_FILES = ("task.sh", "stage.sh", "runner.sh", "submit_slurm.sh", "notify.sh")
-
-
-def run_id_from_env(explicit: str | None = None, env: Mapping[str, str] = os.environ) -> str:
-    """The run of this pipeline: --run-id, else MLOPS_RUN_ID, else p<CI_PIPELINE_ID>, else ''."""
-    if explicit:
-        return explicit
-    if env.get("MLOPS_RUN_ID"):
-        return env["MLOPS_RUN_ID"]
-    if env.get("CI_PIPELINE_ID"):
-        return f"p{env['CI_PIPELINE_ID']}"
-    return ""
-
-
-def last_run_file(s: Settings) -> Path:
-    """.mlops/last-run of the project: the run `status`/`collect`/`cancel` take when none is given."""
-    return s.root / ".mlops" / "last-run"
-
-
-def resolve_run_id(cfg: Settings, explicit: str | None = None) -> str:
-    """The run a verb acts on (validated); BadInput when none is given and none was submitted from here."""
-    run_id = run_id_from_env(explicit)
-    if not run_id:
-        try:
-            run_id = last_run_file(cfg).read_text().strip()
-        except FileNotFoundError:
-            raise BadInput("no run given: pass --run-id (or MLOPS_RUN_ID); in CI it is p$CI_PIPELINE_ID") from None
-    return state.check_run_id(run_id)
 
 
 def argv_lines(argv: list[str]) -> str:
@@ -128,11 +101,11 @@ def submit(
     """
     kind = cfg.scheduler.kind
     if kind not in ("slurm", "none"):
-        raise BadInput(f"mlops.toml scheduler.kind: {kind!r} is not slurm or none")
+        raise BadInput(f"mlops.toml clusters.{cfg.cluster.name}.scheduler: {kind!r} is not slurm or none")
     opts = slurm.SlurmOptions.from_settings(cfg)
     trigger, no_trigger = notify.trigger(cfg, env)
     images = images_on_cluster(cfg, manifest)
-    path = state.run_dir(cfg.cluster_root, run_id)
+    path = runid.run_dir(cfg.cluster_root, run_id)
     jobs = f"{path}/state/jobs"
     commit = env.get("CI_COMMIT_SHA") or rundir.git_commit(cfg.root)
     checks = " && ".join(
@@ -234,9 +207,7 @@ def submit(
     record["status"] = state.SUBMITTED
     _write_jobs(session, path, attempts + [record])
     if attempt == 1:
-        last = last_run_file(cfg)
-        last.parent.mkdir(exist_ok=True)
-        last.write_text(run_id + "\n")
+        runid.remember(cfg.root, cfg.cluster.name, run_id)
     return record
 
 

@@ -18,13 +18,13 @@ Collecting twice is harmless: OUT/<run-id>/ and the reports are replaced. Nothin
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import TextIO
 
+from .. import runid
 from ..cluster import state as cluster_state
 from ..errors import BadInput
 from ..remote import Remote
@@ -33,18 +33,6 @@ from . import extract, fetch, read, reports, table, wandb_sync
 from .caps import Caps
 from .plot import plot
 from .text import printable
-
-RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}")  # as mlops.cluster.state: also a path on the runner
-
-
-def check_run_id(run_id: str) -> str:
-    """The run id, or BadInput: it names a directory on the cluster and under OUT on this machine."""
-    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
-        raise BadInput(
-            f"run id {printable(run_id, 80)}: use letters, digits, '.', '_' and '-' only "
-            "(at most 101, starting with a letter or digit)"
-        )
-    return run_id
 
 
 def cluster_view(
@@ -98,7 +86,7 @@ def collect(
     """Fetch, extract, read, report. Returns {"run", "rows", "counts", "bytes", "ok", "lost", "refused"};
     ok is True only when every configuration completed with good results and everything sent came back."""
     caps = caps or Caps.from_settings(cfg)
-    check_run_id(run_id)
+    runid.check(run_id)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -108,7 +96,7 @@ def collect(
     try:
         view, view_problem = cluster_view(session, cfg, run_id, wait, out)
         root = cfg.cluster_root
-        run_dir = view["run_dir"] if view else f"{root}/runs/{run_id}"
+        run_dir = view["run_dir"] if view else runid.run_dir(root, run_id)
         work = Path(tempfile.mkdtemp(prefix=f".{run_id}.collect-", dir=out_dir))  # 0700, ours
         try:
             tree = work / "tree"

@@ -1,0 +1,178 @@
+"""Writing mlops.toml: the rendered file from the template answers, and the 0.2 -> 0.3 migration.
+
+Both go through tomlkit (comments and the user's formatting kept; values serialized by tomlkit,
+never pasted into TOML text), and both refuse a result that does not load back as the same settings.
+`migrate` replaces the file atomically (a temp file beside it, then rename): nothing half-written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from . import errors, options, settings
+
+SKELETON_BLOCK = "NAME"  # the template skeleton's one cluster block, renamed to the answer cluster_name
+
+
+def fill_toml(skeleton: str, answers: dict) -> str:
+    """The text of mlops.toml for these (valid) answers: `skeleton` (the template's file, with its
+    comments) with every key set from the answers or its default, the cluster block named by
+    cluster_name. Raises errors.Problems if the result would not load back as the same answers."""
+    import tomlkit
+
+    doc = tomlkit.parse(skeleton)
+    clusters: Any = doc[options.CLUSTERS]
+    if SKELETON_BLOCK not in clusters:
+        raise errors.BadInput(f"the skeleton mlops.toml has no [clusters.{SKELETON_BLOCK}] block; please report this")
+    name = str(answers["cluster_name"])
+    block = clusters[SKELETON_BLOCK]
+    clusters.remove(SKELETON_BLOCK)
+    clusters.add(name, block)
+    clusters[options.DEFAULT] = name
+    for option in options.OPTIONS:
+        if option.key == options.CLUSTER:
+            continue
+        value = options.from_answer(option, str(answers[option.name]))
+        table = block if option.in_cluster else _table(doc, option.key.split(".")[0])
+        _set(table, option.toml_key, value, option.help)
+    for k in options.CLUSTER_KEYS:
+        _set(block, k.name, k.default_for(answers), k.help)
+    for k in options.SETTINGS_KEYS:
+        _set(_table(doc, k.section), k.name, k.default_for(answers), k.help)
+    text = tomlkit.dumps(doc)
+    back = settings.from_data(tomllib.loads(text), Path("."))
+    if back.answers() != {o.name: str(answers[o.name]) for o in options.OPTIONS}:
+        raise errors.Problems(settings.FILENAME, ["the answers do not survive a round trip through TOML; report this"])
+    return text
+
+
+def _table(doc: Any, section: str) -> Any:
+    import tomlkit
+
+    if section not in doc:
+        doc.add(section, tomlkit.table())
+    return doc[section]
+
+
+def _set(table: Any, key: str, value: Any, help: str) -> None:
+    import tomlkit
+
+    if key in table:
+        table[key] = value  # keeps the key's comment in the skeleton
+    else:
+        item = tomlkit.item(value)
+        item.comment(help)
+        table.add(key, item)
+
+
+def migrate_text(text: str, name: str | None = None) -> str:
+    """A 0.2 mlops.toml (`[cluster]` + `[scheduler]` + `notify.partition`) rewritten in the 0.3 layout:
+    one `[clusters.NAME]` block (NAME: `name`, else the host's first label) holding those keys, with
+    their comments, where `[cluster]` was; `[clusters] default = NAME`; everything else untouched.
+
+    Raises errors.BadInput when the text is not a 0.2 file, errors.Problems when it does not load (as
+    it is, or with the name given) or the result would not load as the same settings.
+    """
+    import tomlkit
+
+    data = _toml(text)
+    if not any(s in data for s in options.LEGACY_SECTIONS):
+        raise errors.BadInput(
+            f"{settings.FILENAME} is not in the 0.2 layout (no [cluster] or [scheduler]): nothing to migrate"
+        )
+    old = settings.from_data(data, Path(".")) if name is None else None  # its own problems, in its own terms
+    host = data.get("cluster", {}).get("host", "")
+    name = name or options.cluster_name_of(str(host))
+    problem = options.cluster_name_problem(name, "--name")
+    if problem:
+        raise errors.BadInput(str(problem))
+    doc = tomlkit.parse(text)
+    block = tomlkit.table()
+    for section in options.LEGACY_SECTIONS:
+        _move(doc.get(section, {}), block, lambda key, s=section: options.LEGACY_0_2.get((s, key), key))
+    notify = doc.get("notify")
+    if notify is not None and "partition" in notify:
+        rest = tomlkit.table()
+        _move(notify, block, lambda key: "notify_partition" if key == "partition" else None, rest)
+        doc["notify"] = rest
+    clusters = tomlkit.table()
+    clusters.add(options.DEFAULT, name)
+    clusters.add(name, block)
+    out = tomlkit.document()
+    for top, item in doc.body:
+        if top is None:
+            out.add(item)
+        elif top.key == "cluster":
+            out.add(options.CLUSTERS, clusters)
+        elif top.key not in options.LEGACY_SECTIONS:
+            out.add(top.key, item)
+    new_text = tomlkit.dumps(out)
+    new = settings.from_data(_toml(new_text), Path("."))
+    if old is not None and dataclasses.replace(old, layout=new.layout) != new:
+        raise errors.Problems(settings.FILENAME, ["the migrated file would not say the same; please report this"])
+    return new_text
+
+
+def _toml(text: str) -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise errors.Problems(
+            settings.FILENAME, [f"not valid TOML ({exc}). Fix: correct the syntax at that line"]
+        ) from None
+
+
+def _groups(table: Any) -> list[tuple[list[Any], str, Any]]:
+    """(the comments right above a key, the key, its item) for each key of a tomlkit table, in order."""
+    from tomlkit.items import Comment
+
+    out, pending = [], []
+    for key, item in table.value.body:
+        if key is None:
+            if isinstance(item, Comment):
+                pending.append(item)
+            else:  # a blank line ends a comment block that belongs to no key
+                pending = []
+            continue
+        out.append((pending, key.key, item))
+        pending = []
+    return out
+
+
+def _move(table: Any, into: Any, rename: Any, rest: Any = None) -> None:
+    """Each key of `table` with the comments right above it: into `into` under rename(key), or, when
+    rename gives None, into `rest`."""
+    for comments, key, item in _groups(table):
+        target, name = (into, rename(key)) if rename(key) is not None else (rest, key)
+        for comment in comments:
+            target.add(comment)
+        target.add(name, item)
+
+
+def migrate(root: Path | None = None, name: str | None = None) -> Path:
+    """Rewrite `<project>/mlops.toml` from the 0.2 layout to 0.3 (migrate_text), atomically; its path."""
+    path = settings.find_root(root) / settings.FILENAME
+    text = migrate_text(path.read_text(encoding="utf-8"), name)
+    write_atomic(path, text)
+    return path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text`: a temp file beside it (the same mode), flushed, then renamed over it."""
+    path = Path(path)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
