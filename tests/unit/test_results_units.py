@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from mlops import errors, runid, settings, settings_write
+from mlops.cluster import runs
 from mlops.results import collect, extract, read, reports, text, wandb_sync
 from mlops.results.caps import Caps
 from mlops.ssh import session as transport
@@ -276,7 +277,8 @@ def test_collect_of_a_hostile_run_keeps_everything_inside_and_reports_each_case(
     before = (beside.stat().st_mtime_ns, pth_files())
     log = io.StringIO()
     t0 = time.monotonic()
-    result = collect.collect(LocalShell({"PATH": os.environ["PATH"]}), cfg, "p666", out, out=log)
+    # the verb's way in: the cluster's state of the run (malformed here) read once, then the download
+    result = runs.collect_run(LocalShell({"PATH": os.environ["PATH"]}), cfg, "p666", out, out=log)
     seconds = time.monotonic() - t0
     print(
         f"\ncollect of the hostile run: {seconds:.1f}s; {len(result['lost'])} lost/bad lines, "

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from mlops import stages
-from mlops.cluster import slurm, state, submit
+from mlops.cluster import prepare, sbatch, slurm, state
 from mlops.images import runtime
 from mlops.images.runtime import Image, Raw
 from mlops.ssh import codes, known_hosts
@@ -165,12 +165,20 @@ def test_array_spec_compression_and_expansion():
 
 
 def test_batch_scripts_are_sbatch_lines_and_one_command():
-    opts = slurm.SlurmOptions(
-        partition="gpu_4", account="ml-lab", time="00:10:00", cpus_per_task=2, mem="1G", parallel=3, gpu=True
+    import dataclasses
+
+    from conftest import ROOT
+    from mlops import settings
+
+    s = settings.load(ROOT)
+    s = dataclasses.replace(
+        s,
+        scheduler=dataclasses.replace(
+            s.scheduler, partition="gpu_4", account="ml-lab", time="00:10:00", cpus_per_task=2, mem="1G", parallel=3
+        ),
+        cluster=dataclasses.replace(s.cluster, use_gpu=True),
     )
-    files, chunks = slurm.batch_scripts(
-        RUN, "proj", opts, list(range(5)), 4, attempt=1, with_stages=True, notify_argv=None
-    )
+    files, chunks = sbatch.batch_scripts(s, RUN, "p7", list(range(5)), 4, attempt=1, with_stages=True, notify_argv=None)
     assert set(files) == {"params.sbatch", "data.sbatch", "model-1-0.sbatch", "model-1-1.sbatch"}
     model = files["model-1-0.sbatch"]
     for line in (
@@ -183,7 +191,7 @@ def test_batch_scripts_are_sbatch_lines_and_one_command():
         "#SBATCH --kill-on-invalid-dep=yes",
     ):
         assert line in model
-    assert "--gres" not in files["params.sbatch"]
+    assert "--gres" not in files["params.sbatch"] and "--time" not in files["params.sbatch"]
     assert (
         files["model-1-1.sbatch"].splitlines()[-1]
         == f"exec bash {RUN}/state/jobs/task.sh {RUN} 1 $((4 + SLURM_ARRAY_TASK_ID))"
@@ -207,12 +215,12 @@ def test_task_shell_file_writes_the_state_record_of_rundir(tmp_path):
     task = tmp_path / "task.sh"
     task.write_bytes(resources.files("mlops.cluster").joinpath("shell/task.sh").read_bytes())
     (run / "state/jobs/model-1.argv").write_text(
-        submit.argv_lines(
+        prepare.argv_lines(
             ["sh", "-c", f'grep -q CONFIG_ID=c0 "$1" && touch {run}/results/c0/metrics.json', "x", "@ENV_FILE@"]
         )
     )
     assert subprocess.run(["bash", str(task), str(run), "1", "0"]).returncode == 0
-    (run / "state/jobs/model-1.argv").write_text(submit.argv_lines(["sh", "-c", "echo boom >&2; exit 3"]))
+    (run / "state/jobs/model-1.argv").write_text(prepare.argv_lines(["sh", "-c", "echo boom >&2; exit 3"]))
     assert subprocess.run(["bash", str(task), str(run), "1", "1"]).returncode == 3
     from mlops import rundir
 

@@ -179,7 +179,7 @@ def _submit_in(session, cfg, args, manifest: dict) -> int:
     import json
     import signal
 
-    from . import runid
+    from . import rundir, runid
     from .cluster import state, submit
 
     if args.failed_only:
@@ -201,7 +201,7 @@ def _submit_in(session, cfg, args, manifest: dict) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the cancel finish
         submit.cancel(session, cfg, run_id)
         return 1
-    print(f"run {run_id}: {state.format_counts(view['counts'])}")
+    print(f"run {run_id}: {rundir.format_counts(view['counts'])}")
     return 0 if view["counts"]["completed"] == len(view["configs"]) else 1
 
 
@@ -234,7 +234,7 @@ def _cmd_launch(args) -> int:
 def _cmd_status(args) -> int:
     import json
 
-    from . import runid
+    from . import rundir, runid
     from .cluster import state
 
     cfg, session = _cluster_session()
@@ -246,12 +246,14 @@ def _cmd_status(args) -> int:
         print(json.dumps({k: v for k, v in view.items() if k not in hidden}, indent=1, sort_keys=True))
         return 0
     never = "" if view["submitted"] else " (never submitted: `mlops submit` submits it)"
-    print(f"run {run_id} ({view['run_dir']}): {state.format_counts(view['counts'])}{never}")
+    print(f"run {run_id} ({view['run_dir']}): {rundir.format_counts(view['counts'])}{never}")
     for name, stage_state in view["stages"].items():
         print(f"  stage {name:<6} {stage_state}")
     for c in sorted(view["configs"].values(), key=lambda c: c["index"]):
         print(f"  {c['index']:>4} {c['config_id']} {c['status']}")
     print(f"  notification: {state.format_notify(view['notify'])}" + ("; collected" if view["collected"] else ""))
+    for line in state.advice(view["counts"], cfg):
+        print(f"  {line}")
     for line in view["problems"]:
         print(f"  warning: {line}")
     return 0
@@ -262,6 +264,10 @@ def _cmd_collect(args) -> int:
     from .cluster import runs
 
     cfg, session = _cluster_session()
+    why = runs.unattended_skip(cfg) if args.unattended else None
+    if why:  # a triggered or scheduled pipeline: nobody can type a code, so do not try to log in
+        print(f"mlops collect: skipped (--unattended): {why}")
+        return 0
     if args.all_final:
         with session:
             runs.collect_all_final(session, cfg, args.out)
@@ -407,7 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--all-final",
         action="store_true",
-        help="every final run not yet collected, each into OUT/<run id>/ (the scheduled pipeline)",
+        help="every final run not yet collected, each into OUT/<run id>/ (the triggered and scheduled pipelines)",
+    )
+    p.add_argument(
+        "--unattended",
+        action="store_true",
+        help="exit 0 with one line, without logging in, when the login needs a code a person types",
     )
     p.set_defaults(func=_cmd_collect)
     p = sub.add_parser("cancel", help="cancel the cluster jobs of a run")

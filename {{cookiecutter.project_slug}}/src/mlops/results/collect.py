@@ -25,42 +25,14 @@ from pathlib import Path
 from typing import TextIO
 
 from .. import runid
-from ..cluster import state as cluster_state
 from ..errors import BadInput
 from ..remote import Remote
+from ..rundir import format_counts
 from ..settings import Settings
 from . import extract, fetch, read, reports, table, wandb_sync
 from .caps import Caps
 from .plot import plot
 from .text import printable
-
-
-def cluster_view(
-    session: Remote, cfg: Settings, run_id: str, wait: float, out: TextIO
-) -> tuple[dict | None, str | None]:
-    """The scheduler's view of the run, or (None, why) when the cluster's state files cannot be read."""
-    try:
-        view = (
-            cluster_state.wait(session, cfg, run_id, wait, out=out)
-            if wait
-            else cluster_state.status(session, cfg, run_id)
-        )
-        if view["problems"]:  # part of the state was malformed (mlops.cluster.state reports it): trust the records
-            why = printable("; ".join(view["problems"]), 200)
-            return (
-                None,
-                f"the cluster's state of the run could not be read ({why}); the task records that came back are used",
-            )
-        return view, None
-    except BadInput:
-        raise  # the run does not exist, or the setup is wrong: nothing to collect
-    # A remote command that failed (WorkFailed) lands here too: the state reader on the cluster
-    # parses files the model container can rewrite (a non-numeric pid in state/jobs.json).
-    except Exception as exc:  # noqa: BLE001 (the state files are untrusted: any parse failure lands here)
-        return None, (
-            f"the cluster's state of the run could not be read ({type(exc).__name__}: "
-            f"{printable(exc, 200)}); the task records that came back are used"
-        )
 
 
 def _replace_run_dir(out_fd: int, tree: Path, run_id: str, work: Path) -> None:
@@ -79,12 +51,17 @@ def collect(
     cfg: Settings,
     run_id: str,
     out_dir: Path,
-    wait: float = 0,
+    view: dict | None = None,
+    view_problem: str | None = None,
     out: TextIO = sys.stderr,
     caps: Caps | None = None,
 ) -> dict:
     """Fetch, extract, read, report. Returns {"run", "rows", "counts", "bytes", "ok", "lost", "refused"};
-    ok is True only when every configuration completed with good results and everything sent came back."""
+    ok is True only when every configuration completed with good results and everything sent came back.
+
+    `view` is the cluster's state of the run as mlops.cluster.state.status gives it ("run_dir",
+    "configs": SLURM's word per configuration, which wins over the task records that come back);
+    None with `view_problem` saying why when it could not be read (then the records are used)."""
     caps = caps or Caps.from_settings(cfg)
     runid.check(run_id)
     out_dir = Path(out_dir)
@@ -94,7 +71,6 @@ def collect(
     except OSError as exc:
         raise BadInput(f"--out {out_dir}: not a plain directory ({exc.strerror})") from None
     try:
-        view, view_problem = cluster_view(session, cfg, run_id, wait, out)
         root = cfg.cluster_root
         run_dir = view["run_dir"] if view else runid.run_dir(root, run_id)
         work = Path(tempfile.mkdtemp(prefix=f".{run_id}.collect-", dir=out_dir))  # 0700, ours
@@ -137,7 +113,7 @@ def collect(
     synced, sync_failed = wandb_sync.sync(run, out_dir, out=out)
     counts = reports.counts(rows)
     print(
-        f"run {run_id}: {cluster_state.format_counts(counts)}; {size:,} bytes downloaded into {run}; "
+        f"run {run_id}: {format_counts(counts)}; {size:,} bytes downloaded into {run}; "
         f"{done.files:,} files kept, {len(skipped):,} skipped, {len(done.refused):,} links/devices/FIFOs refused"
         + (f"; {synced} W&B runs synced" if synced else "")
         + (f", {sync_failed} not" if sync_failed else ""),

@@ -14,6 +14,9 @@ ENV_FILE="$RUN/envs/$CID.env"
 JOB="${SLURM_ARRAY_JOB_ID:-${SLURM_JOB_ID:-local}}_${SLURM_ARRAY_TASK_ID:-$IDX}"
 STARTED=$(date +%s.%N)
 
+RESTARTS=${SLURM_RESTART_COUNT:-0}
+case "$RESTARTS" in '' | *[!0-9]*) RESTARTS=0 ;; esac
+
 # state STATUS [EXIT_CODE]: the record of mlops.rundir.write_task_state, atomically replaced.
 state() {
   local extra="" secs
@@ -21,9 +24,27 @@ state() {
     secs=$(awk -v a="$STARTED" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
     extra=$(printf ', "duration_s": %s, "exit_code": %d' "$secs" "$2")
   fi
-  printf '{"attempt": %d, "config_id": "%s", "job": "%s", "started": %s, "status": "%s"%s}' \
-    "$ATTEMPT" "$CID" "$JOB" "$STARTED" "$1" "$extra" > "$RUN/state/tasks/$CID.json.tmp"
+  printf '{"attempt": %d, "config_id": "%s", "job": "%s", "restarts": %d, "started": %s, "status": "%s"%s}' \
+    "$ATTEMPT" "$CID" "$JOB" "$RESTARTS" "$STARTED" "$1" "$extra" > "$RUN/state/tasks/$CID.json.tmp"
   mv -f "$RUN/state/tasks/$CID.json.tmp" "$RUN/state/tasks/$CID.json"
+}
+
+# SIGTERM: scancel, the time limit, preemption or a requeue (SLURM), or `mlops cancel` (scheduler none).
+# SLURM's word decides the state (mlops.cluster.state reads it while SLURM knows the job); the record
+# keeps what SLURM said at this moment, for when it has forgotten the job: the reason TimeLimit is a
+# timeout, a restart counted beyond this run's SLURM_RESTART_COUNT is a requeue (the task runs again,
+# so the record is not final), anything else a cancel. scontrol is bounded (the job has KillWait).
+# shellcheck disable=SC2329 # run by the TERM trap below
+on_term() {
+  local status=cancelled info restarts
+  if [ -n "${SLURM_JOB_ID:-}" ]; then
+    info=" $(timeout 10 scontrol -o show job "$SLURM_JOB_ID" 2> /dev/null | head -n 1) "
+    restarts=$(printf '%s' "$info" | sed -n 's/.* Restarts=\([0-9][0-9]*\) .*/\1/p')
+    case "$info" in *" Reason=TimeLimit "*) status=timeout ;; esac
+    if [ "${restarts:-0}" -gt "$RESTARTS" ] 2> /dev/null; then status=requeued; fi
+  fi
+  state "$status" 143
+  exit 143
 }
 
 CMD=()
@@ -36,7 +57,7 @@ done < "$RUN/state/jobs/model-$ATTEMPT.argv"
 
 mkdir -p "$RUN/results/$CID"
 state running
-trap 'state cancelled 143; exit 143' TERM
+trap 'on_term' TERM
 "${CMD[@]}" > "$RUN/results/$CID/log" 2>&1 &
 wait $!
 RC=$?
