@@ -2,6 +2,7 @@
 the cluster_name answer and `mlops config migrate` (mlops.settings, mlops.settings_write)."""
 
 import dataclasses
+import io
 import os
 import tomllib
 from pathlib import Path
@@ -212,13 +213,20 @@ def test_migrate_with_a_name_and_what_it_refuses(tmp_path):
 def test_migrate_writes_atomically_and_keeps_the_mode(tmp_path):
     path = write(tmp_path, OLD) / "mlops.toml"
     path.chmod(0o640)
-    assert settings_write.migrate(tmp_path) == path
+    said = io.StringIO()
+    settings_write.migrate(tmp_path, out=said)
+    assert "rewritten in the 0.3 layout as [clusters.login]" in said.getvalue()
     assert settings.load(tmp_path).layout == settings.LAYOUT and (path.stat().st_mode & 0o777) == 0o640
     assert sorted(os.listdir(tmp_path)) == ["mlops.toml"]  # no temp file left
     before = path.read_text()
-    with pytest.raises(errors.BadInput):
-        settings_write.migrate(tmp_path)
-    assert path.read_text() == before
+    settings_write.migrate(tmp_path, out=said)  # again: nothing to do, nothing written
+    assert "already in the 0.3 layout" in said.getvalue() and path.read_text() == before
+    path.write_text(OLD.replace('mem = "8G"', 'mem = "lots"'))
+    with pytest.raises(errors.Problems):
+        settings_write.migrate(tmp_path, out=said)
+    assert path.read_text() == OLD.replace('mem = "8G"', 'mem = "lots"') and sorted(os.listdir(tmp_path)) == [
+        "mlops.toml"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -208,19 +208,29 @@ def _block(name: object, raw: dict, project: dict[str, str], labels: _Labels, pr
         elif value is not None:
             values[k.name] = value
     answers["cluster_name"] = name if isinstance(name, str) else repr(name)
-    if set(answers) >= {o.name for o in options.OPTIONS}:
-        found = options.validate(answers, explain_derived=False)
-        for p in found:
-            if labels.legacy and p.field == "cluster_name":  # not written in the file: derived from the host
-                if not any(q.field == "hpc_host" for q in found):
-                    problems.append(
-                        f"cluster.host (hpc_host): a 0.2 file names its one cluster after the host's "
-                        f"first label, and {name!r} is not a valid cluster name. Fix: run `mlops config "
-                        "migrate --name NAME` with 1 to 32 lowercase letters, digits and hyphens"
-                    )
-                continue
-            problems.append(f"{labels.field(str(name), p.field)}: {p.message}. Fix: {p.fix}.")
+    problems += _rules(answers, name, labels)
     return values
+
+
+def _rules(answers: dict[str, str], name: object, labels: _Labels) -> list[str]:
+    """The template's rules (options.validate) on a block's answers. An answer that is missing or of the
+    wrong type (reported already) stands in as its option's default, and no problem of its own is named:
+    the others are still checked, so one run of `config check` names every problem of the block."""
+    reported = {o.name for o in options.OPTIONS if o.name not in answers}
+    filled = {**{o.name: o.choices[0] if o.choices else str(o.default) for o in options.OPTIONS}, **answers}
+    found = [p for p in options.validate(filled, explain_derived=False) if p.field not in reported]
+    out = []
+    for p in found:
+        if labels.legacy and p.field == "cluster_name":  # not written in the file: derived from the host
+            if not any(q.field == "hpc_host" for q in found):
+                out.append(
+                    f"cluster.host (hpc_host): a 0.2 file names its one cluster after the host's "
+                    f"first label, and {name!r} is not a valid cluster name. Fix: run `mlops config "
+                    "migrate --name NAME` with 1 to 32 lowercase letters, digits and hyphens"
+                )
+            continue
+        out.append(f"{labels.field(str(name), p.field)}: {p.message}. Fix: {p.fix}.")
+    return out
 
 
 def _keyed(k: options.Key, raw: object, answers: dict[str, str]) -> tuple[object, str | None]:

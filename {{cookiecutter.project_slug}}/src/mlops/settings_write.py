@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from . import errors, options, settings
 
@@ -153,12 +154,19 @@ def _move(table: Any, into: Any, rename: Any, rest: Any = None) -> None:
         target.add(name, item)
 
 
-def migrate(root: Path | None = None, name: str | None = None) -> Path:
-    """Rewrite `<project>/mlops.toml` from the 0.2 layout to 0.3 (migrate_text), atomically; its path."""
+def migrate(root: Path | None = None, name: str | None = None, out: TextIO = sys.stdout) -> None:
+    """`mlops config migrate`: rewrite `<project>/mlops.toml` from the 0.2 layout to 0.3 (migrate_text),
+    atomically, and say what was done; a file already in the 0.3 layout is left as it is."""
     path = settings.find_root(root) / settings.FILENAME
-    text = migrate_text(path.read_text(encoding="utf-8"), name)
-    write_atomic(path, text)
-    return path
+    text = path.read_text(encoding="utf-8")
+    if not any(s in _toml(text) for s in options.LEGACY_SECTIONS):
+        print(f"{path}: already in the {settings.LAYOUT} layout ([clusters.NAME] blocks): nothing to do", file=out)
+        return
+    new_text = migrate_text(text, name)
+    write_atomic(path, new_text)
+    names = ", ".join(settings.from_data(_toml(new_text), path.parent).clusters)
+    print(f"{path}: rewritten in the {settings.LAYOUT} layout as [clusters.{names}] (comments kept; review it "
+          "with `git diff mlops.toml`)", file=out)  # fmt: skip
 
 
 def write_atomic(path: Path, text: str) -> None:
