@@ -258,3 +258,16 @@ def test_bad_cluster_names_are_refused_with_the_fix(changes, expected):
 def test_a_bad_host_is_named_once_not_again_through_the_name_derived_from_it():
     found = [p.field for p in options.validate(answers_for({"hpc_host": "https://hpc.example.org"}))]
     assert found == ["hpc_host"]
+
+
+def test_conflict_markers_and_a_0_2_key_left_in_a_0_3_file_are_named_with_the_way_out(tmp_path):
+    text = rendered()
+    conflicted = text.replace("[notify]\n", '[notify]\n<<<<<<< ours\npartition = "short"\n=======\n>>>>>>> theirs\n')
+    found = problems_of(tmp_path, conflicted)
+    assert len(found) == 1 and found[0].startswith("line ") and "merge conflict" in found[0]
+    assert "git checkout --ours mlops.toml && mlops config migrate" in found[0]
+    found = problems_of(tmp_path, text.replace("[notify]\n", '[notify]\npartition = "short"\n'))
+    assert found == [
+        "notify.partition: in the 0.3 layout this is `notify_partition` in each [clusters.NAME] block. "
+        "Fix: move it there as `notify_partition = ...` (or remove it: the default is the cluster's partition)"
+    ]

@@ -182,10 +182,21 @@ def find_root(start: Path | None = None) -> Path:
 
 
 def read_data(path: Path) -> dict:
-    """mlops.toml parsed by tomllib; errors.Problems for a syntax error (naming the line)."""
+    """mlops.toml parsed by tomllib; errors.Problems for a syntax error (naming the line), and for the
+    conflict markers a `cruft update` or `git merge` leaves (naming the way out)."""
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        text = Path(path).read_text(encoding="utf-8")
+        return tomllib.loads(text)
+    except UnicodeDecodeError as exc:
+        raise errors.Problems(FILENAME, [f"not UTF-8 text ({exc}). Fix: save it as UTF-8"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        markers = [n for n, line in enumerate(text.splitlines(), 1) if line.startswith(("<<<<<<< ", ">>>>>>> "))]
+        if markers:
+            raise errors.Problems(FILENAME, [
+                f"line {markers[0]}: a merge conflict (from `cruft update` or `git merge`) is not resolved. Fix: keep "
+                "one side of each conflict and remove the markers; after updating from a 0.2 template, "
+                "`git checkout --ours mlops.toml && mlops config migrate` keeps your file and moves it to the "
+                f"{LAYOUT} layout"]) from None  # fmt: skip
         raise errors.Problems(FILENAME, [f"not valid TOML ({exc}). Fix: correct the syntax at that line"]) from None
 
 

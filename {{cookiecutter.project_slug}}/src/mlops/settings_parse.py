@@ -125,7 +125,13 @@ def _sections(data: dict, legacy: bool, problems: list[str]) -> dict[str, dict]:
             problems.append(f"{section}: is not a table. Fix: write it as a [{section}] section")
             table = {}
         for key in table:
-            if f"{section}.{key}" not in known:
+            moved = options.LEGACY_0_2.get((section, key))
+            if moved and not legacy:
+                problems.append(
+                    f"{section}.{key}: in the {LAYOUT} layout this is `{moved}` in each [clusters.NAME] block. "
+                    f"Fix: move it there as `{moved} = ...` (or remove it: the default is the cluster's partition)"
+                )
+            elif f"{section}.{key}" not in known:
                 problems.append(
                     f"{section}.{shown(key)}: is not a setting of this template. Fix: remove it or check the spelling"
                 )
