@@ -26,9 +26,8 @@ from pathlib import Path
 import pytest
 
 from support.infra._util import shared_tmpdir
-from support.infra.baseimage import DEFAULT_IMAGE, build_base_rootfs, import_base_image, private_store
 from support.infra.fixtures import rootless_podman, slurm_cluster, ssh_server  # noqa: F401 (fixtures)
-from support.infra.sshd_totp import CodeBook, exec_command
+from support.infra.sshd_totp import exec_command
 from support.local_cluster import FAKE_PYTHON36
 from support.project import (  # noqa: F401
     CA_BUNDLE,
@@ -42,6 +41,7 @@ from support.project import (  # noqa: F401
     set_toml,
 )
 from support.render import render
+from support.results_checks import collected_run, metrics_of
 
 pytestmark = [pytest.mark.timeout(2400)]
 
@@ -58,38 +58,6 @@ CRASH = (
 )
 # e2e fault: in a run whose id starts with "slow-", the window-24 configurations outlive any time limit
 SLOW = '    if os.environ.get("RUN_ID", "").startswith("slow-") and WINDOW == 24:\n        time.sleep(900)\n'
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    return Path(os.environ.get("MLOPS_TEST_CACHE") or tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture(scope="module")
-def store_env(cache_dir) -> dict:
-    """The shared private container store (buildah --layers cache reused across tiers) + base image."""
-    env = private_store(cache_dir / "containers")
-    import_base_image(env, DEFAULT_IMAGE, rootfs=build_base_rootfs(cache_dir / "base-rootfs"))
-    return env
-
-
-@pytest.fixture(scope="module")
-def cluster(ssh_server, rootless_podman, tmp_path_factory):
-    """Login details as a user would set them: key file, pinned known_hosts, codes."""
-    workdir = shared_tmpdir("mlops-e2e-hpc-")
-    shutil.chown(workdir, ssh_server.user, ssh_server.user)
-    secrets = tmp_path_factory.mktemp("secrets")
-    known = secrets / "known_hosts"
-    ssh_server.write_known_hosts(known)
-    yield {"server": ssh_server, "workdir": workdir, "known_hosts": known, "codes": CodeBook(ssh_server.totp_secret)}
-    shutil.rmtree(workdir, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def gitlab():
-    """GitLab's trigger endpoint on 127.0.0.1 (project.gitlab_host of the rendered project)."""
-    with TriggerStandIn() as stand_in:
-        yield stand_in
 
 
 @pytest.fixture(scope="module")
@@ -220,9 +188,9 @@ def test_sweep_runs_on_slurm_with_dependencies_and_split_arrays(sweep):
 def test_collect_brings_every_result_and_reports(sweep):
     c = sweep["collect"]
     assert c.returncode == 1, c.stderr  # the work ran; one configuration failed
-    out, run = sweep["out"], sweep["out"] / "p101"
-    assert (out / "summary.json").is_file(), c.stderr
-    summary = json.loads((out / "summary.json").read_text())
+    run = collected_run(sweep["out"], "p101")  # OUT/<cluster>/p101: what came back and the reports
+    assert (run / "summary.json").is_file(), c.stderr
+    summary = json.loads((run / "summary.json").read_text())
     by_id = {r["config_id"]: r for r in summary["configurations"]}
     assert len(by_id) == 4
     bad = config_id(**CRASHING)
@@ -232,21 +200,23 @@ def test_collect_brings_every_result_and_reports(sweep):
             assert row["status"] == "completed", row
             assert {"mae", "rmse", "mase"} <= set(row["metrics"])
             assert (run / "results" / cid / "metrics.json").is_file()
-    suite = ET.parse(out / "junit.xml").getroot()
+    suite = ET.parse(run / "junit.xml").getroot()
     assert suite.get("tests") == "4" and suite.get("failures") == "1"
     failure = [tc for tc in suite.iter("testcase") if tc.find("failure") is not None]
     assert failure[0].get("name").startswith(bad) and "diverged" in failure[0].find("failure").text
-    metrics = dict(line.split() for line in (out / "metrics.txt").read_text().splitlines())
+    metrics = metrics_of(run)
     assert metrics["configurations_completed"] == "3" and metrics["configurations_failed"] == "1"
     assert float(metrics["mae_min"]) > 0
-    assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (run / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(run.glob("envs/*.env")), "env files stay on the cluster"
+    assert metrics["results_links_refused"] == "0", "W&B's own links are expected files, not refused (issue 19)"
+    assert int(metrics["results_wandb_links"]) == summary["transfer"]["wandb_links"] > 0
 
 
 def test_wandb_offline_runs_grouped_tagged_named(sweep, project):
     images = json.loads((project / "images" / "images.json").read_text())["images"]
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
-    run = sweep["out"] / "p101"
+    run = collected_run(sweep["out"], "p101")
     seen = 0
     for cid_dir in (run / "results").iterdir():
         if not cid_dir.is_dir() or cid_dir.name == config_id(**CRASHING):
@@ -343,7 +313,7 @@ def test_a_login_node_as_sites_have_them(project, cluster, sweep, tmp_path):
         out = tmp_path / "results"
         mlops(project, cluster, "collect", "--run-id", "p104", "--out", str(out), "--wait", "600")
         assert not (wrappers / "python3.log").exists(), (wrappers / "python3.log").read_text()
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((collected_run(out, "p104") / "summary.json").read_text())
     assert summary["counts"]["completed"] == 3 and summary["counts"]["failed"] == 1, summary["counts"]
     jobs = json.loads((run_dir / "state" / "jobs.json").read_text())
     assert [(a["attempt"], a["status"]) for a in jobs] == [(1, "submitted")]
@@ -459,11 +429,12 @@ def test_failed_only_completes_the_crashed_configuration(project, cluster, fixed
     out = tmp_path / "results"
     for _ in range(2):  # collecting twice is harmless
         ok(mlops(project, cluster, "collect", "--run-id", "p101", "--out", str(out), "--wait", "600"))
-        summary = json.loads((out / "summary.json").read_text())
+        summary = json.loads((collected_run(out, "p101") / "summary.json").read_text())
         assert summary["counts"]["completed"] == 4, summary["counts"]
     bad = config_id(**CRASHING)
-    assert json.loads((out / "p101" / "state" / "tasks" / f"{bad}.json").read_text())["attempt"] == 2
-    assert len(list((out / "p101" / "results" / bad).glob("wandb/offline-run-*"))) >= 1
+    run = collected_run(out, "p101")
+    assert json.loads((run / "state" / "tasks" / f"{bad}.json").read_text())["attempt"] == 2
+    assert len(list((run / "results" / bad).glob("wandb/offline-run-*"))) >= 1
 
 
 def test_cancel_cancels_the_cluster_jobs(project, cluster, fixed, slurm_cluster):
@@ -511,7 +482,7 @@ def test_variant_runs_end_to_end(project, cluster, fixed, setting, tmp_path):
     ok(mlops(variant, cluster, "submit", "--run-id", run_id))
     out = tmp_path / "results"
     ok(mlops(variant, cluster, "collect", "--run-id", run_id, "--out", str(out), "--wait", "600"))
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((collected_run(out, run_id) / "summary.json").read_text())
     assert summary["counts"]["completed"] == 4, summary
 
 
@@ -560,7 +531,8 @@ def test_a_time_limit_and_a_requeue_are_reported_as_slurm_says(project, cluster,
     assert view["configs"][cid]["status"] == "requeued", view["configs"]
     out = tmp_path / "early"
     early = ok(mlops(variant, cluster, "collect", "--all-final", "--out", str(out)))
-    assert "slow-1" not in (out / "collected.txt").read_text(), early.stderr
+    (collected,) = out.glob("*/collected.txt")  # results/<cluster>/collected.txt (contract E)
+    assert "slow-1" not in collected.read_text(), early.stderr
     assert not (run_dir / "state" / "collected.json").exists(), "a run with a requeued task is not final"
     refused = mlops(variant, cluster, "collect", "--run-id", "slow-1", "--require-final", "--out", str(out))
     assert refused.returncode == 2 and "not final" in refused.stderr and "requeued" in refused.stderr, refused.stderr
@@ -576,7 +548,8 @@ def test_a_time_limit_and_a_requeue_are_reported_as_slurm_says(project, cluster,
     assert record["status"] == "timeout" and record["restarts"] == 1, record
     out = tmp_path / "final"
     ok(mlops(variant, cluster, "collect", "--all-final", "--out", str(out)))
-    assert "slow-1" in (out / "collected.txt").read_text().split()
+    (collected,) = out.glob("*/collected.txt")
+    assert "slow-1" in collected.read_text().split()
     assert (run_dir / "state" / "collected.json").is_file()
-    summary = json.loads((out / "slow-1" / "summary.json").read_text())
+    summary = json.loads((collected_run(out, "slow-1") / "summary.json").read_text())
     assert summary["counts"]["timeout"] == 2 and summary["counts"]["completed"] == 2, summary["counts"]

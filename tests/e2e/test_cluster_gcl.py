@@ -29,6 +29,7 @@ from support.infra.fixtures import registry, rootless_podman, slurm_cluster, ssh
 from support.infra.sshd_totp import CodeBook
 from support.project import TriggerStandIn, argv_with
 from support.render import render
+from support.results_checks import collected_run, metrics_of
 
 pytestmark = [
     pytest.mark.timeout(2400),
@@ -199,16 +200,17 @@ def test_the_triggered_pipeline_runs_only_collect_triggered_with_every_configura
     assert proc.returncode == 0 and "PASS  collect-triggered" in out, out[-6000:]
     assert ran(out) == {"collect-triggered"}, out[-3000:]
     assert f"run {RUN_ID}: started by pipeline" in out and "notification sent (HTTP 201)" in out, out[-3000:]
-    results = ps.artifacts(p["project"], "collect-triggered") / "results" / RUN_ID
-    suite = ET.parse(results / "junit.xml").getroot()
+    run = collected_run(ps.artifacts(p["project"], "collect-triggered") / "results", RUN_ID)
+    suite = ET.parse(run / "junit.xml").getroot()
     assert suite.get("tests") == "2" and suite.get("failures") == "0"
-    assert (results / "metrics.txt").read_text().startswith("configurations_pending 0\n")
-    summary = json.loads((results / "summary.json").read_text())
+    assert metrics_of(run)["configurations_pending"] == "0"
+    assert (run.parent / "metrics.txt").read_text() == (run / "metrics.txt").read_text()  # reports:metrics
+    summary = json.loads((run / "summary.json").read_text())
     assert summary["counts"]["completed"] == 2
     for row in summary["configurations"]:
-        assert (results / RUN_ID / "results" / row["config_id"] / "metrics.json").is_file()
-        assert list((results / RUN_ID / "results" / row["config_id"]).glob("wandb/offline-run-*"))
-    run_json = json.loads((results / RUN_ID / "run.json").read_text())
+        assert (run / "results" / row["config_id"] / "metrics.json").is_file()
+        assert list((run / "results" / row["config_id"]).glob("wandb/offline-run-*"))
+    run_json = json.loads((run / "run.json").read_text())
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=p["project"], capture_output=True, text=True)
     assert run_json["commit"] == head.stdout.strip() and run_json["run_id"] == RUN_ID
     assert (p["run_dir"] / "state" / "collected.json").is_file()
@@ -279,9 +281,10 @@ def test_a_schedule_collects_every_final_run_once_and_leaves_a_running_one(pipel
         assert ran(out) == {"collect-scheduled", "template-check"}, out[-3000:]
         assert "collected 2 final run(s): s1, s2" in out, out[-3000:]
         results = ps.artifacts(p["project"], "collect-scheduled") / "results"
-        assert sorted(d.name for d in results.iterdir() if d.is_dir()) == ["s1", "s2"]
+        (cluster_dir,) = [d for d in results.iterdir() if d.is_dir()]  # results/<cluster>/<run id> (contract E)
+        assert sorted(d.name for d in cluster_dir.iterdir() if d.is_dir()) == ["s1", "s2"]
         for run_id in ("s1", "s2"):
-            assert ET.parse(results / run_id / "junit.xml").getroot().get("tests") == "2"
+            assert ET.parse(cluster_dir / run_id / "junit.xml").getroot().get("tests") == "2"
             assert (p["runs"] / run_id / "state" / "collected.json").is_file()
         assert not (p["runs"] / "s3" / "state" / "collected.json").exists()
         proc = gcl(p, CI_PIPELINE_SOURCE="schedule", HPC_OTP=typed_code(p))

@@ -133,12 +133,12 @@ def make_settings(root: Path = Path("."), **changes):
     import dataclasses
     import tomllib
 
-    from mlops import settings, settings_write
+    from mlops import settings
 
     from .render import PROJECT_TEMPLATE, answers_for
 
     skeleton = (PROJECT_TEMPLATE / "mlops.toml").read_text()
-    s = settings.from_data(tomllib.loads(settings_write.fill_toml(skeleton, answers_for({}))), root)
+    s = settings.from_data(tomllib.loads(settings.fill_toml(skeleton, answers_for({}))), root)
     for section, values in changes.items():
         s = dataclasses.replace(s, **{section: dataclasses.replace(getattr(s, section), **values)})
     return s

@@ -9,7 +9,7 @@ import types
 
 import pytest
 
-from mlops import cli, commands, errors, settings_write
+from mlops import cli, commands, errors, settings
 from support.render import PROJECT_TEMPLATE, answers_for
 
 COMMANDS = PROJECT_TEMPLATE / "src" / "mlops" / "commands"
@@ -63,18 +63,18 @@ def test_a_room_adds_a_verb_and_a_verb_to_a_shared_group(monkeypatch):
     calls = []
     room = types.ModuleType("mlops.commands.demo")
     room.register = lambda verbs: (
-        verbs.add("runs", lambda args, s: calls.append(("runs", s is None)), "list runs", settings=commands.NONE),
+        verbs.add("demo", lambda args, s: calls.append(("demo", s is None)), "a demo verb", settings=commands.NONE),
         verbs.group("images").add("tag", lambda args, s: calls.append(("tag", s.cluster.name)), "x", cluster=True),
     )
     monkeypatch.setitem(sys.modules, "mlops.commands.demo", room)
     monkeypatch.setattr(commands, "MODULES", (*commands.MODULES, "demo"))
-    assert cli.main(["runs"]) == 0 and calls == [("runs", True)]
+    assert cli.main(["demo"]) == 0 and calls == [("demo", True)]
     assert {"images keys", "images prune", "images tag"} <= set(parsers())
 
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    (tmp_path / "mlops.toml").write_text(settings_write.fill_toml(SKELETON, answers_for({})) + SECOND)
+    (tmp_path / "mlops.toml").write_text(settings.fill_toml(SKELETON, answers_for({})) + SECOND)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -128,7 +128,7 @@ def test_config_check_explains_a_block_field_by_field_and_lists_the_clusters(pro
 def test_config_migrate_rewrites_a_0_2_file_and_check_then_passes(tmp_path):
     old = tmp_path / "old"
     old.mkdir()
-    text = settings_write.fill_toml(SKELETON, answers_for({}))
+    text = settings.fill_toml(SKELETON, answers_for({}))
     (old / "mlops.toml").write_text(text)  # the 0.3 file ...
     new = tmp_path / "new"
     new.mkdir()
@@ -136,7 +136,7 @@ def test_config_migrate_rewrites_a_0_2_file_and_check_then_passes(tmp_path):
     (new / "mlops.toml").write_text(legacy)
 
     def mlops(*args, cwd):
-        env = {"PYTHONPATH": str(PROJECT_TEMPLATE / "src"), "PATH": "/usr/bin:/bin"}
+        env = {"PYTHONPATH": str(PROJECT_TEMPLATE / "src"), "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
         return subprocess.run([sys.executable, "-m", "mlops", *args], cwd=cwd, env=env, capture_output=True, text=True)
 
     checked = mlops("config", "check", cwd=new)

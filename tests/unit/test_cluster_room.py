@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops import errors, rundir, settings, settings_write
+from mlops import errors, rundir, settings
 from mlops.cluster import notify, sbatch, slurm, state, submit
 from support.local_cluster import make_settings
 from support.project import TriggerStandIn
@@ -117,7 +117,7 @@ def test_batch_scripts_take_every_value_from_settings_and_model_resources_only_f
     # the values are checked once, by the settings; sbatch.py has no rule (and no default) of its own
     assert not hasattr(slurm, "SlurmOptions") and "BadInput" not in (SRC / "cluster" / "sbatch.py").read_text()
     with pytest.raises(errors.BadInput, match="partition"):
-        settings.from_data(tomllib.loads(settings_write.fill_toml(SKELETON, answers_for({"slurm_partition": "cpu x"}))))
+        settings.from_data(tomllib.loads(settings.fill_toml(SKELETON, answers_for({"slurm_partition": "cpu x"}))))
     assert sbatch.directives(make_settings(scheduler={"partition": "cpu"}), "notify")["partition"] == "cpu"
 
 

@@ -11,11 +11,12 @@ import io
 import json
 import stat
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from mlops import errors, params, settings_write
+from mlops import errors, params, settings
 from mlops.cluster import runs, state, submit
 from support.local_cluster import local_cluster, make_settings, sbatch_calls
 from support.project import TriggerStandIn
@@ -129,12 +130,17 @@ def test_failed_only_never_reports_success_for_a_run_that_never_started(cluster)
 
 
 FAKE_APPTAINER = r"""#!/bin/bash
-while [ "$1" != "--env-file" ]; do shift; done
-ENV_FILE=$2; shift 2; RUN=${2%%:*}; TARGET=${!#}
+# `apptainer run`: each stage writes only where its binds (mlops.images.runtime.binds) say
+BINDS=()
+TARGET=${!#}
+while [ $# -gt 0 ]; do
+  case "$1" in --env-file) ENV_FILE=$2; shift ;; --bind) BINDS+=("${2%%:*}"); shift ;; esac
+  shift
+done
 case "$TARGET" in
-  */params-*) cp "$(dirname "$0")/ids.txt" "$(dirname "$0")/index.json" "$RUN/envs/"
-              while read -r id; do echo "CONFIG_ID=$id" > "$RUN/envs/$id.env"; done < "$RUN/envs/ids.txt" ;;
-  */model-*) . "$ENV_FILE"; echo '{"mae": 1}' > "$RUN/results/$CONFIG_ID/metrics.json" ;;
+  */params-*) cp "$(dirname "$0")/ids.txt" "$(dirname "$0")/index.json" "${BINDS[0]}/"
+              while read -r id; do echo "CONFIG_ID=$id" > "${BINDS[0]}/$id.env"; done < "${BINDS[0]}/ids.txt" ;;
+  */model-*) . "$ENV_FILE"; [ "${BINDS[1]##*/}" = "$CONFIG_ID" ] && echo '{"mae": 1}' > "${BINDS[1]}/metrics.json" ;;
 esac
 """
 
@@ -220,17 +226,27 @@ def test_collect_all_final_fetches_the_final_uncollected_runs_and_reads_each_sta
         runs.collect_run(session, c["cfg"], "p2", out, require_final=True, out=log)
     session.commands.clear()
     assert runs.collect_all_final(session, c["cfg"], out, out=log) == ["p1"]
-    assert (out / "collected.txt").read_text() == "p1\n"
+    (cluster_dir,) = out.iterdir()  # results/<cluster>/ (contract E)
+    assert (cluster_dir / "collected.txt").read_text() == "p1\n"
     assert (done / "state" / "collected.json").is_file() and not (done / "state" / "trigger-token").exists()
     assert not (requeued / "state" / "collected.json").exists() and (requeued / "state" / "trigger-token").exists()
     assert session.count(" -- run ") == 2, "the state of p1 and p2, once each (p3 is collected: not read)"
     assert session.count("trigger-token") == 1, "the token is removed once"
-    summary = json.loads((out / "p1" / "summary.json").read_text())
+    summary = json.loads((cluster_dir / "p1" / "summary.json").read_text())
     assert {r["config_id"]: r["status"] for r in summary["configurations"]} == {
         "aaaaaaaaaa": "completed",
         "bbbbbbbbbb": "timeout",
     }
     assert "1 timeout: the task hit its time limit: raise `time`" in log.getvalue()
+    failure = ET.parse(cluster_dir / "p1" / "junit.xml").getroot().find(".//failure")
+    assert failure.get("type") == "timeout" and "raise `time`" in failure.get("message"), (
+        "the fix in GitLab's Tests tab"
+    )
+    # partial results of the requeued run, by hand: its requeued task is skipped ("still requeued"), not failed
+    partial = runs.collect_run(session, c["cfg"], "p2", tmp_path / "partial", out=io.StringIO())
+    skipped = ET.parse(partial["run"] / "junit.xml").getroot().find(".//skipped")
+    assert skipped.get("message") == "still requeued when collected" and partial["counts"]["requeued"] == 1
+    assert not (requeued / "state" / "collected.json").exists()
 
 
 def test_unattended_collect_skips_a_cluster_that_needs_a_typed_code():
@@ -270,7 +286,7 @@ def test_launch_deploys_and_submits_over_one_login(cluster, monkeypatch):
     root = c["cfg"].root
     answers = answers_for({"hpc_workdir": str(c["run"].parents[2]), "container_runtime": "apptainer",
                            "project_slug": "proj"})  # fmt: skip
-    (root / "mlops.toml").write_text(settings_write.fill_toml((PROJECT_TEMPLATE / "mlops.toml").read_text(), answers))
+    (root / "mlops.toml").write_text(settings.fill_toml((PROJECT_TEMPLATE / "mlops.toml").read_text(), answers))
     (root / "images").mkdir()
     (root / "images" / "images.json").write_text(json.dumps(c["manifest"]))
     deployed = []

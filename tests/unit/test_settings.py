@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops import errors, options, params, rundir, runenv, settings, settings_write, stages
+from mlops import errors, options, params, rundir, runenv, settings, stages
 from support.render import DEFAULTS, PROJECT_TEMPLATE, answers_for
 
 SKELETON = (PROJECT_TEMPLATE / "mlops.toml").read_text()
@@ -20,7 +20,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def rendered_toml(**changes) -> str:
-    return settings_write.fill_toml(SKELETON, answers_for(changes))
+    return settings.fill_toml(SKELETON, answers_for(changes))
 
 
 def edit(text: str, dotted: str, value: str) -> str:
@@ -74,7 +74,7 @@ def test_every_key_is_defined_once_in_options():
     assert fields == defined
     assert len(defined) == len(options.OPTIONS) - 1 + len(keys)
     skeleton = tomllib.loads(SKELETON)
-    block = skeleton["clusters"].pop(settings_write.SKELETON_BLOCK)
+    block = skeleton["clusters"].pop(settings.SKELETON_BLOCK)
     assert skeleton.pop("clusters") == {"default": ""}
     found = {f"{s}.{k}" for s, table in skeleton.items() for k in table} | {f"clusters.*.{k}" for k in block}
     assert found == defined
@@ -167,7 +167,7 @@ def test_no_project_is_bad_input(tmp_path):
 )
 def test_fill_toml_round_trips_any_text(answer, value):
     answers = answers_for({answer: value})
-    text = settings_write.fill_toml(SKELETON, answers)
+    text = settings.fill_toml(SKELETON, answers)
     assert tomllib.loads(text)["project"][options.BY_NAME[answer].key.split(".")[1]] == value
     assert "# [user@]host[:port]; empty = connect directly" in text  # comments kept
 

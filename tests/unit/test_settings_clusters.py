@@ -80,7 +80,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def rendered(**changes) -> str:
-    return settings_write.fill_toml(SKELETON, answers_for(changes))
+    return settings.fill_toml(SKELETON, answers_for(changes))
 
 
 def problems_of(tmp_path: Path, text: str) -> list[str]:
@@ -236,7 +236,7 @@ def test_migrate_writes_atomically_and_keeps_the_mode(tmp_path):
 def test_cluster_name_is_derived_from_the_first_host_label(host, name):
     answers = answers_for({"hpc_host": host})
     assert answers["cluster_name"] == name and options.validate(answers) == []
-    text = settings_write.fill_toml(SKELETON, answers)
+    text = settings.fill_toml(SKELETON, answers)
     assert tomllib.loads(text)["clusters"]["default"] == name and f"[clusters.{name}]" in text
 
 

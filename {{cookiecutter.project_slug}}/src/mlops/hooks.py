@@ -94,10 +94,10 @@ def write_toml_files(project_dir: Path, answers: dict) -> None:
     """
     import tomlkit
 
-    from . import settings, settings_write
+    from . import settings
 
     toml = Path(project_dir) / settings.FILENAME
-    toml.write_text(settings_write.fill_toml(toml.read_text(encoding="utf-8"), answers), encoding="utf-8")
+    toml.write_text(settings.fill_toml(toml.read_text(encoding="utf-8"), answers), encoding="utf-8")
     path = Path(project_dir) / "pyproject.toml"
     doc = tomlkit.parse(path.read_text(encoding="utf-8"))
     project: Any = doc["project"]

@@ -26,7 +26,18 @@ from typing import Any
 from . import errors, options
 from .settings_parse import FILENAME, LAYOUT, LAYOUT_0_2, Parsed, parse
 
-__all__ = ["FILENAME", "LAYOUT", "LAYOUT_0_2", "Settings", "find_root", "from_data", "load", "read_data"]
+__all__ = [
+    "FILENAME",
+    "LAYOUT",
+    "LAYOUT_0_2",
+    "SKELETON_BLOCK",
+    "Settings",
+    "fill_toml",
+    "find_root",
+    "from_data",
+    "load",
+    "read_data",
+]
 
 
 @dataclass(frozen=True)
@@ -247,3 +258,57 @@ def summary(s: Settings) -> list[str]:
             "(comments kept), where more clusters can follow"
         )
     return lines
+
+
+SKELETON_BLOCK = "NAME"  # the template skeleton's one cluster block, renamed to the answer cluster_name
+
+
+def fill_toml(skeleton: str, answers: dict) -> str:
+    """The text of mlops.toml for these (valid) answers: `skeleton` (the template's file, with its
+    comments) with every key set from the answers or its default, the cluster block named by
+    cluster_name. Raises errors.Problems if the result would not load back as the same answers."""
+    import tomlkit
+
+    doc = tomlkit.parse(skeleton)
+    clusters: Any = doc[options.CLUSTERS]
+    if SKELETON_BLOCK not in clusters:
+        raise errors.BadInput(f"the skeleton mlops.toml has no [clusters.{SKELETON_BLOCK}] block; please report this")
+    name = str(answers["cluster_name"])
+    block = clusters[SKELETON_BLOCK]
+    clusters.remove(SKELETON_BLOCK)
+    clusters.add(name, block)
+    clusters[options.DEFAULT] = name
+    for option in options.OPTIONS:
+        if option.key == options.CLUSTER:
+            continue
+        value = options.from_answer(option, str(answers[option.name]))
+        table = block if option.in_cluster else _table(doc, option.key.split(".")[0])
+        _set(table, option.toml_key, value, option.help)
+    for k in options.CLUSTER_KEYS:
+        _set(block, k.name, k.default_for(answers), k.help)
+    for k in options.SETTINGS_KEYS:
+        _set(_table(doc, k.section), k.name, k.default_for(answers), k.help)
+    text = tomlkit.dumps(doc)
+    back = from_data(tomllib.loads(text), Path("."))
+    if back.answers() != {o.name: str(answers[o.name]) for o in options.OPTIONS}:
+        raise errors.Problems(FILENAME, ["the answers do not survive a round trip through TOML; report this"])
+    return text
+
+
+def _table(doc: Any, section: str) -> Any:
+    import tomlkit
+
+    if section not in doc:
+        doc.add(section, tomlkit.table())
+    return doc[section]
+
+
+def _set(table: Any, key: str, value: Any, help: str) -> None:
+    import tomlkit
+
+    if key in table:
+        table[key] = value  # keeps the key's comment in the skeleton
+    else:
+        item = tomlkit.item(value)
+        item.comment(help)
+        table.add(key, item)

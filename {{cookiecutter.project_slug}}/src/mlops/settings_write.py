@@ -1,7 +1,7 @@
-"""Writing mlops.toml: the rendered file from the template answers, and the 0.2 -> 0.3 migration.
+"""Migrating mlops.toml from the 0.2 layout to 0.3 (the rendered file is mlops.settings.fill_toml's).
 
-Both go through tomlkit (comments and the user's formatting kept; values serialized by tomlkit,
-never pasted into TOML text), and both refuse a result that does not load back as the same settings.
+Through tomlkit (comments and the user's formatting kept; values serialized by tomlkit, never pasted
+into TOML text); a result that does not load back as the same settings is refused.
 `migrate` replaces the file atomically (a temp file beside it, then rename): nothing half-written.
 """
 
@@ -15,59 +15,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import errors, options, settings
-
-SKELETON_BLOCK = "NAME"  # the template skeleton's one cluster block, renamed to the answer cluster_name
-
-
-def fill_toml(skeleton: str, answers: dict) -> str:
-    """The text of mlops.toml for these (valid) answers: `skeleton` (the template's file, with its
-    comments) with every key set from the answers or its default, the cluster block named by
-    cluster_name. Raises errors.Problems if the result would not load back as the same answers."""
-    import tomlkit
-
-    doc = tomlkit.parse(skeleton)
-    clusters: Any = doc[options.CLUSTERS]
-    if SKELETON_BLOCK not in clusters:
-        raise errors.BadInput(f"the skeleton mlops.toml has no [clusters.{SKELETON_BLOCK}] block; please report this")
-    name = str(answers["cluster_name"])
-    block = clusters[SKELETON_BLOCK]
-    clusters.remove(SKELETON_BLOCK)
-    clusters.add(name, block)
-    clusters[options.DEFAULT] = name
-    for option in options.OPTIONS:
-        if option.key == options.CLUSTER:
-            continue
-        value = options.from_answer(option, str(answers[option.name]))
-        table = block if option.in_cluster else _table(doc, option.key.split(".")[0])
-        _set(table, option.toml_key, value, option.help)
-    for k in options.CLUSTER_KEYS:
-        _set(block, k.name, k.default_for(answers), k.help)
-    for k in options.SETTINGS_KEYS:
-        _set(_table(doc, k.section), k.name, k.default_for(answers), k.help)
-    text = tomlkit.dumps(doc)
-    back = settings.from_data(tomllib.loads(text), Path("."))
-    if back.answers() != {o.name: str(answers[o.name]) for o in options.OPTIONS}:
-        raise errors.Problems(settings.FILENAME, ["the answers do not survive a round trip through TOML; report this"])
-    return text
-
-
-def _table(doc: Any, section: str) -> Any:
-    import tomlkit
-
-    if section not in doc:
-        doc.add(section, tomlkit.table())
-    return doc[section]
-
-
-def _set(table: Any, key: str, value: Any, help: str) -> None:
-    import tomlkit
-
-    if key in table:
-        table[key] = value  # keeps the key's comment in the skeleton
-    else:
-        item = tomlkit.item(value)
-        item.comment(help)
-        table.add(key, item)
 
 
 def migrate_text(text: str, name: str | None = None) -> str:

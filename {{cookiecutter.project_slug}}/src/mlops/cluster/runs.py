@@ -117,8 +117,11 @@ def collect_run(
 
 def collect_all_final(session: Remote, s: Settings, out_dir: Path, out: TextIO = sys.stderr) -> list[str]:
     """Collect every final, not yet collected run of this project on the selected cluster into
-    out_dir/<run id>/; returns their ids. Raises WorkFailed when one could not be collected (the
-    others are collected all the same)."""
+    out_dir/<cluster>/<run id>/ (mlops.results.collect); returns their ids, also listed in
+    out_dir/<cluster>/collected.txt. Raises WorkFailed when one could not be collected (the others
+    are collected all the same)."""
+    from ..results import collect, outdir
+
     collected, failed = [], []
     for name, done in reader.list_runs(session, f"{s.cluster_root}/runs"):
         if not runid.valid(name):
@@ -135,14 +138,17 @@ def collect_all_final(session: Remote, s: Settings, out_dir: Path, out: TextIO =
             continue
         print(f"collecting run {name} ({rundir.format_counts(view['counts'])})", file=out)
         try:
-            collect_view(session, s, view, Path(out_dir) / name, require_final=True, out=out)
+            collect_view(session, s, view, out_dir, require_final=True, out=out)
             collected.append(name)
         except MlopsError as exc:
             print(f"  run {name}: {exc}", file=out)
             failed.append(name)
     print(f"collected {len(collected)} final run(s): {', '.join(collected) or 'none waiting'}", file=out)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)  # the job's artifact exists even when nothing was waiting
-    (Path(out_dir) / "collected.txt").write_text("".join(f"{name}\n" for name in collected))
+    cluster_fd = collect.open_output(out_dir, s)  # never through a link; exists even when nothing was waiting
+    try:
+        outdir.write_file(cluster_fd, "collected.txt", "".join(f"{name}\n" for name in collected).encode())
+    finally:
+        os.close(cluster_fd)
     if failed:
         raise WorkFailed(f"{len(failed)} final run(s) could not be collected: {', '.join(failed)}")
     return collected

@@ -12,6 +12,7 @@ lines to stderr.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from .. import images, rundir, runid, stages
 from ..errors import WorkFailed
+from ..results import collect as collect_mod
 from . import runs, state
 from . import submit as submit_mod
 
@@ -150,7 +152,7 @@ def collect(
     all_final: bool = False,
     unattended: bool = False,
 ) -> None:
-    """Download a run's results into out_dir (or every final, uncollected run with all_final).
+    """Download a run's results into out_dir/<cluster>/<run id>/ (or every final, uncollected run with all_final).
 
     unattended: a triggered or scheduled pipeline, where nobody can type a code: a cluster whose login
     needs one is skipped with one line (no error). Raises WorkFailed when results are missing or failed.
@@ -159,6 +161,7 @@ def collect(
     if why:
         print(f"mlops collect: skipped (--unattended): {why}")
         return
+    os.close(collect_mod.open_output(out_dir, s))  # a link in --out's path is refused before the login
     if all_final:
         with _session(s) as session:
             runs.collect_all_final(session, s, out_dir)

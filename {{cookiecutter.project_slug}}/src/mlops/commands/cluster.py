@@ -43,7 +43,7 @@ def register(verbs: Verbs) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = verbs.add("collect", _collect, "download results; write junit.xml, metrics.txt, summary and plot", cluster=True)
     add_run_id(p)
-    p.add_argument("--out", type=Path, default=Path("results"), help="artifacts directory")
+    p.add_argument("--out", type=Path, default=Path("results"), help="artifacts directory (OUT/<cluster>/<run id>/)")
     p.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="first wait until the sweep is final")
     p.add_argument(
         "--require-final", action="store_true", help="refuse (exit 2, nothing downloaded) a run that is not final"

@@ -44,7 +44,7 @@ def register(verbs: Verbs) -> None:
 
 
 def _build(args, s) -> None:
-    options = images.settings(
+    options = images.options(
         builder=args.builder,
         push=not args.no_push,
         registry_image=args.registry_image,
@@ -56,7 +56,7 @@ def _build(args, s) -> None:
 
 
 def _keys(args, s) -> None:
-    for name, key in images.keys(images.settings(push=False)).items():
+    for name, key in images.keys(images.options(push=False)).items():
         print(f"{name}\t{key}")
 
 
