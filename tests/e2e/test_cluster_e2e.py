@@ -26,9 +26,8 @@ from pathlib import Path
 import pytest
 
 from support.infra._util import shared_tmpdir
-from support.infra.baseimage import DEFAULT_IMAGE, build_base_rootfs, import_base_image, private_store
 from support.infra.fixtures import rootless_podman, slurm_cluster, ssh_server  # noqa: F401 (fixtures)
-from support.infra.sshd_totp import CodeBook, exec_command
+from support.infra.sshd_totp import exec_command
 from support.local_cluster import FAKE_PYTHON36
 from support.project import (  # noqa: F401
     CA_BUNDLE,
@@ -59,38 +58,6 @@ CRASH = (
 )
 # e2e fault: in a run whose id starts with "slow-", the window-24 configurations outlive any time limit
 SLOW = '    if os.environ.get("RUN_ID", "").startswith("slow-") and WINDOW == 24:\n        time.sleep(900)\n'
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    return Path(os.environ.get("MLOPS_TEST_CACHE") or tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture(scope="module")
-def store_env(cache_dir) -> dict:
-    """The shared private container store (buildah --layers cache reused across tiers) + base image."""
-    env = private_store(cache_dir / "containers")
-    import_base_image(env, DEFAULT_IMAGE, rootfs=build_base_rootfs(cache_dir / "base-rootfs"))
-    return env
-
-
-@pytest.fixture(scope="module")
-def cluster(ssh_server, rootless_podman, tmp_path_factory):
-    """Login details as a user would set them: key file, pinned known_hosts, codes."""
-    workdir = shared_tmpdir("mlops-e2e-hpc-")
-    shutil.chown(workdir, ssh_server.user, ssh_server.user)
-    secrets = tmp_path_factory.mktemp("secrets")
-    known = secrets / "known_hosts"
-    ssh_server.write_known_hosts(known)
-    yield {"server": ssh_server, "workdir": workdir, "known_hosts": known, "codes": CodeBook(ssh_server.totp_secret)}
-    shutil.rmtree(workdir, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def gitlab():
-    """GitLab's trigger endpoint on 127.0.0.1 (project.gitlab_host of the rendered project)."""
-    with TriggerStandIn() as stand_in:
-        yield stand_in
 
 
 @pytest.fixture(scope="module")

@@ -130,12 +130,17 @@ def test_failed_only_never_reports_success_for_a_run_that_never_started(cluster)
 
 
 FAKE_APPTAINER = r"""#!/bin/bash
-while [ "$1" != "--env-file" ]; do shift; done
-ENV_FILE=$2; shift 2; RUN=${2%%:*}; TARGET=${!#}
+# `apptainer run`: each stage writes only where its binds (mlops.images.runtime.binds) say
+BINDS=()
+TARGET=${!#}
+while [ $# -gt 0 ]; do
+  case "$1" in --env-file) ENV_FILE=$2; shift ;; --bind) BINDS+=("${2%%:*}"); shift ;; esac
+  shift
+done
 case "$TARGET" in
-  */params-*) cp "$(dirname "$0")/ids.txt" "$(dirname "$0")/index.json" "$RUN/envs/"
-              while read -r id; do echo "CONFIG_ID=$id" > "$RUN/envs/$id.env"; done < "$RUN/envs/ids.txt" ;;
-  */model-*) . "$ENV_FILE"; echo '{"mae": 1}' > "$RUN/results/$CONFIG_ID/metrics.json" ;;
+  */params-*) cp "$(dirname "$0")/ids.txt" "$(dirname "$0")/index.json" "${BINDS[0]}/"
+              while read -r id; do echo "CONFIG_ID=$id" > "${BINDS[0]}/$id.env"; done < "${BINDS[0]}/ids.txt" ;;
+  */model-*) . "$ENV_FILE"; [ "${BINDS[1]##*/}" = "$CONFIG_ID" ] && echo '{"mae": 1}' > "${BINDS[1]}/metrics.json" ;;
 esac
 """
 

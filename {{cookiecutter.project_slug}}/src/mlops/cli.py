@@ -116,7 +116,7 @@ def _cmd_template_answers(args) -> int:
 def _cmd_build(args) -> int:
     from . import images
 
-    s = images.settings(
+    s = images.options(
         builder=args.builder,
         push=not args.no_push,
         registry_image=args.registry_image,
@@ -131,7 +131,7 @@ def _cmd_build(args) -> int:
 def _cmd_images_keys(args) -> int:
     from . import images
 
-    for name, key in images.keys(images.settings(push=False)).items():
+    for name, key in images.keys(images.options(push=False)).items():
         print(f"{name}\t{key}")
     return 0
 

@@ -27,18 +27,9 @@ SHELL_FILES = ("task.sh", "stage.sh", "runner.sh", "submit_slurm.sh", "cancel_sl
 
 
 def argv_lines(argv: list[str]) -> str:
-    """A container argv as the shell files read it: one word per line, placeholders for what the
-    shell knows (@ENV_FILE@, @UID@, @GID@). Raises ValueError for a newline in a word."""
-    words = []
-    for word in argv:
-        if isinstance(word, runtime.Raw):
-            if word != "$(id -u):$(id -g)":
-                raise ValueError(f"unexpected shell word {word!r} in a container argv")
-            word = "@UID@:@GID@"
-        if "\n" in word or "\r" in word:
-            raise ValueError("a container argv word contains a newline")
-        words.append(word)
-    return "\n".join(words) + "\n"
+    """A container argv as the shell files read it (mlops.images.runtime.argv_file: one word per line,
+    placeholders @ENV_FILE@, @CID@, @UID@, @GID@ for what the shell knows). ValueError for a newline."""
+    return runtime.argv_file(argv)
 
 
 def images_on_cluster(s: Settings, manifest: dict) -> dict[str, runtime.Image]:
@@ -52,21 +43,6 @@ def images_on_cluster(s: Settings, manifest: dict) -> dict[str, runtime.Image]:
         st.name: runtime.Image(st.name, found[st.name]["digest"], store, s.project.slug, s.cluster.runtime)
         for st in stages.STAGES
     }
-
-
-def check_converted(session: Remote, images: dict[str, runtime.Image]) -> None:
-    """BadInput naming the first image that is not converted on the cluster (deploy it first)."""
-    checks = " && ".join(
-        f"{{ {runtime.converted_test(img)} || {{ echo {shlex.quote(n)}; false; }}; }}" for n, img in images.items()
-    )
-    rc, said, _ = session.run(checks, check=False)
-    if rc != 0:
-        lines = said.strip().splitlines()
-        name = lines[-1].strip() if lines else ""  # the last line: a login shell may print before it
-        digest = images[name].digest[:19] if name in images else "?"
-        raise BadInput(
-            f"image {name or '?'} (digest {digest}) is not on the cluster: run `mlops deploy` for this commit first"
-        )
 
 
 def write_shell_files(session: Remote, run_dir: str) -> None:

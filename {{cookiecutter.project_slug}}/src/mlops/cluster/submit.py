@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from .. import params, rundir, stages
 from ..errors import BadInput, WorkFailed
-from ..images import runtime
+from ..images import deployed, runtime
 from ..remote import Remote
 from . import host, notify, prepare, reader, records, sbatch, slurm, state
 
@@ -118,7 +118,7 @@ def submit(
     path = state.run_dir(cfg.cluster_root, run_id)
     jobs = f"{path}/state/jobs"
     commit = env.get("CI_COMMIT_SHA") or rundir.git_commit(cfg.root)
-    prepare.check_converted(session, images)
+    images = deployed(session, images)  # each in the form deploy made it (BadInput: not deployed)
     remote, problems = records.clean(reader.read_run(session, path))
     for line in problems:
         print(f"  warning: run {run_id}: {line}", file=out)

@@ -98,8 +98,11 @@ prune)
     for run in "$store"/../runs/*/; do
         [[ -f $run/run.json ]] || continue
         final=yes
-        if [[ -f $run/envs/ids.txt ]]; then
+        # envs/ids.txt was written by the params container: a link or a line that is not a config
+        # id (10 hex digits) makes the run count as not final (its images are kept)
+        if [[ -f $run/envs/ids.txt && ! -L $run/envs/ids.txt ]]; then
             while read -r cid; do
+                [[ $cid =~ ^[0-9a-f]{10}$ ]] || { final=no; break; }
                 grep -Eq "\"status\": *\"($final_states)\"" \
                     "$run/state/tasks/$cid.json" 2>/dev/null || { final=no; break; }
             done <"$run/envs/ids.txt"

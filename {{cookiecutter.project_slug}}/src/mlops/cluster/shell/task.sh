@@ -2,14 +2,20 @@
 # One model task: task.sh RUN_DIR ATTEMPT INDEX
 #   index -> config id (envs/ids.txt) -> env file -> the model container -> state/tasks/<id>.json
 # The container's argv is state/jobs/model-ATTEMPT.argv (one word per line, written by mlops.cluster.submit);
-# the word @ENV_FILE@ stands for this task's env file, @UID@/@GID@ for the user's ids.
+# the word @ENV_FILE@ stands for this task's env file, @CID@ for its config id, @UID@/@GID@ for the
+# user's ids. What the params container wrote (envs/) is untrusted: the config id must be 10 hex
+# digits, ids.txt and the env file regular files (not links a container planted); results/<id>/ is
+# made here, fresh, before the container starts (mlops.images.runtime binds only it and data/).
 # Plain bash + sed + awk: no interpreter start per task, which a sweep of short tasks pays many times.
 set -u
 RUN=$1
 ATTEMPT=$2
 IDX=$3
+regular() { [ -f "$1" ] && [ ! -L "$1" ] && [ "$(stat -c %h -- "$1")" = 1 ]; }
+regular "$RUN/envs/ids.txt" || { echo "envs/ids.txt is missing or not a regular file" >&2; exit 3; }
 CID=$(sed -n "$((IDX + 1))p" "$RUN/envs/ids.txt")
-[ -n "$CID" ] || { echo "no configuration at index $IDX" >&2; exit 3; }
+# never print what was read: the line is untrusted (only the pattern is named)
+[[ $CID =~ ^[0-9a-f]{10}$ ]] || { echo "envs/ids.txt line $((IDX + 1)) is not a config id (10 hex digits)" >&2; exit 3; }
 ENV_FILE="$RUN/envs/$CID.env"
 JOB="${SLURM_ARRAY_JOB_ID:-${SLURM_JOB_ID:-local}}_${SLURM_ARRAY_TASK_ID:-$IDX}"
 STARTED=$(date +%s.%N)
@@ -51,11 +57,20 @@ CMD=()
 GID=$(id -g)
 while IFS= read -r word; do
   word=${word//@ENV_FILE@/$ENV_FILE}
+  word=${word//@CID@/$CID}
   word=${word//@UID@/$UID}
   CMD+=("${word//@GID@/$GID}")
 done < "$RUN/state/jobs/model-$ATTEMPT.argv"
 
-mkdir -p "$RUN/results/$CID"
+# results/<id>/ as the host made it: an earlier attempt's container may have left links in it
+rm -rf -- "$RUN/results/$CID"
+[ -d "$RUN/results" ] || mkdir -m 700 "$RUN/results"
+mkdir -m 700 "$RUN/results/$CID" || exit 3
+if ! regular "$ENV_FILE"; then
+  echo "envs/$CID.env is missing or not a regular file (a link is refused)" > "$RUN/results/$CID/log"
+  state failed 3
+  exit 3
+fi
 state running
 trap 'on_term' TERM
 "${CMD[@]}" > "$RUN/results/$CID/log" 2>&1 &
