@@ -127,27 +127,17 @@ def _no_input_requested(pid: int | None = None) -> bool:
 def post_gen(project_dir: Path, answers: dict) -> int:
     """After rendering: validate again (cruft renders without a pre-gen template path), write the variable
     manifest, then check this machine's credentials (never fails the render unless strict mode is on)."""
-    from . import credentials, variables
+    from . import settings
+    from .credentials import checks
+    from .variables import manifest
 
     rc = _report(options.validate(answers)) or _need_tomlkit()
     if rc:
         return rc
     write_toml_files(Path(project_dir), answers)
-    variables.write_manifest(Path(project_dir), answers)
+    s = settings.load(Path(project_dir))
+    manifest.write_manifest(s)
     mode = render_mode(Path(project_dir), answers)
     if mode == "update":
         return 0  # cruft re-renders in temp dirs: the output is a function of the answers alone
-    interactive = mode == "interactive" and not _no_input_requested()
-    print(
-        "mlops-template: checking this machine's credentials (nothing is stored; "
-        "run `mlops check-credentials` again any time):"
-    )
-    problems = credentials.report(credentials.check_all(answers, interactive=interactive))
-    if problems and credentials.strict():
-        print(
-            f"mlops-template: {credentials.STRICT_VAR} is set and {problems} credential problem(s) remain: "
-            "failing the render",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return checks.hook_report(s, interactive=mode == "interactive" and not _no_input_requested())

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from .. import civars
-from ..errors import BadInput
+from ..errors import BadInput, UsageError
 from . import gitlab_api, hosts, keyfile, online, shapes, supply
 from .result import SKIP, STRICT_VAR, Result, in_ci, report, strict
 
@@ -34,18 +34,38 @@ class GitLabTarget:
     url: str
     click_role: str = gitlab_api.DEFAULT_CLICK_ROLE
 
+    @classmethod
+    def of(
+        cls, s: Settings, project: str | None, url: str | None, click_role: str, env: Mapping[str, str] = os.environ
+    ) -> GitLabTarget:
+        """From the verb's --project (else $CI_PROJECT_PATH), --url (else https://<project.gitlab_host>)."""
+        project = project or env.get("CI_PROJECT_PATH")
+        if not project:
+            raise UsageError(
+                f"--project: give the GitLab project path, e.g. group/{s.project.slug} (or its numeric id)"
+            )
+        return cls(project, url or f"https://{s.project.gitlab_host}", click_role)
+
 
 def check_cluster(
-    s: Settings, env: Mapping[str, str] = os.environ, codes: str = "stored", interactive: bool = False,
+    s: Settings,
+    env: Mapping[str, str] = os.environ,
+    codes: str = "stored",
+    interactive: bool = False,
     online_login: bool = False,
-) -> list[Result]:  # fmt: skip
+) -> list[Result]:
     """Every offline check of the selected cluster (and the shared W&B key, the GitLab token's shape)."""
     name, auth, prompt = s.cluster.name, s.cluster.auth, interactive
     results = [keyfile.check(s.cluster.ssh_key, env, ci=in_ci(env))]
     results += hosts.check(s)
     if auth in civars.CODE_AUTH and codes == "typed":
-        results.append(Result(f"TOTP secret (${civars.TOTP})", SKIP,
-                              f"not stored (--codes typed): each job of {name} needs a typed {civars.OTP}"))  # fmt: skip
+        results.append(
+            Result(
+                f"TOTP secret (${civars.TOTP})",
+                SKIP,
+                f"not stored (--codes typed): each job of {name} needs a typed {civars.OTP}",
+            )
+        )
     elif auth in civars.CODE_AUTH:
         results.append(shapes.check_totp(supply.secret(civars.TOTP, env, prompt, name)))
     if auth == "totp+password":
@@ -54,9 +74,13 @@ def check_cluster(
     mode = s.wandb.mode
     key = supply.secret(civars.WANDB, env, prompt and mode != "disabled")
     if key is None and mode == "offline":
-        results.append(Result(f"W&B API key (${civars.WANDB})", SKIP,
-                              "not set: fine for wandb.mode offline (the runs stay offline, in the artifacts, "
-                              "not synced to W&B)"))  # fmt: skip
+        results.append(
+            Result(
+                f"W&B API key (${civars.WANDB})",
+                SKIP,
+                "not set: fine for wandb.mode offline (the runs stay offline, in the artifacts, not synced to W&B)",
+            )
+        )
     else:
         results.append(shapes.check_wandb_key(key, mode))
     token = env.get(civars.GITLAB_TOKEN, "").strip() or None
@@ -77,13 +101,13 @@ def run(
 ) -> None:
     """`mlops check-credentials [--cluster NAME]`: print the checks; BadInput when there are problems and
     --strict or MLOPS_STRICT_CREDENTIALS is set (exit 2), else return (problems are advice)."""
-    from ..variables.plan import check_codes
-
-    check_codes(s, codes)
+    supply.check_codes(s, codes)
     out = out or sys.stdout
     name = s.cluster.name
-    print(f"cluster {name} (its CI/CD variables have the GitLab environment scope {civars.ENVIRONMENT_PREFIX}{name}):",
-          file=out)  # fmt: skip
+    print(
+        f"cluster {name} (its CI/CD variables have the GitLab environment scope {civars.ENVIRONMENT_PREFIX}{name}):",
+        file=out,
+    )
     problems = report(check_cluster(s, env, codes, supply.can_prompt(env), online_login), out)
     if gitlab is not None:
         token = env.get(civars.GITLAB_TOKEN, "").strip() or None
@@ -108,14 +132,22 @@ def hook_report(s: Settings, interactive: bool, env: Mapping[str, str] = os.envi
     out = out or sys.stdout
     name = s.cluster.name
     if not interactive and not strict(env) and not configured(s, env):
-        print(f"mlops-template: no credentials of cluster {name} on this machine (nothing checked); when you have "
-              "them: `mlops check-credentials` (README: Credentials)", file=out)  # fmt: skip
+        print(
+            f"mlops-template: no credentials of cluster {name} on this machine (nothing checked); when you have "
+            "them: `mlops check-credentials` (README: Credentials)",
+            file=out,
+        )
         return 0
-    print(f"mlops-template: checking this machine's credentials for cluster {name} (nothing is stored; run "
-          "`mlops check-credentials` again any time):", file=out)  # fmt: skip
+    print(
+        f"mlops-template: checking this machine's credentials for cluster {name} (nothing is stored; run "
+        "`mlops check-credentials` again any time):",
+        file=out,
+    )
     problems = report(check_cluster(s, env, interactive=interactive), out)
     if problems and strict(env):
-        print(f"mlops-template: {STRICT_VAR} is set and {problems} credential problem(s) remain: failing the render",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"mlops-template: {STRICT_VAR} is set and {problems} credential problem(s) remain: failing the render",
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -92,9 +92,11 @@ def read(proj: Any, stored: set[tuple[str, str]] | None = None) -> ProjectCi:
     """The setting, the stored variable names and the triggers of a python-gitlab project object."""
     ci = ProjectCi(proj.attributes.get("restrict_user_defined_variables"), proj.attributes.get(SETTING), set())
     try:
-        ci.stored = set(stored) if stored is not None else {
-            (x.key, x.environment_scope) for x in proj.variables.list(get_all=True)
-        }
+        ci.stored = (
+            set(stored)
+            if stored is not None
+            else {(x.key, x.environment_scope) for x in proj.variables.list(get_all=True)}
+        )
     except Exception as exc:
         ci.errors.append(f"cannot list the project's CI/CD variables ({type(exc).__name__})")
     try:
@@ -154,8 +156,14 @@ def advise(s: Settings, ci: ProjectCi, click_role: str, url: str, project: str) 
     results = [Result(item, FAIL, e, "use a token with the api scope and the Maintainer role") for e in ci.errors]
     now = ci.effective_role
     if now is None:
-        results.append(Result(item, FAIL, "GitLab did not show it (the token's role is below Maintainer?)",
-                              f"ask a Maintainer to set it to {want}: {fix_call(url, project, want)}"))  # fmt: skip
+        results.append(
+            Result(
+                item,
+                FAIL,
+                "GitLab did not show it (the token's role is below Maintainer?)",
+                f"ask a Maintainer to set it to {want}: {fix_call(url, project, want)}",
+            )
+        )
     elif now == want:
         results.append(Result(item, PASS, f"{now}, as it should be: {why}"))
     elif typed and ROLES.index(now) > ROLES.index(want):
@@ -202,11 +210,19 @@ def check_token(token: str, url: str, timeout: float = 10) -> Result:
     try:
         info = gitlab.Gitlab(url, private_token=token, timeout=timeout).personal_access_tokens.get("self")
     except gitlab.exceptions.GitlabAuthenticationError:
-        return Result(item, FAIL, "GitLab refused the token (revoked, expired or wrong instance)",
-                      "create a new project access token with the api scope")  # fmt: skip
+        return Result(
+            item,
+            FAIL,
+            "GitLab refused the token (revoked, expired or wrong instance)",
+            "create a new project access token with the api scope",
+        )
     except Exception as exc:
-        return Result(item, FAIL, f"cannot ask GitLab ({type(exc).__name__}: {sources.sanitize(exc, 200)})",
-                      "check project.gitlab_host in mlops.toml (or --url) and your network")  # fmt: skip
+        return Result(
+            item,
+            FAIL,
+            f"cannot ask GitLab ({type(exc).__name__}: {sources.sanitize(exc, 200)})",
+            "check project.gitlab_host in mlops.toml (or --url) and your network",
+        )
     scopes = sorted(getattr(info, "scopes", []) or [])
     if "api" not in scopes:
         return Result(item, FAIL, f"scopes {scopes} lack 'api'", "create a token with the api scope")
@@ -222,8 +238,14 @@ def check_token(token: str, url: str, timeout: float = 10) -> Result:
 def check(s: Settings, url: str, token: str | None, project: str, click_role: str) -> list[Result]:
     """`check-credentials --gitlab`: the token, then the project's pipeline-variable setting and triggers."""
     if not token:
-        return [Result(f"GitLab project {project}", FAIL, f"{civars.GITLAB_TOKEN} is not set",
-                       f"export a project access token (api scope, role Maintainer) as {civars.GITLAB_TOKEN}")]  # fmt: skip
+        return [
+            Result(
+                f"GitLab project {project}",
+                FAIL,
+                f"{civars.GITLAB_TOKEN} is not set",
+                f"export a project access token (api scope, role Maintainer) as {civars.GITLAB_TOKEN}",
+            )
+        ]
     token_result = check_token(token, url)
     if token_result.problem:
         return [token_result]

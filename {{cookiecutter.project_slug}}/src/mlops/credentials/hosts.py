@@ -9,18 +9,48 @@ from __future__ import annotations
 
 import base64
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from ..errors import BadInput
-from ..ssh import Endpoint, hostkeys, known_hosts
+from ..ssh import Endpoint, known_hosts
 from .result import FAIL, MISSING, PASS, Result
 
 if TYPE_CHECKING:
     from ..settings import Cluster, Settings
 
 USER_FILE = Path("~/.ssh/known_hosts")
+# transitional until mlops.ssh pins .gitlab/known_hosts itself (contract D): then its PINNED, load, matching
+PINNED = Path(".gitlab") / "known_hosts"
+CA, REVOKED = "@cert-authority", "@revoked"
+
+
+def _load(path: Path) -> known_hosts.KnownHosts:
+    return known_hosts.parse(Path(path).read_bytes().decode("utf-8", "replace"), str(path))
+
+
+def _matching(known: known_hosts.KnownHosts, name: str) -> list[known_hosts.Entry]:
+    return [e for e in known.entries if known_hosts.host_matches(e.hosts, name)]
+
+
+def _pinned(known: known_hosts.KnownHosts, host: str, port: int) -> tuple[str, list[str]]:
+    out, hit = [], False
+    for name in dict.fromkeys([known_hosts.host_name(host, port), known_hosts.host_name(host, 22)]):
+        entries = _matching(known, name)
+        hit = hit or bool(entries)
+        revoked = {e.blob for e in entries if e.marker == REVOKED}
+        for e in entries:
+            if e.marker != REVOKED and e.blob not in revoked:
+                what = f"host certificates signed by CA {e.keytype}" if e.marker == CA else e.keytype
+                out.append(
+                    f"{what} {e.fingerprint}"
+                    + ("" if name == known_hosts.host_name(host, port) else f" (under {name})")
+                )
+        if out:
+            return "pinned", out
+    return ("revoked" if hit else "missing"), []
 
 
 def endpoints(cluster: Cluster) -> list[tuple[str, str, int]]:
@@ -34,24 +64,24 @@ def endpoints(cluster: Cluster) -> list[tuple[str, str, int]]:
 
 def check(s: Settings) -> list[Result]:
     """One line per host of the selected cluster: what `<root>/.gitlab/known_hosts` pins for it."""
-    path = known_hosts.pinned_path(s.root)
+    path = Path(s.root) / PINNED
     try:
-        known: known_hosts.KnownHosts | None = known_hosts.load(path)
+        known: known_hosts.KnownHosts | None = _load(path)
     except OSError:
         known = None
     results = []
     for role, host, port in endpoints(s.cluster):
         name = known_hosts.host_name(host, port)
-        item = f"known_hosts entry for the {role} {name} of cluster {s.cluster.name} (in {known_hosts.PINNED})"
+        item = f"known_hosts entry for the {role} {name} of cluster {s.cluster.name} (in {PINNED})"
         fix = (
             f"`mlops known-hosts show --cluster {s.cluster.name}` shows the line your ~/.ssh/known_hosts has for "
             f"it; compare its fingerprint with the one the cluster publishes, then `mlops known-hosts add --cluster "
-            f"{s.cluster.name}` and commit {known_hosts.PINNED}; never ssh-keyscan inside CI"
+            f"{s.cluster.name}` and commit {PINNED}; never ssh-keyscan inside CI"
         )
         if known is None:
             results.append(Result(item, MISSING, "the file does not exist", fix))
             continue
-        status, parts = hostkeys.pinned(known, host, port)
+        status, parts = _pinned(known, host, port)
         skipped = f"; skipped: {'; '.join(known.warnings)}" if known.warnings else ""
         if status == "revoked":
             detail = f"every key and CA pinned for this host is marked @revoked{skipped}"
@@ -76,7 +106,7 @@ class Found:
 def _line(entry: known_hosts.Entry, name: str) -> str:
     """The entry as a line of the project file: under `name` (a hashed or multi-host field is not copied),
     except a CA's own host pattern (e.g. *.example.org), which is what the CA is trusted for."""
-    hosts = entry.hosts if entry.marker == known_hosts.CA and not entry.hosts.startswith("|") else name
+    hosts = entry.hosts if entry.marker == CA and not entry.hosts.startswith("|") else name
     return " ".join(x for x in (entry.marker, hosts, entry.keytype, base64.b64encode(entry.blob).decode()) if x)
 
 
@@ -85,7 +115,7 @@ def discover(s: Settings, source: Path = USER_FILE) -> list[Found]:
     would use for it (`[host]:port`, else the port-less name). BadInput when the file cannot be read."""
     path = Path(os.path.expanduser(str(source)))
     try:
-        known = known_hosts.load(path)
+        known = _load(path)
     except OSError as exc:
         raise BadInput(
             f"{source}: cannot be read ({type(exc).__name__}). Fix: connect once by hand (ssh -p PORT USER@HOST), "
@@ -95,7 +125,7 @@ def discover(s: Settings, source: Path = USER_FILE) -> list[Found]:
     for role, host, port in endpoints(s.cluster):
         found = Found(role, known_hosts.host_name(host, port))
         for name in dict.fromkeys([known_hosts.host_name(host, port), known_hosts.host_name(host, 22)]):
-            entries = known_hosts.matching(known, name)
+            entries = _matching(known, name)
             for e in entries:
                 marker = f"{e.marker} " if e.marker else ""
                 found.lines.append(_line(e, name))
@@ -106,9 +136,19 @@ def discover(s: Settings, source: Path = USER_FILE) -> list[Found]:
     return out
 
 
-def add(s: Settings, source: Path = USER_FILE) -> tuple[Path, list[Found], int]:
-    """Append the lines `discover` finds to `<root>/.gitlab/known_hosts` (those not there yet); returns
-    (the file, what was found, how many lines were added). The file is replaced atomically."""
+def show(s: Settings, source: Path = USER_FILE, out: TextIO | None = None) -> None:
+    """`mlops known-hosts show`: the lines `discover` finds, with their fingerprints."""
+    out = out or sys.stdout
+    for found in discover(s, source):
+        print(f"{found.role} {found.name} of cluster {s.cluster.name}, in {source}:", file=out)
+        for line in found.shown or ["no line: connect once by hand (ssh), compare the fingerprint, accept it"]:
+            print(f"  {line}", file=out)
+
+
+def add(s: Settings, source: Path = USER_FILE, out: TextIO | None = None) -> tuple[Path, int]:
+    """`mlops known-hosts add`: append the lines `discover` finds to `<root>/.gitlab/known_hosts` (those not
+    there yet), atomically; prints each fingerprint; returns (the file, how many lines were added)."""
+    out = out or sys.stdout
     found = discover(s, source)
     missing = [f.name for f in found if not f.lines]
     if missing:
@@ -117,7 +157,7 @@ def add(s: Settings, source: Path = USER_FILE) -> tuple[Path, list[Found], int]:
             "connect once by hand (ssh -p PORT USER@HOST), compare the fingerprint ssh shows with the one the "
             "cluster publishes, accept it, then run this again"
         )
-    path = known_hosts.pinned_path(s.root)
+    path = Path(s.root) / PINNED
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     have = {line.strip() for line in text.splitlines()}
     new = [line for f in found for line in f.lines if line not in have]
@@ -129,4 +169,12 @@ def add(s: Settings, source: Path = USER_FILE) -> tuple[Path, list[Found], int]:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
-    return path, found, len(new)
+    for f in found:
+        for line in f.shown:
+            print(f"{f.role} {f.name}: {line}", file=out)
+    print(
+        f"{path}: {len(new)} line(s) added; compare the fingerprints above with the ones the cluster publishes, "
+        "then commit it",
+        file=out,
+    )
+    return path, len(new)

@@ -25,7 +25,6 @@ def check_login(s: Settings, env: Mapping[str, str] = os.environ) -> Result:
         session = Session(
             Endpoint(c.host, int(c.port), c.user),
             c.auth,
-            known=known_hosts.pinned_path(s.root),
             jump=Endpoint.parse(c.jump_host, c.user) if c.jump_host else None,
             ssh_key_setting=c.ssh_key or None,
             env=env,
@@ -33,7 +32,9 @@ def check_login(s: Settings, env: Mapping[str, str] = os.environ) -> Result:
         with session:
             session.run("true", timeout=30)
     except MlopsError as exc:
-        return Result(item, FAIL, str(exc), "see the message; `mlops check-credentials` without --online checks the files")
+        return Result(
+            item, FAIL, str(exc), "see the message; `mlops check-credentials` without --online checks the files"
+        )
     except Exception as exc:  # anything unforeseen: named by type, never a traceback
         return Result(item, FAIL, f"{type(exc).__name__}: {sources.sanitize(exc, 300)}", "see the message")
     return Result(item, PASS, "logged in and ran a command")

@@ -78,14 +78,10 @@ def check_password(password: str | None) -> Result:
     """The service password (auth totp+password): set, and maskable by GitLab."""
     item = f"service password (${PASSWORD_VAR})"
     if not password:
-        return Result(
-            item, MISSING, "not set", f"export the cluster account's service password as {PASSWORD_VAR}"
-        )
+        return Result(item, MISSING, "not set", f"export the cluster account's service password as {PASSWORD_VAR}")
     why = masking_problem(password)
     if why:
-        return Result(
-            item, FAIL, f"GitLab cannot mask it: {why}", f"check the value you exported as {PASSWORD_VAR}"
-        )
+        return Result(item, FAIL, f"GitLab cannot mask it: {why}", f"check the value you exported as {PASSWORD_VAR}")
     return Result(item, PASS, f"set, {len(password)} characters")
 
 

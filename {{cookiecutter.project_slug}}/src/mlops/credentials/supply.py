@@ -1,6 +1,7 @@
 """Where a secret's value comes from on this machine: the environment (the user exports the values
 of the cluster at hand), else a hidden prompt when a person is at a terminal. Never a file of ours,
-never a command line, never an echo."""
+never a command line, never an echo. And where a code-login cluster's one-time codes come from: a
+stored HPC_TOTP_SECRET, or a code typed (HPC_OTP) by whoever starts a cluster job."""
 
 from __future__ import annotations
 
@@ -8,9 +9,16 @@ import getpass
 import os
 import sys
 from collections.abc import Mapping
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
+from .. import civars
+from ..errors import BadInput
 from .result import in_ci
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+CODES = ("stored", "typed")  # a code-login cluster: HPC_TOTP_SECRET stored, or HPC_OTP typed at each job
 
 
 def can_prompt(env: Mapping[str, str] = os.environ, stdin: TextIO | None = None) -> bool:
@@ -29,3 +37,14 @@ def secret(name: str, env: Mapping[str, str] = os.environ, prompt: bool = False,
         return value.strip() or None
     label = f"{name} for cluster {cluster}" if cluster else name
     return getpass.getpass(f"{label} (input hidden, Enter to skip): ").strip() or None
+
+
+def check_codes(s: Settings, codes: str) -> None:
+    """BadInput unless `codes` is a choice that fits the selected cluster's auth."""
+    if codes not in CODES:
+        raise BadInput(f"--codes: {codes!r} is not one of {', '.join(CODES)}")
+    if codes == "typed" and s.cluster.auth not in civars.CODE_AUTH:
+        raise BadInput(
+            f"--codes typed: cluster {s.cluster.name} logs in with auth {s.cluster.auth!r}, which asks for no "
+            "one-time code. Fix: leave --codes out"
+        )

@@ -22,12 +22,19 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from .. import civars, options
+from ..credentials import supply
 from ..errors import BadInput
 from . import LOCAL_FILE
-from .plan import Plan
+from .plan import Plan, plan
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 HEADER = (
     "# gitlab-ci-local variables: written by `mlops variables local --cluster NAME`; holds secrets.\n"
@@ -45,7 +52,9 @@ def read(path: Path) -> dict[str, dict]:
         doc = json.loads(body) if body.strip() else {}
     except ValueError:
         doc = None
-    if not isinstance(doc, dict) or not all(isinstance(v, dict) and isinstance(v.get("values"), dict) for v in doc.values()):
+    if not isinstance(doc, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("values"), dict) for v in doc.values()
+    ):
         raise BadInput(
             f"{path.name}: not in the form `mlops variables local` writes (edited by hand, or from 0.2). "
             f"Fix: mlops variables local --remove, then write it again for each cluster"
@@ -95,8 +104,29 @@ def write(root: Path, plan: Plan) -> Path:
     return path
 
 
-def remove(root: Path) -> Path:
+def remove_file(root: Path) -> Path:
     """Delete the file (all clusters' values); the path, whether it existed or not."""
     path = Path(root) / LOCAL_FILE
     path.unlink(missing_ok=True)
     return path
+
+
+def local(
+    s: Settings,
+    codes: str = "stored",
+    remove: bool = False,
+    env: Mapping[str, str] = os.environ,
+    out: TextIO | None = None,
+) -> None:
+    """`mlops variables local [--cluster NAME]`: the selected cluster's values into the file (or remove it)."""
+    out = out or sys.stdout
+    if remove:
+        print(f"removed {remove_file(s.root)}", file=out)
+        return
+    planned = plan(s, env, codes, local=True, prompt=supply.can_prompt(env))
+    path = write(s.root, planned)
+    for note in planned.notes:
+        print(note, file=out)
+    print(
+        f"wrote cluster {s.cluster.name}'s values into {path} (mode 0600, gitignored; values are not shown)", file=out
+    )

@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING
 from .. import civars
 from ..credentials import keyfile, shapes, supply
 from ..credentials.result import CredentialError, Result
-from ..errors import BadInput
 
 if TYPE_CHECKING:
     from ..settings import Settings
 
-CODES = ("stored", "typed")  # where a code-login cluster's one-time codes come from
+CODES = supply.CODES
 
 
 @dataclass(frozen=True)
@@ -45,17 +44,6 @@ class Plan:
     problems: list[str] = field(default_factory=list)
 
 
-def check_codes(s: Settings, codes: str) -> None:
-    """BadInput unless `codes` is a choice that fits the selected cluster's auth."""
-    if codes not in CODES:
-        raise BadInput(f"--codes: {codes!r} is not one of {', '.join(CODES)}")
-    if codes == "typed" and s.cluster.auth not in civars.CODE_AUTH:
-        raise BadInput(
-            f"--codes typed: cluster {s.cluster.name} logs in with auth {s.cluster.auth!r}, which asks for no "
-            "one-time code. Fix: leave --codes out"
-        )
-
-
 def plan(
     s: Settings, env: Mapping[str, str] = os.environ, codes: str = "stored", local: bool = False, prompt: bool = False
 ) -> Plan:
@@ -63,7 +51,7 @@ def plan(
     bad value (each is a line of `problems`, naming the variable, the cluster and the fix, never the value).
 
     `local`: for gitlab-ci-local, the key is given as its file's path (gitlab-ci-local copies the file)."""
-    check_codes(s, codes)
+    supply.check_codes(s, codes)
     name = s.cluster.name
     out = Plan(name)
     for v in civars.needed(s.cluster.auth, s.wandb.mode):

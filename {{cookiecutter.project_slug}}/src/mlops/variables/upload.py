@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from .. import civars
 from ..credentials import gitlab_api, shapes, supply
+from ..credentials.checks import GitLabTarget
 from ..credentials.result import report
 from ..errors import BadInput, WorkFailed
 from .plan import Planned, plan
@@ -32,20 +33,19 @@ def flags(p: Planned) -> str:
 
 def upload(
     s: Settings,
-    project: str,
-    url: str,
-    token: str | None,
+    target: GitLabTarget,
     apply: bool = False,
     codes: str = "stored",
-    click_role: str = gitlab_api.DEFAULT_CLICK_ROLE,
     env: Mapping[str, str] = os.environ,
     out: TextIO | None = None,
 ) -> None:
-    """Set the selected cluster's variables (and the shared ones) on GitLab project `project` (path or id).
+    """Set the selected cluster's variables (and the shared ones) on the GitLab project of `target`; the
+    token from $GITLAB_TOKEN (never an argument: it would be on a command line).
 
     Raises BadInput before anything is sent (a bad or missing value, a wrong token, GitLab unreachable:
     nothing was changed) and WorkFailed when GitLab refuses one midway (the ones before it were set)."""
     out = out or sys.stdout
+    project, url, token = target.project, target.url, env.get(civars.GITLAB_TOKEN, "").strip() or None
     planned = plan(s, env, codes, prompt=supply.can_prompt(env))
     problems = list(planned.problems)
     if token:  # a dry run needs no token, but a wrong one is better caught now than at --apply
@@ -83,7 +83,7 @@ def upload(
         existing.add((p.variable.name, p.scope))
         print(f"{action} {p.variable.name} ({flags(p)})", file=out)
     ci = gitlab_api.read(proj, existing)
-    report(gitlab_api.advise(s, ci, click_role, url, project), out, title="pipeline variables")
+    report(gitlab_api.advise(s, ci, target.click_role, url, project), out, title="pipeline variables")
 
 
 def _set(proj, p: Planned, exists: bool) -> str:
