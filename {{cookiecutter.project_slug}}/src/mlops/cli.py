@@ -50,7 +50,23 @@ def _cmd_run(args) -> int:
 
 def _cmd_config_check(args) -> int:
     # main() has loaded and checked the file already (settings.load raises Problems, exit 2).
+    from . import ci
+
+    s = settings.load()
+    problem = ci.drift(s.root, ci.cluster_names(s))
+    if problem:
+        raise errors.BadInput(problem)
     print(f"{settings.find_root() / settings.FILENAME}: ok")
+    return 0
+
+
+def _cmd_ci_write(args) -> int:
+    from . import ci
+
+    s = settings.load()
+    names = ci.cluster_names(s)
+    changed = ci.write(s.root, names)
+    print(f"{ci.CI_FILE}: {'wrote' if changed else 'already has'} the jobs of cluster(s) {', '.join(names)}")
     return 0
 
 
@@ -412,6 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_config = sub.add_parser("config", help="check mlops.toml")
     csub = p_config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     csub.add_parser("check", help="validate mlops.toml with the template's rules").set_defaults(func=_cmd_config_check)
+
+    p_ci = sub.add_parser("ci", help="the pipeline's per-cluster jobs")
+    cisub = p_ci.add_subparsers(dest="ci_command", required=True, metavar="ACTION")
+    cisub.add_parser(
+        "write", help="write .gitlab-ci.yml's include of .gitlab/ci/cluster.yml, one per cluster of mlops.toml"
+    ).set_defaults(func=_cmd_ci_write)
 
     p = sub.add_parser(
         "check-credentials",
