@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops import ci, errors, jobenv, variables
+from mlops import ci, civars, errors, jobenv
 from support.render import PROJECT_TEMPLATE
 
 JOB_SH = PROJECT_TEMPLATE / ".gitlab" / "ci" / "job.sh"
@@ -113,7 +113,7 @@ def test_jobenv_keeps_the_table_and_checked_job_data_only():
     assert set(kept) == {*KEPT, "HPC_PASSWORD", "HPC_OTP", "PATH", "HOME", "CI_COMMIT_SHA", "CI_COMMIT_REF_NAME"} | {
         "CI_PROJECT_ID"
     }
-    assert jobenv.SECRET_NAMES == {v.name for v in variables.VARIABLES}
+    assert jobenv.SECRET_NAMES == {v.name for v in civars.VARIABLES}
 
 
 @pytest.mark.parametrize(

@@ -25,11 +25,11 @@ import re
 import sys
 from collections.abc import Mapping
 
-from . import errors, variables
+from . import civars, errors
 
 # The names of the CI/CD variables the project stores or a person types (HPC_*, MLOPS_TRIGGER_TOKEN,
-# WANDB_API_KEY): the variable table is the one source.
-SECRET_NAMES = frozenset(v.name for v in variables.VARIABLES)
+# WANDB_API_KEY): mlops.civars is the one table of them.
+SECRET_NAMES = frozenset(v.name for v in civars.VARIABLES)
 _ID = re.compile(r"[0-9]{1,20}")
 # GitLab's job data the tool uses, with the shape GitLab gives it (docs.gitlab.com, predefined variables).
 JOB_DATA: dict[str, re.Pattern[str]] = {

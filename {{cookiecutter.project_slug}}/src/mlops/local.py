@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import TextIO
 
 from . import params, rundir, runenv, settings, stages
-from .errors import WorkFailed
-from .results import read, reports, table
-from .results.caps import Caps
+from .errors import BadInput, WorkFailed
+from .results import outdir, read, reports, table
 from .results.plot import plot
 from .results.text import printable
 
@@ -141,7 +140,7 @@ def run_local(
         )
     total, failed = len(index), 0
     print(f"  model  {total} configurations, {jobs} at a time", file=out)
-    caps = Caps.from_settings(cfg)
+    caps = cfg.collect
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = [pool.submit(_train_one, cfg, run, entry, env) for entry in index]
         for done, future in enumerate(as_completed(futures), 1):
@@ -155,17 +154,17 @@ def run_local(
             print(line, file=out, flush=True)
     rows, problems = read.run_rows(run, caps)
     bad = sum(r["status"] != "completed" or bool(r["problems"]) for r in rows) + len(problems)
-    files = {"summary.json": reports.summary_json(rows, run_id, problems, []), "summary.csv": reports.summary_csv(rows)}
+    files = {"summary.json": reports.summary_json(rows, run_id, problems), "summary.csv": reports.summary_csv(rows)}
     try:
         files["sweep.png"] = plot(rows)
     except Exception as exc:  # noqa: BLE001 (a plot must never cost the summary; no matplotlib: pip install .[report])
         print(f"  sweep.png not drawn ({type(exc).__name__}: {printable(exc, 100)})", file=out)
     where = run / "results"
     try:
-        reports.write_all(where, files)
-    except OSError:  # the research code replaced results/ by something else: write beside it
+        outdir.write_all(where, files, cfg.root)
+    except (OSError, BadInput):  # the research code replaced results/ by something else: write beside it
         where = run
-        reports.write_all(where, files)
+        outdir.write_all(where, files, cfg.root)
     print(f"  {len(rows) - bad}/{total} completed", file=out)
     print(
         table.table(
