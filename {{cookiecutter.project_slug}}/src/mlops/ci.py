@@ -42,10 +42,11 @@ def _split(text: str, path: Path) -> tuple[str, str, str]:
 
 
 def drift(root: Path, clusters: Sequence[str]) -> str | None:
-    """None when `.gitlab-ci.yml` includes cluster.yml once per cluster in this order, else the problem and fix."""
+    """None when `.gitlab-ci.yml` includes cluster.yml once per cluster in this order (or there is no
+    `.gitlab-ci.yml`: a project run from a laptop only), else the problem and its fix."""
     path = root / CI_FILE
     if not path.is_file():
-        return f"{CI_FILE}: missing. Fix: restore it from the template"
+        return None
     _, current, _ = _split(path.read_text(encoding="utf-8"), CI_FILE)
     if current == block(clusters):
         return None
@@ -71,13 +72,3 @@ def write(root: Path, clusters: Sequence[str]) -> bool:
     tmp.write_text(before + new + after, encoding="utf-8")
     tmp.replace(path)
     return True
-
-
-def cluster_names(s: object) -> tuple[str, ...]:
-    """The cluster names of loaded settings in file order (`Settings.clusters`; a one-cluster 0.2 file:
-    the first DNS label of its host, lower-cased, the name 0.2's pipeline used)."""
-    names = getattr(s, "clusters", None)
-    if names:
-        return tuple(names)
-    host: str = s.cluster.host  # type: ignore[attr-defined]
-    return (host.split(".")[0].lower(),)

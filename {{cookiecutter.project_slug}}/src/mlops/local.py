@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TextIO
 
-from . import params, rundir, runenv, settings, stages
+from . import params, rundir, runenv, runid, settings, stages
 from .errors import BadInput, WorkFailed
 from .results import outdir, read, reports, table
 from .results.plot import plot
@@ -112,7 +112,7 @@ def run_local(
     """Run the whole sweep; returns (run dir, number of failed configurations)."""
     cfg = settings.load(root)
     params.validate(cfg.root / "params" / "parameters.json")  # fail before creating anything
-    run_id = run_id or rundir.new_run_id()
+    run_id = runid.check(run_id, "--run-id") if run_id else runid.new()
     run = rundir.create(
         cfg.root / "runs",
         run_id,

@@ -13,7 +13,6 @@ import datetime as dt
 import getpass
 import json
 import os
-import secrets
 import subprocess
 from pathlib import Path
 
@@ -45,12 +44,6 @@ FIXES = {
     "cancelled": "cancelled (mlops cancel, scancel, a failed stage before it, or an admin): `mlops submit "
     "--failed-only` reruns it",
 }
-
-
-def new_run_id(prefix: str = "local") -> str:
-    """Unique, sortable and safe in paths, env files and W&B ids."""
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    return f"{prefix}-{stamp}-{secrets.token_hex(2)}"
 
 
 def git_commit(root: Path) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from .. import rundir
+from .. import rundir, runid
 from ..errors import BadInput, MlopsError, WorkFailed
 from ..options import TOTP_METHODS
 from ..remote import Remote
@@ -124,9 +124,7 @@ def collect_all_final(session: Remote, s: Settings, out_dir: Path, out: TextIO =
 
     collected, failed = [], []
     for name, done in reader.list_runs(session, f"{s.cluster_root}/runs"):
-        try:
-            state.check_run_id(name)
-        except BadInput:
+        if not runid.valid(name):
             print(f"  skipping {name[:60]!r}: not a run id", file=out)
             continue
         if done:
