@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -195,7 +196,7 @@ def shell_variables(plant: Plant) -> dict[str, str]:
 
 
 class TcpRecorder:
-    """A TCP stand-in on 127.0.0.1 that records each connection (and the first bytes it sends), answers
+    """A TCP stand-in on 127.0.0.1 that records each connection (when, and the first bytes it sends), answers
     with an SSH banner and closes: the cluster a job may log in to, or an attacker's server that must
     receive nothing. Use as a context manager."""
 
@@ -213,6 +214,7 @@ class TcpRecorder:
                 conn, peer = self._sock.accept()
             except OSError:
                 return
+            at = time.time()
             with conn:
                 conn.settimeout(5)
                 data = b""
@@ -221,7 +223,7 @@ class TcpRecorder:
                     data = conn.recv(65536)
                 except OSError:
                     pass
-                self.connections.append({"peer": peer, "data": data})
+                self.connections.append({"peer": peer, "data": data, "at": at})
 
     def __enter__(self) -> TcpRecorder:
         self._thread.start()
