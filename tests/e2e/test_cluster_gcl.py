@@ -40,7 +40,7 @@ pytestmark = [
 ]
 
 PARAMETERS = {"fixed": {"horizon": 24, "test_fraction": 0.2, "seed": 0, "alpha": 1.0}, "grid": {"window": [24, 48]}}
-RUN_ID = "pgcl"
+RUN_ID = "p4242"  # the click's pipeline: mlops takes p<CI_PIPELINE_ID> (mlops.runid)
 
 
 def _yaml_block(text: str) -> str:
@@ -113,7 +113,7 @@ def gcl(p, *args, **variables):
     host = p["registry"].host
     variables = {
         "CI_COMMIT_REF_PROTECTED": "true",
-        "MLOPS_RUN_ID": RUN_ID,
+        "CI_PIPELINE_ID": RUN_ID[1:],
         "CI_REGISTRY": host,
         "CI_REGISTRY_IMAGE": f"{host}/group/proj",
         **variables,

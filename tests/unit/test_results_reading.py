@@ -146,12 +146,10 @@ def project(tmp_path, monkeypatch):
 
 
 def _named(cfg, name: str):
-    """The settings with the cluster called `name` (Settings.select once clusters are named in mlops.toml)."""
+    """The settings with the selected cluster called `name` (as a [clusters.NAME] block would)."""
     import dataclasses
 
-    if hasattr(cfg, "select") and name in getattr(cfg, "clusters", ()):
-        return cfg.select(name)
-    return dataclasses.replace(cfg, cluster=dataclasses.replace(cfg.cluster, host=f"{name}.example.org"))
+    return dataclasses.replace(cfg, cluster=dataclasses.replace(cfg.cluster, name=name, host=f"{name}.example.org"))
 
 
 def test_runs_lists_local_runs_and_collected_results_of_every_cluster(project, capsys):

@@ -206,7 +206,7 @@ def project(tmp_path, monkeypatch):
     cfg = results_settings.make(root, cluster)
     good_run.make(cluster / "proj" / "runs" / "p1")
     monkeypatch.chdir(root)
-    return {"root": root, "cfg": cfg, "elsewhere": elsewhere, "cluster": collect.cluster_name(cfg)}
+    return {"root": root, "cfg": cfg, "elsewhere": elsewhere, "cluster": cfg.cluster.name}
 
 
 def _collect(p, out="results"):
@@ -304,7 +304,7 @@ def test_two_clusters_of_one_commit_sit_side_by_side(project, tmp_path):
     import dataclasses
 
     other = dataclasses.replace(project["cfg"], cluster=dataclasses.replace(project["cfg"].cluster, host="state.x"))
-    if collect.cluster_name(other) == project["cluster"]:
+    if other.cluster.name == project["cluster"]:
         pytest.skip("the settings name their cluster explicitly")  # the multi-cluster Settings: see test_runs_compare
     _collect(project)
     collect.collect(LocalShell({"PATH": os.environ["PATH"]}), other, "p1", Path("results"), out=io.StringIO())

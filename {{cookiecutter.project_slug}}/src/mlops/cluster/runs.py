@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from .. import civars, rundir
+from .. import civars, rundir, runid
 from ..errors import BadInput, MlopsError, WorkFailed
 from ..remote import Remote
 from . import notify, reader, state
@@ -121,9 +121,7 @@ def collect_all_final(session: Remote, s: Settings, out_dir: Path, out: TextIO =
 
     collected, failed = [], []
     for name, done in reader.list_runs(session, f"{s.cluster_root}/runs"):
-        try:
-            state.check_run_id(name)
-        except BadInput:
+        if not runid.valid(name):
             print(f"  skipping {name[:60]!r}: not a run id", file=out)
             continue
         if done:
