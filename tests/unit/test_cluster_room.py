@@ -89,8 +89,8 @@ def test_batch_scripts_take_every_value_from_settings_and_model_resources_only_f
             "time": "02:00:00",
             "mem": "8G",
             "cpus_per_task": 3,
+            "notify_partition": "service",
         },
-        notify={"partition": "service"},
         project={"slug": "proj"},
     )
     trigger = notify.Trigger("https://gitlab.example.org/api/v4/projects/7/trigger/pipeline", "main", 20)

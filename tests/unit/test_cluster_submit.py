@@ -295,7 +295,7 @@ def test_launch_deploys_and_submits_over_one_login(cluster, monkeypatch):
     monkeypatch.chdir(root)
     for name, value in c["env"].items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MLOPS_RUN_ID", "p9")
+    monkeypatch.setenv("CI_PIPELINE_ID", "9")  # the run of this pipeline: p9
     CountingSession.logins = 0
     assert cli.main(["launch"]) == 0
     assert CountingSession.logins == 1 and len(deployed) == 1

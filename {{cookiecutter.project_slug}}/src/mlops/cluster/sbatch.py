@@ -41,7 +41,7 @@ def job_names(slug: str, run_id: str, attempt: int) -> list[str]:
 
 
 def _notify_partition(s: Settings) -> str:
-    return s.notify.partition or s.scheduler.partition
+    return s.scheduler.notify_partition or s.scheduler.partition
 
 
 def directives(s: Settings, job: str) -> dict[str, str]:
