@@ -145,8 +145,12 @@ def test_apptainer_builds_the_lower_sif_from_oci_dir_without_a_reference_and_ove
     assert proc.returncode == 0, proc.stderr
     assert said == {"form": "sif", "built": "1"}
     calls = (c["bin"] / "calls.log").read_text().splitlines()
-    assert calls[0] == f"build --disable-cache {c['store']}/{c['base']}.sif.part oci:{c['store']}/refs/{c['base']}"
-    assert calls[1].startswith("exec --containall --overlay ") and calls[1].endswith(f"{c['base']}.sif /bin/sh -c :")
+    assert calls[:2] == [  # can this runtime mount images here? (a probe image of a few KB)
+        f"build --disable-cache {c['store']}/probe/probe.sif {c['store']}/probe/root",
+        f"exec --containall --overlay {c['store']}/probe/probe.sqfs:ro {c['store']}/probe/probe.sif /bin/true",
+    ]
+    assert calls[2] == f"build --disable-cache {c['store']}/{c['base']}.sif.part oci:{c['store']}/refs/{c['base']}"
+    assert calls[3].startswith("exec --containall --overlay ") and calls[3].endswith(f"{c['base']}.sif /bin/sh -c :")
     assert os.readlink(c["store"] / f"{c['key']}.sif") == f"{c['base']}.sif"
     assert (c["store"] / f"{c['key']}.code.sqfs").is_file()
     proc, said = c["run"]("apptainer", str(c["store"]), c["key"], c["base"], c["code"], "0")
@@ -158,7 +162,10 @@ def test_without_a_usable_dev_fuse_apptainer_falls_back_to_a_sandbox_and_says_wh
     c = cluster
     c["run"]("apptainer", str(c["store"]), c["key"], c["base"], c["code"], "0")  # the sif form first
     (c["bin"] / "nofuse").touch()
+    done = len((c["bin"] / "calls.log").read_text().splitlines())
     proc, said = c["run"]("apptainer", str(c["store"]), c["key"], c["base"], c["code"], "0")
+    calls = (c["bin"] / "calls.log").read_text().splitlines()[done:]
+    assert not [line for line in calls if ".sif.part" in line], "no SIF is built where none can be mounted"
     assert proc.returncode == 0, proc.stderr
     assert said["form"] == "sandbox" and said["built"] == "1" and "/dev/fuse: Permission denied" in said["nofuse"]
     assert not (c["store"] / f"{c['key']}.sif").exists(), "the sif form cannot run here: runs take the sandbox"

@@ -7,10 +7,10 @@ and refuses (DeploySetupError, exit 2) what mlops cannot run contained:
                   `singularity` (>= 1.0)
     charliecloud  ch-run >= 0.25 (creates a bind's mount point), ch-convert, podman, unshare
     podman        podman
-Apptainer/Singularity: `convert` probes whether the runtime can mount the SIF with its squashfs
-overlay here (unprivileged Apptainer needs a /dev/fuse the user can open; a setuid install does not).
-When it cannot, the image is converted to a sandbox directory instead and deploy says why and how
-to fix it (report "form": "sandbox").
+Apptainer/Singularity: `convert` first asks whether the runtime can mount a SIF with a squashfs
+overlay here, with a probe image of a few KB (unprivileged Apptainer needs a /dev/fuse the user can
+open; a setuid install does not). When it cannot, the image is converted to a sandbox directory
+instead (no SIF is built) and deploy says why and how to fix it (report "form": "sandbox").
 """
 
 from __future__ import annotations
