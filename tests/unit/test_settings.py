@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlops import errors, options, params, rundir, runenv, settings, stages
+from mlops.results.reader import file_tail
 from support.render import DEFAULTS, PROJECT_TEMPLATE, answers_for
 
 SKELETON = (PROJECT_TEMPLATE / "mlops.toml").read_text()
@@ -225,9 +226,13 @@ def test_raw_entrypoint_and_merged_helpers(tmp_path, monkeypatch):
         stages.raw_entrypoint(tmp_path, "model")
     log = tmp_path / "log"
     log.write_bytes(b"".join(b"line %d\n" % i for i in range(1000)) + b"\xff end\n")
-    assert rundir.tail(log, lines=2) == "line 999\n\ufffd end"
-    assert rundir.tail(log, lines=50, max_bytes=20).splitlines()[-1] == "\ufffd end"
-    assert rundir.tail(tmp_path / "none") == ""
+    assert file_tail(log, 65536, 2) == "line 999\n\ufffd end"
+    assert file_tail(log, 20, 50).splitlines()[-1] == "\ufffd end"
+    assert file_tail(tmp_path / "none", 100, 5) == ""
+    (tmp_path / "long").write_bytes(b"x" * 5000 + b" Error: out of cheese\n")
+    assert file_tail(tmp_path / "long", 65536, 5, width=30) == "..." + ("x" * 10 + " Error: out of cheese")[-27:]
+    (tmp_path / "link").symlink_to(log)
+    assert file_tail(tmp_path / "link", 100, 5).startswith("(link: ")  # research code's link: not followed
     counts = rundir.count_states(["completed", "failed", "completed"])
     assert rundir.format_counts(counts) == "2 completed, 1 failed"
     monkeypatch.setenv("CI_COMMIT_SHA", "f" * 40)

@@ -27,10 +27,10 @@ from . import params, rundir, runenv, runid, settings, stages
 from .errors import BadInput, WorkFailed
 from .results import outdir, read, reports, table
 from .results.plot import plot
+from .results.reader import file_tail
 from .results.text import printable
 
-LOG_TAIL_LINES = 5
-LOG_TAIL_BYTES = 4096
+PREVIEW_LINES = 5  # of a failed stage's or configuration's log on the console (the reports keep more)
 # What the research code may see of this process's environment (by name); everything else is dropped.
 _PROCESS = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TMPDIR", "TEMP", "TMP")
 _LOCALE = ("LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ")
@@ -69,17 +69,12 @@ def _run_stage(cfg, name: str, env: dict, log: Path) -> None:
             argv, check=False, cwd=cfg.root / name, env=env, stdout=fh, stderr=subprocess.STDOUT
         ).returncode
     if rc != 0:
-        raise StageFailed(f"{name} stage failed (exit {rc}); log {log}:\n{tail(log)}")
+        raise StageFailed(f"{name} stage failed (exit {rc}); log {log}:\n{_preview(cfg, log)}")
 
 
-def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last lines of a log the research code wrote (rundir.tail: bounded, printable, never through a
-    link), each at most 200 characters: the end of a line is the telling part (a 20 MB progress line
-    ends with the error)."""
-    return "\n".join(
-        line if len(line) <= 200 else "..." + line[-197:]
-        for line in rundir.tail(path, lines, LOG_TAIL_BYTES).splitlines()
-    )
+def _preview(cfg: settings.Settings, log: Path) -> str:
+    """The end of a log research code wrote, for the console: bounded, printable, never through a link."""
+    return file_tail(log, cfg.collect.log_tail_bytes, PREVIEW_LINES, width=200)
 
 
 def _train_one(cfg, run: Path, entry: dict, base_env: dict) -> dict:
@@ -150,7 +145,7 @@ def run_local(
             line = f"  [{done:>{len(str(total))}}/{total}] {'ok  ' if ok else 'FAIL'} {cid} {result['duration_s']:.1f}s"
             if not ok:
                 line += f" (exit {result['exit_code']}), log: {run / 'results' / cid / 'log'}"
-                line += "".join(f"\n        | {x}" for x in tail(run / "results" / cid / "log").splitlines())
+                line += "".join(f"\n        | {x}" for x in _preview(cfg, run / "results" / cid / "log").splitlines())
             print(line, file=out, flush=True)
     rows, problems = read.run_rows(run, caps)
     bad = sum(r["status"] != "completed" or bool(r["problems"]) for r in rows) + len(problems)

@@ -61,25 +61,6 @@ def git_commit(root: Path) -> str:
         return "unknown"
 
 
-def tail(path: Path, lines: int = 30, max_bytes: int = 65536) -> str:
-    """The last `lines` lines of a log, reading at most its last `max_bytes` bytes (logs may be huge);
-    "" when the file does not exist. The one log-tail helper. The log was written by research code:
-    it is opened without following a link and must be a regular file; undecodable bytes are replaced
-    and control characters dropped (mlops.results.text.tail), so the text is safe for a terminal."""
-    from .results.read import RunReader, Unreadable
-    from .results.text import tail as text_tail
-
-    path = Path(path)
-    try:
-        with RunReader(path.parent) as reader:
-            data = reader.read(path.name, max_bytes, tail=True)
-    except FileNotFoundError:
-        return ""
-    except (OSError, Unreadable) as exc:
-        return f"({path.name}: {exc})"
-    return text_tail(data or b"", max_bytes, lines)
-
-
 def count_states(statuses: list[str]) -> dict[str, int]:
     """State -> number of configurations in it, for every state of STATES (in that order)."""
     return {state: sum(s == state for s in statuses) for state in STATES}
