@@ -40,11 +40,18 @@ def _cmd_params_expand(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from . import local
+    from . import local, local_one
 
     if not args.local:
         raise UsageError("run: only --local runs from here; the cluster run is `mlops submit`")
-    _, failed = local.run_local(jobs=args.jobs, run_id=args.run_id)
+    if args.config or args.set:
+        if args.resume or args.failed_only:
+            raise UsageError("run --local: --config/--set run one configuration in a new run; not with --resume")
+        _, failed = local_one.run_one(config_id=args.config, sets=args.set, run_id=args.run_id)
+    else:
+        _, failed = local.run_local(
+            jobs=args.jobs, run_id=args.run_id, resume=args.resume, failed_only=args.failed_only
+        )
     return 1 if failed else 0
 
 
@@ -312,7 +319,27 @@ def build_parser() -> argparse.ArgumentParser:
     p_run = sub.add_parser("run", help="run the whole sweep")
     p_run.add_argument("--local", action="store_true", help="on this machine, no containers, no accounts")
     p_run.add_argument("--jobs", "-j", type=int, default=1, help="configurations trained at once")
-    p_run.add_argument("--run-id", default=None, help="name of the run directory (default: local-<time>-<random>)")
+    p_run.add_argument(
+        "--run-id",
+        default=None,
+        help="name of the run directory (default: local-<time>-<random>; with --resume: the newest run)",
+    )
+    p_run.add_argument(
+        "--resume", action="store_true", help="go on with a stopped run: the configurations that did not end"
+    )
+    p_run.add_argument(
+        "--failed-only", action="store_true", help="in an existing run, run every configuration not completed again"
+    )
+    p_run.add_argument(
+        "--config", default=None, metavar="ID", help="run ONE configuration (its id) in the foreground, for debugging"
+    )
+    p_run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="with --config (else the first configuration): change one parameter; repeatable",
+    )
     p_run.set_defaults(func=_cmd_run)
 
     p_build = sub.add_parser("build", help="build, save and push the images (unchanged ones come from the cache)")

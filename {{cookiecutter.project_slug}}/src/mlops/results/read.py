@@ -27,6 +27,9 @@ from .. import rundir
 from .caps import DEFAULT, Caps
 from .text import printable
 
+# The reason given when a configuration's program ended well but left no metrics (the local runner and
+# task.sh both record such a task as failed with exit code 0).
+NO_METRICS = "exit 0 but no metrics.json was written: write RESULT_DIR/metrics.json"
 ID = re.compile(r"[0-9a-f]{10}")  # mlops.params.config_id: the first 10 hex digits of a sha256
 PARAM_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")  # mlops.params.NAME_PATTERN
 INDEX_MAX_BYTES = 64 << 20
@@ -311,6 +314,8 @@ def run_rows(run: str | os.PathLike, caps: Caps = DEFAULT, view: dict | None = N
             }
             if status == "completed" and found is None and not problem:
                 problems.append(f"results/{cid}/metrics.json: missing although the task completed")
+            elif status == "failed" and found is None and not problem and state.get("exit_code") == 0:
+                problems.append(NO_METRICS)
             if status not in ("completed", "pending", "running") or problems:
                 row["log"], problem = log_tail(reader, cid, caps)
                 if problem:
