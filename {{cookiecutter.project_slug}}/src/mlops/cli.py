@@ -34,6 +34,7 @@ def _cmd_params_expand(args) -> int:
     project_dir = args.project_dir or os.environ.get("PROJECT_DIR") or str(Path(out).resolve().parent)
     doc = params.validate(args.params, args.schema, args.max)
     configurations = params.expand(doc)
+    print(f"writing {len(configurations)} env files to {out}", flush=True)  # a huge grid takes a while
     params.write_envs(configurations, Path(out), project_dir)
     print(f"wrote {len(configurations)} env files and index.json to {out}")
     return 0

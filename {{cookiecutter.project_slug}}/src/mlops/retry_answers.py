@@ -72,12 +72,15 @@ def retry_command(answers: dict, path: Path) -> str:
 
 
 def refuse(problems: list[options.Problem], answers: dict, project_dir: Path, out: TextIO = sys.stderr) -> int:
-    """Say what was refused and how to go on; keep the good answers beside the project folder. Returns 1."""
+    """Say what was refused and how to go on; keep the good answers in the output dir (where the project
+    folder would have been). Returns 1."""
     print("mlops-template: these answers cannot be used (nothing was generated):", file=out)
     for problem in problems:
         print(f"  - {problem}", file=out)
+    # cookiecutter names the output dir; cruft does not, and renders into the project dir's parent
+    directory = Path(answers.get("_output_dir") or Path(project_dir).resolve().parent)
     try:
-        path = write(Path(project_dir).resolve().parent, good_answers(answers, problems))
+        path = write(directory, good_answers(answers, problems))
     except OSError as exc:
         print(f"mlops-template: could not keep your other answers ({exc.strerror}); start again", file=out)
         return 1

@@ -1,5 +1,7 @@
 """The cluster commands mlops builds, checked without a cluster: runtime argv, batch scripts, states.
 
+(Moved from the rendered project's tests/ in 0.3: the machinery is tested in the template.)
+
 Apptainer and Singularity cannot be installed on the template's test machines, so their commands
 are checked here against the documented syntax (`apptainer build X.sif oci:LAYOUT:REF`,
 `apptainer run --env-file F --bind SRC:DST --nv X.sif`); podman, charliecloud and SLURM also run
@@ -137,9 +139,9 @@ def test_bad_runtime_and_digest_are_named():
 
 
 def test_raw_entrypoint_is_the_dockerfiles():
-    from conftest import ROOT
+    from support.render import PROJECT_TEMPLATE  # the ENTRYPOINT line has no Jinja in it
 
-    assert stages.raw_entrypoint(ROOT, stages.BY_NAME["model"])[0] in ("python", "python3")
+    assert stages.raw_entrypoint(PROJECT_TEMPLATE, stages.BY_NAME["model"])[0] in ("python", "python3")
 
 
 @pytest.mark.parametrize(
