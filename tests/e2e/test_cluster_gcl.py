@@ -29,6 +29,7 @@ from support.infra.fixtures import registry, rootless_podman, slurm_cluster, ssh
 from support.infra.sshd_totp import CodeBook
 from support.project import TriggerStandIn, argv_with
 from support.render import render
+from support.results_checks import collected_run, metrics_of
 
 pytestmark = [
     pytest.mark.timeout(2400),
@@ -52,8 +53,10 @@ def pipeline(ssh_server, rootless_podman, registry, tmp_path_factory):
     env = ps.build_env(ps.store_env(cache))
     workdir = shared_tmpdir("mlops-gcl-hpc-")
     shutil.chown(workdir, ssh_server.user, ssh_server.user)
+    gitlab = TriggerStandIn()  # GitLab's trigger endpoint: project.gitlab_host (plain http on loopback)
     project = render(
         tmp_path_factory.mktemp("render"),
+        gitlab_host=gitlab.host,
         hpc_host=ssh_server.host,
         hpc_port=ssh_server.port,
         hpc_user=ssh_server.user,
@@ -98,7 +101,10 @@ def pipeline(ssh_server, rootless_podman, registry, tmp_path_factory):
         "server": ssh_server,
         "codes": CodeBook(ssh_server.totp_secret),
         "runs": workdir / project.name / "runs",
+        "gitlab": gitlab,
     }
+    gitlab.shutdown()
+    gitlab.server_close()
     shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -136,15 +142,11 @@ def click(pipeline):
     HPC_OTP, then the sweep on SLURM until its notify job has called the stand-in trigger endpoint;
     process argv sampled for the canary trigger token meanwhile."""
     p = pipeline
-    gitlab = TriggerStandIn()
+    gitlab = p["gitlab"]
     # the trigger token is a project CI/CD variable (the variables file stands in for GitLab's settings)
     with (p["project"] / ".gitlab-ci-local-variables.yml").open("a") as fh:
         fh.write(f"MLOPS_TRIGGER_TOKEN: {CANARY}\n")
-    ci = {
-        "CI_API_V4_URL": f"http://127.0.0.1:{gitlab.server_port}/api/v4",
-        "CI_PROJECT_ID": "77",
-        "CI_COMMIT_REF_NAME": "main",
-    }
+    ci = {"CI_PROJECT_ID": "77", "CI_COMMIT_REF_NAME": "main"}
     # the push's jobs the click needs, and secret-scan over every tracked file of the rendered project
     # (which jobs a push runs is test_pipeline_schema's rules test; the whole push pipeline is test_pipeline's)
     t0 = time.monotonic()
@@ -158,7 +160,6 @@ def click(pipeline):
         leaks |= argv_with(CANARY)
         time.sleep(0.05)
     time.sleep(2)  # a second request (there must be none) would arrive now
-    gitlab.shutdown()
     print(f"\npush jobs + click + sweep: {time.monotonic() - t0:.1f}s")
     return {"push": push, "deploy": deploy, "logins": logins, "requests": gitlab.requests, "leaks": leaks}
 
@@ -183,38 +184,33 @@ def test_one_click_with_a_typed_code_deploys_and_submits_with_one_login_and_the_
     assert {s: i["digest"] for s, i in report["images"].items()} == {s: i["digest"] for s, i in built.items()}
     assert report["bytes_uploaded"] > 0
     assert len(click["requests"]) == 1, click["requests"]
-    form = click["requests"][0]["form"]
-    assert form["token"] == CANARY and form["ref"] == "main" and form["variables[MLOPS_RUN_ID]"] == RUN_ID
+    assert click["requests"][0]["form"] == {"token": CANARY, "ref": "main"}, "no variables (contract E)"
     assert not click["leaks"], click["leaks"]
 
 
 def test_the_triggered_pipeline_runs_only_collect_triggered_with_every_configurations_results(pipeline, click):
-    """The pipeline GitLab starts for the recorded trigger (CI_PIPELINE_SOURCE=trigger + its variables)
-    runs only collect-triggered, which produces every configuration's artifacts and reports; the canary
-    trigger token is in no file of the run or of the pipelines; a bad run id fails with nothing downloaded."""
+    """The pipeline GitLab starts for the recorded trigger (CI_PIPELINE_SOURCE=trigger, no variables)
+    runs only collect-triggered, which collects every final run the cluster's state lists (the click's)
+    with every configuration's artifacts and reports; the canary trigger token is in no file of the
+    run or of the pipelines; a second trigger finds nothing left to collect."""
     p = pipeline
     assert len(click["requests"]) == 1, click["requests"]
-    form = click["requests"][0]["form"]
-    triggered = {
-        "CI_PIPELINE_SOURCE": "trigger",
-        "HPC_OTP": typed_code(p),
-        **{k[len("variables[") : -1]: v for k, v in form.items() if k.startswith("variables[")},
-    }
-    proc = gcl(p, **triggered)
+    proc = gcl(p, CI_PIPELINE_SOURCE="trigger", HPC_OTP=typed_code(p))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "PASS  collect-triggered" in out, out[-6000:]
     assert ran(out) == {"collect-triggered"}, out[-3000:]
     assert f"run {RUN_ID}: started by pipeline" in out and "notification sent (HTTP 201)" in out, out[-3000:]
-    results = ps.artifacts(p["project"], "collect-triggered") / "results"
-    suite = ET.parse(results / "junit.xml").getroot()
+    run = collected_run(ps.artifacts(p["project"], "collect-triggered") / "results", RUN_ID)
+    suite = ET.parse(run / "junit.xml").getroot()
     assert suite.get("tests") == "2" and suite.get("failures") == "0"
-    assert (results / "metrics.txt").read_text().startswith("configurations_pending 0\n")
-    summary = json.loads((results / "summary.json").read_text())
+    assert metrics_of(run)["configurations_pending"] == "0"
+    assert (run.parent / "metrics.txt").read_text() == (run / "metrics.txt").read_text()  # reports:metrics
+    summary = json.loads((run / "summary.json").read_text())
     assert summary["counts"]["completed"] == 2
     for row in summary["configurations"]:
-        assert (results / RUN_ID / "results" / row["config_id"] / "metrics.json").is_file()
-        assert list((results / RUN_ID / "results" / row["config_id"]).glob("wandb/offline-run-*"))
-    run_json = json.loads((results / RUN_ID / "run.json").read_text())
+        assert (run / "results" / row["config_id"] / "metrics.json").is_file()
+        assert list((run / "results" / row["config_id"]).glob("wandb/offline-run-*"))
+    run_json = json.loads((run / "run.json").read_text())
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=p["project"], capture_output=True, text=True)
     assert run_json["commit"] == head.stdout.strip() and run_json["run_id"] == RUN_ID
     assert (p["run_dir"] / "state" / "collected.json").is_file()
@@ -227,12 +223,10 @@ def test_the_triggered_pipeline_runs_only_collect_triggered_with_every_configura
         for path in root.rglob("*"):
             if path.is_file() and not path.is_symlink():
                 assert CANARY.encode() not in path.read_bytes(), path
-    # a trigger for a run that does not exist, or with a malformed id: exit 2, nothing downloaded
-    for bad in ("p999999", "../x"):
-        proc = gcl(p, CI_PIPELINE_SOURCE="trigger", MLOPS_TRIGGER="collect", MLOPS_RUN_ID=bad, HPC_OTP=typed_code(p))
-        out = proc.stdout + proc.stderr
-        assert "FAIL  collect-triggered" in out, out[-3000:]
-        assert "does not exist" in out or "run id" in out, out[-3000:]
+    # a second trigger (a run id in a pipeline variable changes nothing): nothing final is left to collect
+    proc = gcl(p, CI_PIPELINE_SOURCE="trigger", MLOPS_RUN_ID="p999999", HPC_OTP=typed_code(p))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "collected 0 final run(s)" in out, out[-3000:]
 
 
 def mlops_cli(p, *args) -> subprocess.CompletedProcess:
@@ -287,9 +281,10 @@ def test_a_schedule_collects_every_final_run_once_and_leaves_a_running_one(pipel
         assert ran(out) == {"collect-scheduled", "template-check"}, out[-3000:]
         assert "collected 2 final run(s): s1, s2" in out, out[-3000:]
         results = ps.artifacts(p["project"], "collect-scheduled") / "results"
-        assert sorted(d.name for d in results.iterdir() if d.is_dir()) == ["s1", "s2"]
+        (cluster_dir,) = [d for d in results.iterdir() if d.is_dir()]  # results/<cluster>/<run id> (contract E)
+        assert sorted(d.name for d in cluster_dir.iterdir() if d.is_dir()) == ["s1", "s2"]
         for run_id in ("s1", "s2"):
-            assert ET.parse(results / run_id / "junit.xml").getroot().get("tests") == "2"
+            assert ET.parse(cluster_dir / run_id / "junit.xml").getroot().get("tests") == "2"
             assert (p["runs"] / run_id / "state" / "collected.json").is_file()
         assert not (p["runs"] / "s3" / "state" / "collected.json").exists()
         proc = gcl(p, CI_PIPELINE_SOURCE="schedule", HPC_OTP=typed_code(p))

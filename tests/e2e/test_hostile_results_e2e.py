@@ -24,7 +24,7 @@ from support import hostile_results as hostile
 from support.infra._util import shared_tmpdir
 from support.infra.sshd_totp import TotpSshServer
 from support.render import render
-from support.results_checks import CANARY_ENV, assert_reports_safe, check_rows, file_tree, pth_files
+from support.results_checks import CANARY_ENV, assert_reports_safe, check_rows, collected_run, file_tree, pth_files
 
 pytestmark = [pytest.mark.timeout(900)]
 USER = "mlopshpc"
@@ -109,18 +109,12 @@ def test_collect_of_a_hostile_run_over_ssh(server, hostile_cluster, tmp_path):
     log = proc.stdout + proc.stderr
     print(f"\ncollect of the hostile run over SSH: exit {proc.returncode} in {seconds:.1f}s\n{log[-6000:]}")
     assert proc.returncode == 1, log
-    out = job / "results"
+    out = collected_run(job / "results", "p666")  # results/<cluster>/p666: what came back and the reports
     assert (beside.stat().st_mtime_ns, pth_files()) == before
     assert sorted(p.name for p in job.iterdir()) == ["canary.txt", "results"]
-    assert sorted(p.name for p in out.iterdir()) == [
-        "junit.xml",
-        "metrics.txt",
-        "p666",
-        "summary.csv",
-        "summary.json",
-        "sweep.png",
-    ]
-    tree = file_tree(out / "p666")  # only regular files and directories, modes 0600/0700
+    assert sorted(p.name for p in out.parent.iterdir()) == ["metrics.txt", "p666"]
+    assert {"junit.xml", "metrics.txt", "summary.csv", "summary.json", "sweep.png"} <= {p.name for p in out.iterdir()}
+    tree = file_tree(out, reports=("junit.xml", "metrics.txt", "summary.csv", "summary.json", "sweep.png"))
     assert "envs/index.json" in tree and not any(name.endswith(".env") for name in tree)
     key_body = [line for line in server.client_key_path.read_text().splitlines() if "PRIVATE KEY" not in line]
     secrets = [v for k, v in CANARY_ENV.items() if k != "HPC_OTP"] + key_body
@@ -133,6 +127,6 @@ def test_collect_of_a_hostile_run_over_ssh(server, hostile_cluster, tmp_path):
     check_rows(summary["configurations"], summary["problems"])
     lost = "\n".join(summary["problems"])
     assert "bomb.ckpt" in lost and "not sent by the cluster" in lost and "envs/index.json entry" in lost
-    refused = {s["name"] for s in summary["skipped"]}
+    refused = {s["name"] for s in summary["refused"]}
     assert "results/a000000001/a/x" in refused and "results/a000000001/abs-secret" in refused
     assert "best 3 by mae" in log and "not completed or bad" in log and f"plot: {out / 'sweep.png'}" in log

@@ -124,7 +124,7 @@ def _cmd_template_answers(args) -> int:
 def _cmd_build(args) -> int:
     from . import images
 
-    s = images.settings(
+    s = images.options(
         builder=args.builder,
         push=not args.no_push,
         registry_image=args.registry_image,
@@ -139,7 +139,7 @@ def _cmd_build(args) -> int:
 def _cmd_images_keys(args) -> int:
     from . import images
 
-    for name, key in images.keys(images.settings(push=False)).items():
+    for name, key in images.keys(images.options(push=False)).items():
         print(f"{name}\t{key}")
     return 0
 
@@ -207,7 +207,7 @@ def _submit_in(session, cfg, args, manifest: dict) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the cancel finish
         submit.cancel(session, cfg, run_id)
         return 1
-    print(f"run {run_id}: {state.format_counts(view['counts'])}")
+    print(f"run {run_id}: {rundir.format_counts(view['counts'])}")
     return 0 if view["counts"]["completed"] == len(view["configs"]) else 1
 
 
@@ -240,6 +240,7 @@ def _cmd_launch(args) -> int:
 def _cmd_status(args) -> int:
     import json
 
+    from . import rundir
     from .cluster import state, submit
 
     cfg, session = _cluster_session()
@@ -251,12 +252,14 @@ def _cmd_status(args) -> int:
         print(json.dumps({k: v for k, v in view.items() if k not in hidden}, indent=1, sort_keys=True))
         return 0
     never = "" if view["submitted"] else " (never submitted: `mlops submit` submits it)"
-    print(f"run {run_id} ({view['run_dir']}): {state.format_counts(view['counts'])}{never}")
+    print(f"run {run_id} ({view['run_dir']}): {rundir.format_counts(view['counts'])}{never}")
     for name, stage_state in view["stages"].items():
         print(f"  stage {name:<6} {stage_state}")
     for c in sorted(view["configs"].values(), key=lambda c: c["index"]):
         print(f"  {c['index']:>4} {c['config_id']} {c['status']}")
     print(f"  notification: {state.format_notify(view['notify'])}" + ("; collected" if view["collected"] else ""))
+    for line in state.advice(view["counts"], cfg):
+        print(f"  {line}")
     for line in view["problems"]:
         print(f"  warning: {line}")
     return 0
@@ -264,8 +267,14 @@ def _cmd_status(args) -> int:
 
 def _cmd_collect(args) -> int:
     from .cluster import runs, submit
+    from .results import collect
 
     cfg, session = _cluster_session()
+    why = runs.unattended_skip(cfg) if args.unattended else None
+    if why:  # a triggered or scheduled pipeline: nobody can type a code, so do not try to log in
+        print(f"mlops collect: skipped (--unattended): {why}")
+        return 0
+    os.close(collect.open_output(args.out, cfg))  # a link in --out's path is refused before the login
     if args.all_final:
         with session:
             runs.collect_all_final(session, cfg, args.out)
@@ -274,6 +283,20 @@ def _cmd_collect(args) -> int:
     with session:
         result = runs.collect_run(session, cfg, run_id, args.out, wait=args.wait, require_final=args.require_final)
     return 0 if result["ok"] else 1
+
+
+def _cmd_runs(args) -> int:
+    from .results import compare
+
+    print(compare.runs_command(settings.load(), args.json), end="")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from .results import compare
+
+    print(compare.compare_command(settings.load(), args.a, args.b, args.metric, args.json), end="")
+    return 0
 
 
 def _cmd_cancel(args) -> int:
@@ -420,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_status)
     p = sub.add_parser("collect", help="download results; write junit.xml, metrics.txt, summary and plot")
     p.add_argument("--run-id", default=None, help=run_help)
-    p.add_argument("--out", type=Path, default=Path("results"), help="artifacts directory")
+    p.add_argument("--out", type=Path, default=Path("results"), help="artifacts directory (OUT/<cluster>/<run id>/)")
     p.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="first wait until the sweep is final")
     p.add_argument(
         "--require-final",
@@ -430,9 +453,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--all-final",
         action="store_true",
-        help="every final run not yet collected, each into OUT/<run id>/ (the scheduled pipeline)",
+        help="every final run not yet collected, each into OUT/<cluster>/<run id>/ (the triggered and scheduled "
+        "pipelines)",
+    )
+    p.add_argument(
+        "--unattended",
+        action="store_true",
+        help="exit 0 with one line, without logging in, when the login needs a code a person types",
     )
     p.set_defaults(func=_cmd_collect)
+    p = sub.add_parser("runs", help="the runs on this machine: runs/<id> and results/<cluster>/<id>, best metric")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_runs)
+    p = sub.add_parser("compare", help="two runs side by side; the same configurations with the metric change")
+    p.add_argument("a", help="run A: <run-id>, <cluster>/<run-id> (local/<id> for runs/) or its directory")
+    p.add_argument("b", help="run B, named the same way")
+    p.add_argument("--metric", default=None, help="the metric to compare (default: the primary one, e.g. mae)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_compare)
     p = sub.add_parser("cancel", help="cancel the cluster jobs of a run")
     p.add_argument("--run-id", default=None, help=run_help)
     p.set_defaults(func=_cmd_cancel)

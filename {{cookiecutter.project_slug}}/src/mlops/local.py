@@ -31,8 +31,7 @@ from typing import TextIO
 from . import children, params, rundir, runenv, settings, stages
 from .errors import BadInput, WorkFailed
 from .progress import Progress, duration, is_terminal
-from .results import read, reports, table
-from .results.caps import Caps
+from .results import outdir, read, reports, table
 from .results.plot import plot
 from .results.text import printable
 
@@ -304,10 +303,10 @@ def report(cfg: settings.Settings, run: Path, out: TextIO) -> int:
     """Read the run back (untrusted), write summary.json/.csv and the plot, print the end table.
 
     Returns the number of configurations not completed or bad, plus the run's own problems."""
-    rows, problems = read.run_rows(run, Caps.from_settings(cfg))
+    rows, problems = read.run_rows(run, cfg.collect)
     bad = sum(r["status"] != "completed" or bool(r["problems"]) for r in rows) + len(problems)
     files = {
-        "summary.json": reports.summary_json(rows, run.name, problems, []),
+        "summary.json": reports.summary_json(rows, run.name, problems),
         "summary.csv": reports.summary_csv(rows),
     }
     try:
@@ -316,10 +315,10 @@ def report(cfg: settings.Settings, run: Path, out: TextIO) -> int:
         print(f"  sweep.png not drawn ({type(exc).__name__}: {printable(exc, 100)})", file=out)
     where = run / "results"
     try:
-        reports.write_all(where, files)
-    except OSError:  # the research code replaced results/ by something else: write beside it
+        outdir.write_all(where, files, cfg.root)
+    except (OSError, BadInput):  # the research code replaced results/ by something else: write beside it
         where = run
-        reports.write_all(where, files)
+        outdir.write_all(where, files, cfg.root)
     print(f"  {sum(r['status'] == 'completed' for r in rows)}/{len(rows)} completed", file=out)
     plot_path = str(where / "sweep.png") if "sweep.png" in files else None
     print(table.table(rows, problems, plot_path, str(where / "summary.csv")), end="", file=out)

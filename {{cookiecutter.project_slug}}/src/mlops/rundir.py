@@ -17,8 +17,34 @@ import secrets
 import subprocess
 from pathlib import Path
 
-# Final states a configuration can end in, shared by the local runner, the cluster and collect.
-STATES = ("pending", "running", "completed", "failed", "timeout", "out-of-memory", "cancelled")
+# Every state a configuration can be in, shared by the local runner, the cluster and collect. The
+# cluster's are SLURM's words (squeue(1) "JOB STATE CODES"): a task SLURM put back in the queue
+# (`scontrol requeue`, preemption or a node failure with requeue) is "requeued" and runs again.
+STATES = ("pending", "requeued", "running", "completed", "failed", "timeout", "out-of-memory", "preempted",
+          "node-fail", "boot-fail", "deadline", "cancelled")  # fmt: skip
+# The states that end a configuration; a run is final when every configuration is in one of them.
+FINAL = ("completed", "failed", "timeout", "out-of-memory", "preempted", "node-fail", "boot-fail", "deadline",
+         "cancelled")  # fmt: skip
+# What a user does about each state that is not a success (mlops status, the collect table and junit).
+# `time` and `mem` are keys of the cluster's block of mlops.toml ([clusters.NAME]).
+FIXES = {
+    "requeued": "SLURM put the task back in the queue (requeue, preemption or a node failure); it runs again "
+    "by itself: wait for it",
+    "failed": "the model exited with an error: read the tail of its log",
+    "timeout": "the task hit its time limit: raise `time` in the cluster's block of mlops.toml (or make the "
+    "model faster), then `mlops submit --failed-only`",
+    "out-of-memory": "the task used more memory than it asked for: raise `mem` in the cluster's block of "
+    "mlops.toml, then `mlops submit --failed-only`",
+    "preempted": "a job of higher priority took the node: `mlops submit --failed-only` reruns it (or use a "
+    "partition without preemption)",
+    "node-fail": "the node failed under the task: `mlops submit --failed-only` reruns it; tell the cluster's "
+    "admins when it repeats",
+    "boot-fail": "the node failed to boot for the task: `mlops submit --failed-only` reruns it; tell the "
+    "cluster's admins when it repeats",
+    "deadline": "SLURM's deadline for the job passed before it could run: `mlops submit --failed-only`",
+    "cancelled": "cancelled (mlops cancel, scancel, a failed stage before it, or an admin): `mlops submit "
+    "--failed-only` reruns it",
+}
 
 
 def new_run_id(prefix: str = "local") -> str:

@@ -22,12 +22,14 @@ import shlex
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import BadInput, WorkFailed
+from ..remote import ConnectionLost, RemoteError
 from ..variables import BY_NAME
 from . import codes as codes_mod
 from . import keys, known_hosts, prompts, sources
@@ -47,14 +49,6 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 class LoginFailed(BadInput):
     """Connection or login refused; the message says what to fix (exit 2)."""
-
-
-class RemoteError(WorkFailed):
-    """A remote command failed (exit 1)."""
-
-
-class ConnectionLost(RemoteError):
-    """The server closed the connection after the login (exit 1)."""
 
 
 @dataclass(frozen=True)
@@ -478,6 +472,43 @@ class Session:
         if rc != 0:
             raise RemoteError(f"remote python3 failed (exit {rc}):\n{err[-2000:]}")
         return out
+
+    @contextmanager
+    def hold(
+        self, command: str | list[str], ready: bytes, stdin: bytes | None = None, timeout: float = 3600
+    ) -> Iterator[None]:
+        """Start `command`, wait for `ready` on its stdout, keep it running for the `with` block (mlops.remote)."""
+        import paramiko
+
+        if isinstance(command, list):
+            command = shlex.join(command)
+        try:
+            channel = self.transport.open_session(timeout=CONNECT_TIMEOUT)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise ConnectionLost(
+                f"the connection to {self.endpoint.host} was closed by the server before "
+                f"`{command[:80]}` ({sources.sanitize(exc, 120)})"
+            ) from None
+        try:
+            channel.settimeout(timeout)
+            channel.exec_command(command)
+            if stdin is not None:
+                channel.sendall(stdin)
+            seen = b""
+            while ready not in seen:
+                chunk = channel.recv(4096)
+                if not chunk:
+                    err = channel.recv_stderr(4096).decode(errors="replace")
+                    raise RemoteError(f"`{command[:80]}` ended before it printed {ready.decode()!r}: {err[-500:]}")
+                seen = (seen + chunk)[-(len(ready) + 4096) :]
+            yield
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise ConnectionLost(
+                f"the connection to {self.endpoint.host} was lost during `{command[:80]}` "
+                f"({sources.sanitize(exc, 120)})"
+            ) from None
+        finally:
+            channel.close()
 
     def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
         """Write a remote file created with `mode` from the start (0600: never readable by others)."""
