@@ -26,6 +26,7 @@ FIRST_HOUR = [
     'pip install -e ".[dev]" -r model/requirements.txt',
     "mlops params validate",
     "mlops run --local --jobs 2",
+    "mlops runs",
     "pytest",
 ]
 

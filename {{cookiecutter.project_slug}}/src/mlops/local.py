@@ -7,29 +7,24 @@ processes (mlops.children), and the summary of what finished is still written; `
 with the configurations that did not end, `--failed-only` retries every one that did not complete.
 One configuration in the foreground, for debugging, is mlops.local_one.
 
-The research code gets an allow-listed environment (`child_env`): the stage contract (PROJECT_DIR,
-RUN_ID, WANDB_MODE/PROJECT/ENTITY/RUN_GROUP, then the env file of each configuration) plus what a
-program needs to run here (PASSED: PATH, HOME, locale, temp dir, proxies and CA bundles, Python and
-thread/cache settings). Never a secret: no HPC_*, GITLAB_*, CI_*, WANDB_API_KEY (local runs are
-offline or disabled; `mlops collect` syncs from the machine holding the key). The run directory is
-then read back like a collected one (mlops.results.read: written by student code, so validated),
+The research code gets an allow-listed environment (mlops.local_env), never a secret. The run
+directory is then read back like a collected one (mlops.results.read: written by student code, so validated),
 and the run ends with the same table and plot as `mlops collect`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
-from . import children, params, rundir, runenv, settings, stages
+from . import children, params, rundir, settings, stages
 from .errors import BadInput, WorkFailed
+from .local_env import stage_env
 from .progress import Progress, duration, is_terminal
 from .results import outdir, read, reports, table
 from .results.plot import plot
@@ -37,25 +32,9 @@ from .results.text import printable
 
 LOG_TAIL_LINES = 5
 LOG_TAIL_BYTES = 4096
-# What the research code may see of this process's environment (by name); everything else is dropped.
-_PROCESS = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TMPDIR", "TEMP", "TMP")
-_LOCALE = ("LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ")
-_NETWORK = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
-_CA = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT")
-_PYTHON = ("PYTHONPATH", "PYTHONHASHSEED", "PYTHONUTF8", "PYTHONDONTWRITEBYTECODE", "PYTHONWARNINGS", "VIRTUAL_ENV")
-_COMPUTE = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-_CACHES = ("XDG_CACHE_HOME", "HF_HOME", "TORCH_HOME", "MPLBACKEND", "MPLCONFIGDIR")
-_WANDB = ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_SILENT")  # never the API key
-PASSED = _PROCESS + _LOCALE + _NETWORK + _CA + _PYTHON + _COMPUTE + _CACHES + _WANDB
 # A configuration in one of these states has ended: --resume keeps it (cancelled ones run again).
 ENDED = ("completed", "failed", "timeout", "out-of-memory")
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-
-
-def child_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The allow-listed part of `environ` (default os.environ) that research code may inherit."""
-    source: Mapping[str, str] = os.environ if environ is None else environ
-    return {k: source[k] for k in PASSED if k in source}
 
 
 class StageFailed(WorkFailed):
@@ -68,14 +47,6 @@ class Interrupted(WorkFailed):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.exit_code = 128 + signum
-
-
-def stage_env(cfg: settings.Settings, run: Path, run_id: str) -> dict[str, str]:
-    """The research code's environment: the allow-listed part of ours plus the stage contract (runenv)."""
-    env = child_env()
-    env.update(runenv.stage_env(cfg, run_id, str(run)))
-    env["WANDB_SILENT"] = "true"
-    return env
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

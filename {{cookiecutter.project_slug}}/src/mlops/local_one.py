@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from . import children, local, params, rundir, settings, stages
+from . import children, local, local_env, params, rundir, settings, stages
 from .errors import BadInput
 
 
@@ -85,7 +85,7 @@ def run_one(
     run, run_id = local.new_run(cfg, run_id or rundir.new_run_id("one"), mode="local-one")
     cid = configuration.config_id
     print(f"run {run_id}: {run}\n  configuration {cid}: {_describe(configuration.parameters)}", file=out)
-    env = local.stage_env(cfg, run, run_id)
+    env = local_env.stage_env(cfg, run, run_id)
     context = {k: env[k] for k in params.PASSED_THROUGH if k in env}
     params.write_envs([configuration], run / "envs", str(run), context)  # what the params stage would write
     (run / "state" / "params.rc").write_text("0\n")
