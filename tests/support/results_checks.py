@@ -106,8 +106,11 @@ def collected_run(out: Path, run_id: str) -> Path:
 
 
 def metrics_of(run: Path) -> dict[str, str]:
-    """metrics.txt of a collected run as {name: value}, without the cluster prefix of every name."""
-    prefix = run.parent.name + "_"
+    """metrics.txt of a collected run as {name: value}, without the cluster prefix of every name (the
+    cluster's name as a GitLab metric name: "127" -> "m_127", "state-bw" -> "state_bw")."""
+    from mlops.results.text import metric_name
+
+    prefix = metric_name(run.parent.name) + "_"
     lines = (run / "metrics.txt").read_text().splitlines()
     assert all(line.startswith(prefix) for line in lines), lines
     return dict(line[len(prefix) :].split() for line in lines)
