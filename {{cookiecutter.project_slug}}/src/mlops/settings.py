@@ -242,24 +242,6 @@ def build(parsed: Parsed, root: Path) -> Settings:
                     default_cluster=parsed.default, layout=parsed.layout)  # fmt: skip
 
 
-def summary(s: Settings) -> list[str]:
-    """What `mlops config check` says about a file that loads: its clusters and the default, and for a
-    file in the 0.2 layout how it is read and how to migrate it."""
-    lines = [f"{s.root / FILENAME}: ok"]
-    for cluster, scheduler in s.cluster_blocks:
-        default = " (default)" if cluster.name == s.default_cluster else ""
-        lines.append(f"  cluster {cluster.name}{default}: {cluster.user}@{cluster.host}:{cluster.port}, "
-                     f"{scheduler.kind}, {cluster.runtime}, {cluster.workdir}")  # fmt: skip
-    if s.layout == LAYOUT_0_2:
-        name = s.clusters[0]
-        lines.append(
-            f"  note: the file is in the {LAYOUT_0_2} layout ([cluster] + [scheduler]); it is read as one cluster "
-            f"named {name!r} after its host. Fix: `mlops config migrate` rewrites it as [clusters.{name}] "
-            "(comments kept), where more clusters can follow"
-        )
-    return lines
-
-
 SKELETON_BLOCK = "NAME"  # the template skeleton's one cluster block, renamed to the answer cluster_name
 
 

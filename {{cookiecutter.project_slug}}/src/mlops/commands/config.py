@@ -7,7 +7,7 @@ and, for a 0.2 file, how to migrate it. `migrate` rewrites a 0.2 file in the 0.3
 
 from __future__ import annotations
 
-from .. import settings, settings_write
+from .. import settings_write
 from . import NONE, Verbs
 
 
@@ -25,7 +25,7 @@ def register(verbs: Verbs) -> None:
 
 
 def _check(args, s) -> None:
-    print("\n".join(settings.summary(s)))
+    print("\n".join(settings_write.summary(s)))
 
 
 def _migrate(args, s) -> None:
