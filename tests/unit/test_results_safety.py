@@ -303,9 +303,10 @@ def test_a_link_planted_at_the_temp_name_of_a_report_is_not_followed(tmp_path, m
 def test_two_clusters_of_one_commit_sit_side_by_side(project, tmp_path):
     import dataclasses
 
-    other = dataclasses.replace(project["cfg"], cluster=dataclasses.replace(project["cfg"].cluster, host="state.x"))
-    if other.cluster.name == project["cluster"]:
-        pytest.skip("the settings name their cluster explicitly")  # the multi-cluster Settings: see test_runs_compare
+    # a second [clusters.state] block of the same project, on the same (local) cluster directory
+    cluster = dataclasses.replace(project["cfg"].cluster, name="state", host="state.x")
+    other = dataclasses.replace(project["cfg"], cluster=cluster)
+    assert project["cluster"] != "state"
     _collect(project)
     collect.collect(LocalShell({"PATH": os.environ["PATH"]}), other, "p1", Path("results"), out=io.StringIO())
     names = sorted(p.name for p in (project["root"] / "results").iterdir())
