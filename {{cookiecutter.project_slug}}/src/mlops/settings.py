@@ -192,6 +192,10 @@ def find_root(start: Path | None = None) -> Path:
     raise errors.BadInput(f"no {FILENAME} found in {here} or above. Fix: run mlops inside a rendered project")
 
 
+# What `git merge` / `git apply -3` leave in a file with a conflict (not spelled out here: a test looks for them)
+_CONFLICT_MARKERS = ("<" * 7 + " ", ">" * 7 + " ")
+
+
 def read_data(path: Path) -> dict:
     """mlops.toml parsed by tomllib; errors.Problems for a syntax error (naming the line), and for the
     conflict markers a `cruft update` or `git merge` leaves (naming the way out)."""
@@ -201,7 +205,7 @@ def read_data(path: Path) -> dict:
     except UnicodeDecodeError as exc:
         raise errors.Problems(FILENAME, [f"not UTF-8 text ({exc}). Fix: save it as UTF-8"]) from None
     except tomllib.TOMLDecodeError as exc:
-        markers = [n for n, line in enumerate(text.splitlines(), 1) if line.startswith(("<<<<<<< ", ">>>>>>> "))]
+        markers = [n for n, line in enumerate(text.splitlines(), 1) if line.startswith(_CONFLICT_MARKERS)]
         if markers:
             raise errors.Problems(FILENAME, [
                 f"line {markers[0]}: a merge conflict (from `cruft update` or `git merge`) is not resolved. Fix: keep "

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 NEEDED, OPTIONAL, NONE = "needed", "optional", "none"  # what a verb needs of mlops.toml
-MODULES = ("params", "run", "images", "cluster", "results", "config", "credentials", "variables", "template")
+MODULES = ("params", "run", "images", "cluster", "results", "config", "ci", "credentials", "variables", "template")
 
 Handler = Callable[[argparse.Namespace, Any], None]
 RUN_ID_HELP = "run id (default: p$CI_PIPELINE_ID in CI, else the last run submitted from here to this cluster)"

@@ -2,12 +2,13 @@
 
 `check` is what every verb does first (mlops.cli loads the file, so a missing or inconsistent key is
 reported field by field, `clusters.NAME.key`, with the fix, exit 2); here it also lists the clusters
-and, for a 0.2 file, how to migrate it. `migrate` rewrites a 0.2 file in the 0.3 layout.
+and, for a 0.2 file, how to migrate it; a .gitlab-ci.yml whose cluster jobs differ from the
+clusters is reported with the fix (`mlops ci write`). `migrate` rewrites a 0.2 file in the 0.3 layout.
 """
 
 from __future__ import annotations
 
-from .. import settings_write
+from .. import ci, errors, settings_write
 from . import NONE, Verbs
 
 
@@ -25,6 +26,9 @@ def register(verbs: Verbs) -> None:
 
 
 def _check(args, s) -> None:
+    problem = ci.drift(s.root, s.clusters)  # the pipeline's jobs per cluster (`mlops ci write`)
+    if problem:
+        raise errors.BadInput(problem)
     print("\n".join(settings_write.summary(s)))
 
 
