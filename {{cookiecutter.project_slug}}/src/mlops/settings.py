@@ -76,6 +76,8 @@ class Scheduler:
     mem: str  # SLURM --mem format, e.g. "4G"
     parallel: int  # the %K of the model job array
     notify_partition: str  # "" = partition
+    stage_time: str  # SLURM --time of the params and data jobs
+    stage_mem: str  # SLURM --mem of the params and data jobs
 
 
 @dataclass(frozen=True)

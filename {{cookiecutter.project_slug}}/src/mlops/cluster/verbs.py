@@ -129,7 +129,8 @@ def status(
 
 def _status_lines(s: Settings, run_id: str, view: dict) -> list[str]:
     never = "" if view["submitted"] else " (never submitted: `mlops submit` submits it)"
-    lines = [f"run {run_id} ({view['run_dir']}): {rundir.format_counts(view['counts'])}{never}"]
+    where = f"cluster {s.cluster.name}, {view['run_dir']}"
+    lines = [f"run {run_id} ({where}): {rundir.format_counts(view['counts'])}{never}"]
     lines += [f"  stage {name:<6} {stage_state}" for name, stage_state in view["stages"].items()]
     lines += [
         f"  {c['index']:>4} {c['config_id']} {c['status']}"
