@@ -291,7 +291,8 @@ def test_launch_deploys_and_submits_over_one_login(cluster, monkeypatch):
     (root / "images" / "images.json").write_text(json.dumps(c["manifest"]))
     deployed = []
     monkeypatch.setattr(Session, "from_settings", classmethod(lambda cls, s: CountingSession(c["session"])))
-    monkeypatch.setattr(images, "deploy", lambda session, s, path: deployed.append(session) or {"images": {}})
+    monkeypatch.setattr(images, "local_images", lambda s, path: {})  # the build's layout (none here)
+    monkeypatch.setattr(images, "deploy", lambda session, s, path, images: deployed.append(session) or {"images": {}})
     monkeypatch.chdir(root)
     for name, value in c["env"].items():
         monkeypatch.setenv(name, value)
