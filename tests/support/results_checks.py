@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from mlops.results import caps
+from mlops.results.text import metric_name
 
 from . import hostile_results as hostile
 
@@ -106,11 +107,8 @@ def collected_run(out: Path, run_id: str) -> Path:
 
 
 def metrics_of(run: Path) -> dict[str, str]:
-    """metrics.txt of a collected run as {name: value}, without the cluster prefix of every name (the
-    cluster's name as a GitLab metric name: "127" -> "m_127", "state-bw" -> "state_bw")."""
-    from mlops.results.text import metric_name
-
-    prefix = metric_name(run.parent.name) + "_"
+    """metrics.txt of a collected run as {name: value}, without the cluster prefix of every name."""
+    prefix = metric_name(run.parent.name) + "_"  # a cluster named "127" (127.0.0.1) gives "m_127_"
     lines = (run / "metrics.txt").read_text().splitlines()
     assert all(line.startswith(prefix) for line in lines), lines
     return dict(line[len(prefix) :].split() for line in lines)
