@@ -152,7 +152,7 @@ def bench_settings(root: Path, workdir: Path):
 
     answers = {o.name: (o.choices[0] if o.choices else o.default) for o in options.OPTIONS}
     answers.update(project_name=SLUG, scheduler="none")
-    for name in ("project_slug", "hpc_workdir", "wandb_project"):
+    for name in options.DERIVED_FROM:  # in answer order
         answers[name] = options.derived(name, answers)
     answers["hpc_workdir"] = str(workdir)
     text = settings.fill_toml((PROJECT_TEMPLATE / "mlops.toml").read_text(), answers)

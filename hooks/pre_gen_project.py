@@ -20,7 +20,7 @@ if not REPO_DIR:
         REPO_DIR = ""
 PACKAGE_SRC = Path(REPO_DIR) / "{% raw %}{{cookiecutter.project_slug}}{% endraw %}" / "src"
 
-if REPO_DIR and (PACKAGE_SRC / "mlops" / "options.py").is_file():
+if REPO_DIR and (PACKAGE_SRC / "mlops" / "hooks.py").is_file():
     sys.path.insert(0, str(PACKAGE_SRC))
     from mlops import hooks
 

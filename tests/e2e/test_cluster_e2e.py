@@ -77,9 +77,9 @@ def project(cluster, store_env, gitlab, tmp_path_factory) -> Path:
     )
     (proj / "params" / "parameters.json").write_text(json.dumps(PARAMETERS, indent=1))
     # the single test node has 2 CPUs and 4000 MB: size the tasks for it
-    set_toml(proj, "scheduler", "cpus_per_task", "1")
-    set_toml(proj, "scheduler", "mem", '"300M"')
-    set_toml(proj, "scheduler", "parallel", "2")
+    set_toml(proj, "cluster", "cpus_per_task", "1")
+    set_toml(proj, "cluster", "mem", '"300M"')
+    set_toml(proj, "cluster", "parallel", "2")
     train = proj / "model" / "train.py"
     text = train.read_text()
     anchor = "def main():\n"
@@ -470,7 +470,7 @@ def test_cancel_cancels_the_cluster_jobs(project, cluster, fixed, slurm_cluster)
 
 @pytest.mark.parametrize(
     "setting",
-    [("scheduler", "kind", '"none"'), ("cluster", "runtime", '"charliecloud"')],
+    [("cluster", "scheduler", '"none"'), ("cluster", "runtime", '"charliecloud"')],
     ids=["scheduler-none", "charliecloud"],
 )
 def test_variant_runs_end_to_end(project, cluster, fixed, setting, tmp_path):
@@ -510,7 +510,7 @@ def test_a_time_limit_and_a_requeue_are_reported_as_slurm_says(project, cluster,
     requeued task read as final, so the run was collected and marked before it ran again."""
     variant = tmp_path / project.name
     shutil.copytree(project, variant, ignore=shutil.ignore_patterns(".mlops", "deploy*.json"))
-    set_toml(variant, "scheduler", "time", '"1"')  # the same images: deployed by `fixed` already
+    set_toml(variant, "cluster", "time", '"1"')  # the same images: deployed by `fixed` already
     ok(mlops(variant, cluster, "submit", "--run-id", "slow-1"))
     run_dir = Path(cluster["workdir"]) / project.name / "runs" / "slow-1"
     model_job = json.loads((run_dir / "state" / "jobs.json").read_text())[0]["model"][0]["job"]

@@ -40,7 +40,8 @@ pytestmark = [
 ]
 
 PARAMETERS = {"fixed": {"horizon": 24, "test_fraction": 0.2, "seed": 0, "alpha": 1.0}, "grid": {"window": [24, 48]}}
-RUN_ID = "pgcl"
+CLUSTER = "uni"  # [clusters.uni]: its jobs are deploy-uni, collect-triggered-uni, ...
+RUN_ID = "p4242"  # the click's pipeline: mlops takes p<CI_PIPELINE_ID> (mlops.runid)
 
 
 def _yaml_block(text: str) -> str:
@@ -62,6 +63,7 @@ def pipeline(ssh_server, rootless_podman, registry, tmp_path_factory):
         hpc_user=ssh_server.user,
         hpc_workdir=str(workdir),
         hpc_auth="totp",
+        cluster_name=CLUSTER,
         scheduler="slurm",
         container_runtime="podman",
         wandb_mode="offline",
@@ -77,10 +79,14 @@ def pipeline(ssh_server, rootless_podman, registry, tmp_path_factory):
     # would lose deploy/ and state/. GitLab runs after_script in the job's own dir; cancelling is not run here.
     cluster_yml = project / ".gitlab" / "ci" / "cluster.yml"
     after = (
-        '  after_script:\n    - if [ "$CI_JOB_STATUS" = "canceled" ]; then . .venv/bin/activate && mlops cancel; fi\n'
+        '  after_script:\n    - if [ "$CI_JOB_STATUS" = "canceled" ]; then . .gitlab/ci/job.sh click cancel '
+        "--cluster $[[ inputs.cluster ]]; fi\n"
     )
     assert cluster_yml.read_text().count(after) == 1
     cluster_yml.write_text(cluster_yml.read_text().replace(after, ""))
+    # the tool job downloads the locked wheels from a package index on 127.0.0.1 (PyPI's files, hash-checked)
+    index = ps.LocalIndex(ps.locked_wheels(project, cache)).__enter__()
+    ps.use_index(project, index.url)
     ps.git_init(project)
     # The project's CI/CD variables (untracked; gitlab-ci-local reads this file like GitLab's settings).
     known = ssh_server.known_hosts_line + "\n"
@@ -105,6 +111,7 @@ def pipeline(ssh_server, rootless_podman, registry, tmp_path_factory):
     }
     gitlab.shutdown()
     gitlab.server_close()
+    index.__exit__(None, None, None)
     shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -113,7 +120,7 @@ def gcl(p, *args, **variables):
     host = p["registry"].host
     variables = {
         "CI_COMMIT_REF_PROTECTED": "true",
-        "MLOPS_RUN_ID": RUN_ID,
+        "CI_PIPELINE_ID": RUN_ID[1:],
         "CI_REGISTRY": host,
         "CI_REGISTRY_IMAGE": f"{host}/group/proj",
         **variables,
@@ -128,6 +135,12 @@ def ran(out: str) -> set[str]:
 
 
 CANARY = "glptt-CANARY" + "a1b2c3" * 3
+
+
+def stored_secret(p) -> dict:
+    """What a triggered or scheduled pipeline logs in with: nobody types a code there (collect
+    --unattended skips a cluster without it), so the project stores HPC_TOTP_SECRET (scope hpc/NAME)."""
+    return {"HPC_TOTP_SECRET": p["server"].totp_secret}
 
 
 def typed_code(p) -> str:
@@ -150,9 +163,9 @@ def click(pipeline):
     # the push's jobs the click needs, and secret-scan over every tracked file of the rendered project
     # (which jobs a push runs is test_pipeline_schema's rules test; the whole push pipeline is test_pipeline's)
     t0 = time.monotonic()
-    push = gcl(p, "secret-scan", "build", **ci)
+    push = gcl(p, "secret-scan", "tool", "build", **ci)
     logins = p["server"].count_logins()
-    deploy = gcl(p, "deploy", HPC_OTP=typed_code(p), **ci)  # the click, with the code typed into it
+    deploy = gcl(p, f"deploy-{CLUSTER}", HPC_OTP=typed_code(p), **ci)  # the click, with the code typed into it
     logins = p["server"].count_logins() - logins
     # the sweep runs on SLURM meanwhile; its last job notifies GitLab (bounded wait)
     leaks, deadline = set(), time.monotonic() + 600
@@ -174,10 +187,10 @@ def test_one_click_with_a_typed_code_deploys_and_submits_with_one_login_and_the_
     notify job calls the stand-in trigger endpoint once, with the run id; the canary token is in no argv."""
     p = pipeline
     out = click["deploy"].stdout + click["deploy"].stderr
-    assert click["deploy"].returncode == 0 and "PASS  deploy" in out, out[-6000:]
+    assert click["deploy"].returncode == 0 and f"PASS  deploy-{CLUSTER}" in out, out[-6000:]
     assert click["logins"] == 1, "one click, one login"
     assert "submitted params job" in out and "notify job" in out, out[-3000:]
-    deployed = ps.artifacts(p["project"], "deploy")
+    deployed = ps.artifacts(p["project"], f"deploy-{CLUSTER}")
     assert (deployed / "deploy" / "report.json").is_file(), sorted(map(str, deployed.parent.rglob("*")))[:50]
     report = json.loads((deployed / "deploy" / "report.json").read_text())
     built = ps.manifest(p["project"])["images"]
@@ -195,12 +208,13 @@ def test_the_triggered_pipeline_runs_only_collect_triggered_with_every_configura
     run or of the pipelines; a second trigger finds nothing left to collect."""
     p = pipeline
     assert len(click["requests"]) == 1, click["requests"]
-    proc = gcl(p, CI_PIPELINE_SOURCE="trigger", HPC_OTP=typed_code(p))
+    proc = gcl(p, CI_PIPELINE_SOURCE="trigger", **stored_secret(p))
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0 and "PASS  collect-triggered" in out, out[-6000:]
-    assert ran(out) == {"collect-triggered"}, out[-3000:]
-    assert f"run {RUN_ID}: started by pipeline" in out and "notification sent (HTTP 201)" in out, out[-3000:]
-    run = collected_run(ps.artifacts(p["project"], "collect-triggered") / "results", RUN_ID)
+    assert proc.returncode == 0 and f"PASS  collect-triggered-{CLUSTER}" in out, out[-6000:]
+    assert ran(out) == {"tool", f"collect-triggered-{CLUSTER}"}, out[-3000:]
+    assert f"run {RUN_ID} on cluster {CLUSTER}: started by pipeline" in out, out[-3000:]
+    assert "notification sent (HTTP 201)" in out, out[-3000:]
+    run = collected_run(ps.artifacts(p["project"], f"collect-triggered-{CLUSTER}") / "results", RUN_ID)
     suite = ET.parse(run / "junit.xml").getroot()
     assert suite.get("tests") == "2" and suite.get("failures") == "0"
     assert metrics_of(run)["configurations_pending"] == "0"
@@ -224,7 +238,7 @@ def test_the_triggered_pipeline_runs_only_collect_triggered_with_every_configura
             if path.is_file() and not path.is_symlink():
                 assert CANARY.encode() not in path.read_bytes(), path
     # a second trigger (a run id in a pipeline variable changes nothing): nothing final is left to collect
-    proc = gcl(p, CI_PIPELINE_SOURCE="trigger", MLOPS_RUN_ID="p999999", HPC_OTP=typed_code(p))
+    proc = gcl(p, CI_PIPELINE_SOURCE="trigger", MLOPS_RUN_ID="p999999", **stored_secret(p))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "collected 0 final run(s)" in out, out[-3000:]
 
@@ -275,19 +289,19 @@ def test_a_schedule_collects_every_final_run_once_and_leaves_a_running_one(pipel
     try:
         proc = mlops_cli(p, "submit", "--manifest", manifest, "--run-id", "s3")
         assert proc.returncode == 0, proc.stderr
-        proc = gcl(p, CI_PIPELINE_SOURCE="schedule", HPC_OTP=typed_code(p))
+        proc = gcl(p, CI_PIPELINE_SOURCE="schedule", **stored_secret(p))
         out = proc.stdout + proc.stderr
-        assert proc.returncode == 0 and "PASS  collect-scheduled" in out, out[-6000:]
-        assert ran(out) == {"collect-scheduled", "template-check"}, out[-3000:]
+        assert proc.returncode == 0 and f"PASS  collect-scheduled-{CLUSTER}" in out, out[-6000:]
+        assert ran(out) == {"tool", f"collect-scheduled-{CLUSTER}", "template-check"}, out[-3000:]
         assert "collected 2 final run(s): s1, s2" in out, out[-3000:]
-        results = ps.artifacts(p["project"], "collect-scheduled") / "results"
+        results = ps.artifacts(p["project"], f"collect-scheduled-{CLUSTER}") / "results"
         (cluster_dir,) = [d for d in results.iterdir() if d.is_dir()]  # results/<cluster>/<run id> (contract E)
         assert sorted(d.name for d in cluster_dir.iterdir() if d.is_dir()) == ["s1", "s2"]
         for run_id in ("s1", "s2"):
             assert ET.parse(cluster_dir / run_id / "junit.xml").getroot().get("tests") == "2"
             assert (p["runs"] / run_id / "state" / "collected.json").is_file()
         assert not (p["runs"] / "s3" / "state" / "collected.json").exists()
-        proc = gcl(p, CI_PIPELINE_SOURCE="schedule", HPC_OTP=typed_code(p))
+        proc = gcl(p, CI_PIPELINE_SOURCE="schedule", **stored_secret(p))
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0 and "collected 0 final run(s)" in out, out[-3000:]
     finally:

@@ -88,12 +88,15 @@ def git_commit(project: Path, message: str):
 
 
 def set_toml(project: Path, section: str, key: str, value: str):
-    """Edit one key of mlops.toml (the user's settings file) in place."""
+    """Edit one key of mlops.toml (the user's settings file) in place; section "cluster" is the first
+    [clusters.NAME] block (the one the template wrote)."""
     path = project / "mlops.toml"
     lines, current = path.read_text().splitlines(), None
     for i, line in enumerate(lines):
         if line.startswith("["):
             current = line.strip("[] ")
+            if section == "cluster" and current.startswith("clusters."):
+                current = "cluster"
         elif current == section and line.split("=")[0].strip() == key:
             lines[i] = f"{key} = {value}"
             break

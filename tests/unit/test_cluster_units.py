@@ -95,7 +95,9 @@ def test_batch_scripts_are_sbatch_lines_and_one_command(tmp_path):
         "#SBATCH --kill-on-invalid-dep=yes",
     ):
         assert line in model
-    assert "--gres" not in files["params.sbatch"] and "--time" not in files["params.sbatch"]
+    # params and data jobs get the stage limits (scheduler.stage_time, default 30 min), not the model task's
+    assert "--gres" not in files["params.sbatch"] and "--time=00:10:00" not in files["params.sbatch"]
+    assert f"#SBATCH --time={s.scheduler.stage_time}" in files["params.sbatch"]
     assert (
         files["model-1-1.sbatch"].splitlines()[-1]
         == f"exec bash {RUN}/state/jobs/task.sh {RUN} 1 $((4 + SLURM_ARRAY_TASK_ID))"

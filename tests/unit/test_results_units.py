@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from mlops import errors, runid
 from mlops.cluster import runs
 from mlops.results import caps, collect, extract, outdir, read, text, wandb_sync
 from support import hostile_results as hostile
@@ -247,7 +248,7 @@ def test_collect_of_a_hostile_run_keeps_everything_inside_and_reports_each_case(
     check_rows(result["rows"], result["lost"])
     assert (beside.stat().st_mtime_ns, pth_files()) == before
     assert sorted(p.name for p in artifacts.iterdir()) == ["canary.txt", "results"]
-    cluster = collect.cluster_name(cfg)
+    cluster = cfg.cluster.name
     assert sorted(p.name for p in out.iterdir()) == [cluster]
     assert sorted(p.name for p in (out / cluster).iterdir()) == ["metrics.txt", "p666"]
     run = out / cluster / "p666"
@@ -272,15 +273,15 @@ def test_collect_of_a_hostile_run_keeps_everything_inside_and_reports_each_case(
 
 @pytest.mark.parametrize("run_id", ["../x", "/abs", "a/b", "..", ".hidden", "x\ny", "", "a" * 200])
 def test_run_id_used_as_a_path_is_validated(run_id):
-    with pytest.raises(collect.BadInput):
-        collect.check_run_id(run_id)
+    with pytest.raises(errors.BadInput):
+        runid.check(run_id)
 
 
 def test_out_dir_that_is_a_link_is_refused(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "results").symlink_to(tmp_path / "elsewhere")
     cfg = make_settings(tmp_path, Path("/nonexistent"))
-    with pytest.raises(collect.BadInput):
+    with pytest.raises(errors.BadInput):
         collect.collect(LocalShell({}), cfg, "p1", tmp_path / "results", out=io.StringIO())
 
 
@@ -360,5 +361,5 @@ def test_caps_come_from_mlops_toml_collect_section(tmp_path):
     assert s.collect.max_file_bytes == 1024 and s.collect.log_tail_lines == 5 and s.collect.max_members == 100_000
     assert caps.defaults() == make_settings(tmp_path, Path("/w")).collect  # defaults: options.py only
     for bad in (0, -1, "1k", True, 1.5):
-        with pytest.raises(collect.BadInput, match="max_members"):
+        with pytest.raises(errors.BadInput, match="max_members"):
             make_settings(tmp_path, Path("/w"), max_members=bad)

@@ -15,26 +15,24 @@ and the run ends with the same table and plot as `mlops collect`.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import TextIO
 
-from . import children, params, rundir, settings, stages
+from . import children, params, rundir, runid, settings, stages
 from .errors import BadInput, WorkFailed
 from .local_env import stage_env
 from .progress import Progress, duration, is_terminal
 from .results import outdir, read, reports, table
 from .results.plot import plot
+from .results.reader import file_tail
 from .results.text import printable
 
-LOG_TAIL_LINES = 5
-LOG_TAIL_BYTES = 4096
+PREVIEW_LINES = 5  # of a failed stage's or configuration's log on the console (the reports keep more)
 # A configuration in one of these states has ended: --resume keeps it (cancelled ones run again).
 ENDED = ("completed", "failed", "timeout", "out-of-memory")
-RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 class StageFailed(WorkFailed):
@@ -49,21 +47,16 @@ class Interrupted(WorkFailed):
         self.exit_code = 128 + signum
 
 
-def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last lines of a log the research code wrote (rundir.tail: bounded, printable, never through a
-    link), each at most 200 characters: the end of a line is the telling part (a 20 MB progress line
-    ends with the error)."""
-    return "\n".join(
-        line if len(line) <= 200 else "..." + line[-197:]
-        for line in rundir.tail(path, lines, LOG_TAIL_BYTES).splitlines()
-    )
+def preview(cfg: settings.Settings, log: Path, lines: int = PREVIEW_LINES) -> str:
+    """The end of a log research code wrote, for the console: bounded, printable, never through a link."""
+    return file_tail(log, cfg.collect.log_tail_bytes, lines, width=200)
 
 
 def new_run(cfg: settings.Settings, run_id: str | None, mode: str = "local") -> tuple[Path, str]:
     """Check the parameters file, then make runs/<run id>/ with its run.json (raises BadInput)."""
     params_file = cfg.root / "params" / "parameters.json"
     params.validate(params_file)  # fail before creating anything
-    run_id = _checked_name(run_id) if run_id else rundir.new_run_id()
+    run_id = runid.check(run_id, "--run-id") if run_id else runid.new()
     if (cfg.root / "runs" / run_id).exists():
         raise BadInput(f"--run-id {run_id}: runs/{run_id} exists. Fix: another --run-id, or --resume to go on with it")
     provenance = {
@@ -92,7 +85,7 @@ def run_stage(cfg: settings.Settings, name: str, env: dict, run: Path, stopper: 
             again = f"Start again: mlops run --local --resume --run-id {run.name}"
             raise Interrupted(f"{stopper.name} during the {name} stage: nothing was trained. {again}", stopper.signum)
         if time.monotonic() - shown >= (1 if tty else 30):
-            shown, last = time.monotonic(), tail(child.log, 1)
+            shown, last = time.monotonic(), preview(cfg, child.log, 1)
             line = f"  {name:<6} running, {duration(time.time() - child.started)}" + (f": {last[:100]}" if last else "")
             out.write(f"\r\x1b[K{line}" if tty else f"{line}\n")
             out.flush()
@@ -101,7 +94,7 @@ def run_stage(cfg: settings.Settings, name: str, env: dict, run: Path, stopper: 
     if tty:
         out.write("\r\x1b[K")
     if rc != 0:
-        raise StageFailed(f"{name} stage failed (exit {rc}); log {child.log}:\n{tail(child.log)}")
+        raise StageFailed(f"{name} stage failed (exit {rc}); log {child.log}:\n{preview(cfg, child.log)}")
     print(f"  {name:<6} done in {time.time() - child.started:.1f}s", file=out)
 
 
@@ -154,7 +147,7 @@ def existing_run(root: Path, run_id: str | None) -> Path:
     """runs/<run_id>, or the newest run in runs/; its parameters file must be the one of now (BadInput)."""
     runs = Path(root) / "runs"
     if run_id:
-        run = runs / _checked_name(run_id)
+        run = runs / runid.check(run_id, "--run-id")
         if not (run / "run.json").is_file():
             raise BadInput(f"--run-id {run_id}: there is no run {run}. Fix: a name from `ls runs/`")
     else:
@@ -172,12 +165,6 @@ def existing_run(root: Path, run_id: str | None) -> Path:
             "Fix: start a new run (mlops run --local), or put the file back as it was"
         )
     return run
-
-
-def _checked_name(run_id: str) -> str:
-    if not RUN_NAME.fullmatch(run_id):
-        raise BadInput(f"--run-id {run_id!r}: use letters, digits and _.- (a directory name under runs/)")
-    return run_id
 
 
 def _index(run: Path, out: TextIO) -> list[dict]:
@@ -252,7 +239,7 @@ def _sweep(cfg, run: Path, todo: list[dict], env: dict, jobs: int, stopper: chil
                 reason = end_one(run, cid, rc, child.started)
                 if reason:
                     log = run / "results" / cid / "log"
-                    lines = "".join(f"\n        | {x}" for x in tail(log).splitlines())
+                    lines = "".join(f"\n        | {x}" for x in preview(cfg, log).splitlines())
                     progress.say(
                         f"  FAIL {cid} after {duration(time.time() - child.started)}: {reason}; log: {log}{lines}"
                     )

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from . import children, local, local_env, params, rundir, settings, stages
+from . import children, local, local_env, params, rundir, runid, settings, stages
 from .errors import BadInput
 
 
@@ -82,7 +82,7 @@ def run_one(
     cfg = settings.load(root)
     doc = params.validate(cfg.root / "params" / "parameters.json")
     configuration = apply_sets(pick(params.expand(doc), config_id), list(sets or ()))
-    run, run_id = local.new_run(cfg, run_id or rundir.new_run_id("one"), mode="local-one")
+    run, run_id = local.new_run(cfg, run_id or runid.new("one"), mode="local-one")
     cid = configuration.config_id
     print(f"run {run_id}: {run}\n  configuration {cid}: {_describe(configuration.parameters)}", file=out)
     env = local_env.stage_env(cfg, run, run_id)

@@ -13,7 +13,6 @@ import datetime as dt
 import getpass
 import json
 import os
-import secrets
 import subprocess
 from pathlib import Path
 
@@ -47,12 +46,6 @@ FIXES = {
 }
 
 
-def new_run_id(prefix: str = "local") -> str:
-    """Unique, sortable and safe in paths, env files and W&B ids."""
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    return f"{prefix}-{stamp}-{secrets.token_hex(2)}"
-
-
 def git_commit(root: Path) -> str:
     """The commit being built or run: $CI_COMMIT_SHA in CI, else `git rev-parse HEAD` in `root`, else "unknown".
 
@@ -66,25 +59,6 @@ def git_commit(root: Path) -> str:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def tail(path: Path, lines: int = 30, max_bytes: int = 65536) -> str:
-    """The last `lines` lines of a log, reading at most its last `max_bytes` bytes (logs may be huge);
-    "" when the file does not exist. The one log-tail helper. The log was written by research code:
-    it is opened without following a link and must be a regular file; undecodable bytes are replaced
-    and control characters dropped (mlops.results.text.tail), so the text is safe for a terminal."""
-    from .results.read import RunReader, Unreadable
-    from .results.text import tail as text_tail
-
-    path = Path(path)
-    try:
-        with RunReader(path.parent) as reader:
-            data = reader.read(path.name, max_bytes, tail=True)
-    except FileNotFoundError:
-        return ""
-    except (OSError, Unreadable) as exc:
-        return f"({path.name}: {exc})"
-    return text_tail(data or b"", max_bytes, lines)
 
 
 def count_states(statuses: list[str]) -> dict[str, int]:

@@ -7,7 +7,7 @@ runs shell/notify.sh, which POSTs GitLab's pipeline trigger API once with two fo
 (docs.gitlab.com "Trigger pipelines by using the API"). No variables: the triggered pipeline runs,
 per cluster, `mlops collect --all-final --cluster NAME`, and the cluster's own state decides which
 final, uncollected runs it fetches (mlops.cluster.runs). Plain http:// only for a loopback
-gitlab_host (the tests' stand-in on 127.0.0.1). The token (CI variable MLOPS_TRIGGER_TOKEN) travels
+gitlab_host (the tests' stand-in on 127.0.0.1). The token (CI variable MLOPS_TRIGGER_TOKEN, mlops.civars) travels
 to the cluster over SFTP into state/trigger-token (0600, no newline; state/ is never bound into a
 container), is read by curl from that file, and is removed when the run is collected. It is never on
 a command line, in a batch script, or in a message. Everything else here is public and validated,
@@ -24,11 +24,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .. import civars
+
 if TYPE_CHECKING:
     from ..remote import Remote
     from ..settings import Settings
 
-TOKEN_VARIABLE = "MLOPS_TRIGGER_TOKEN"
+TOKEN_VARIABLE = civars.TRIGGER_TOKEN
 TOKEN_FILE = "state/trigger-token"
 _HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?")
 _REF = re.compile(r"[A-Za-z0-9._/+-]{1,255}")

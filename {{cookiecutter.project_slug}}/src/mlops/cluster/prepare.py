@@ -70,7 +70,7 @@ def prepare(
     )
     with tempfile.TemporaryDirectory() as tmp:
         local = rundir.create(Path(tmp), run_id, {
-            "mode": s.scheduler.kind, "commit": commit, "cluster": cluster_name(s),
+            "mode": s.scheduler.kind, "commit": commit, "cluster": s.cluster.name,
             "pipeline": os.environ.get("CI_PIPELINE_ID"), "pipeline_url": os.environ.get("CI_PIPELINE_URL"),
             "images": {name: img["digest"] for name, img in manifest["images"].items()},
             "runtime": images["model"].runtime,
@@ -83,8 +83,3 @@ def prepare(
     for name in ("params", "data"):
         argv = runtime.run_argv(images[name], run_dir, "@ENV_FILE@", entrypoint=stages.raw_entrypoint(s.root, name))
         session.write_file(f"{run_dir}/state/jobs/{name}.argv", argv_lines(argv).encode(), 0o600)
-
-
-def cluster_name(s: Settings) -> str:
-    """The name of the selected cluster (mlops.toml [clusters.NAME])."""
-    return getattr(s.cluster, "name", "") or s.cluster.host.split(".")[0].lower()

@@ -22,25 +22,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from .. import rundir
+from .. import civars, rundir, runid
 from ..errors import BadInput, MlopsError, WorkFailed
-from ..options import TOTP_METHODS
 from ..remote import Remote
 from . import notify, reader, state
 
 if TYPE_CHECKING:
     from ..settings import Settings
 
-SECRET_VARIABLE = "HPC_TOTP_SECRET"  # the one source of codes without a person (mlops.ssh.codes)
-
 
 def unattended_skip(s: Settings, env: Mapping[str, str] = os.environ) -> str | None:
     """Why an unattended collect (a triggered or scheduled pipeline) cannot log in to this cluster,
     or None when it can: a login that asks for a one-time code needs HPC_TOTP_SECRET, because nobody
     is there to type one."""
-    if s.cluster.auth in TOTP_METHODS and not env.get(SECRET_VARIABLE):
+    if s.cluster.auth in civars.CODE_AUTH and not env.get(civars.TOTP):
         return (
-            f"its login (auth = {s.cluster.auth!r}) asks for a one-time code and {SECRET_VARIABLE} is not set, "
+            f"its login (auth = {s.cluster.auth!r}) asks for a one-time code and {civars.TOTP} is not set, "
             "so only a person can log in: collect it with the manual collect job (typed HPC_OTP)"
         )
     return None
@@ -75,7 +72,7 @@ def collect_view(
 
     run_id = view["run_id"]
     print(
-        f"run {run_id}: started by pipeline {view['pipeline'] or 'unknown'}; notification "
+        f"run {run_id} on cluster {s.cluster.name}: started by pipeline {view['pipeline'] or 'unknown'}; notification "
         f"{state.format_notify(view['notify'])}",
         file=out,
     )
@@ -124,9 +121,7 @@ def collect_all_final(session: Remote, s: Settings, out_dir: Path, out: TextIO =
 
     collected, failed = [], []
     for name, done in reader.list_runs(session, f"{s.cluster_root}/runs"):
-        try:
-            state.check_run_id(name)
-        except BadInput:
+        if not runid.valid(name):
             print(f"  skipping {name[:60]!r}: not a run id", file=out)
             continue
         if done:

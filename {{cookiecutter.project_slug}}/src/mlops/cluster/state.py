@@ -11,33 +11,17 @@ state of mlops.rundir.FINAL; a requeued or pending one keeps it open.
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from .. import rundir
+from .. import rundir, runid
 from ..errors import BadInput
 from ..remote import Remote
 from . import reader, records, slurm
 
 if TYPE_CHECKING:
     from ..settings import Settings
-
-
-RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}")
-
-
-def check_run_id(run_id: str) -> str:
-    """The run id itself, or BadInput (it names a directory and is a word in batch scripts)."""
-    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id) or ".." in run_id:
-        raise BadInput(f"run id {run_id!r}: use letters, digits, '.', '_' and '-' only (at most 101)")
-    return run_id
-
-
-def run_dir(root: str, run_id: str) -> str:
-    """<workdir>/<slug>/runs/<run id> for a validated run id."""
-    return f"{root}/runs/{check_run_id(run_id)}"
 
 
 def _config_state(rec: dict, attempt: int, job: str | None, sched: dict | None, runner_alive: bool | None) -> dict:
@@ -103,7 +87,7 @@ def status(session: Remote, s: Settings, run_id: str) -> dict:
     """The run's state, read once: {'run_id', 'run_dir', 'cluster', 'stages', 'configs': {cid: state},
     'counts', 'attempts', 'all_attempts', 'progress', 'notify', 'collected', 'submitted', 'pipeline',
     'commit', 'problems'}. Raises BadInput when the run does not exist on the cluster."""
-    path = run_dir(s.cluster_root, run_id)
+    path = runid.run_dir(s.cluster_root, run_id)
     found, problems = records.clean(reader.read_run(session, path))
     if not found["exists"]:
         raise BadInput(f"run {run_id} does not exist on the cluster ({path}); was it submitted?")

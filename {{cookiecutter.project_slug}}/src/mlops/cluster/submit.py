@@ -22,10 +22,9 @@ import sys
 import time
 from collections.abc import Mapping
 from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from .. import params, rundir, stages
+from .. import params, rundir, runid, stages
 from ..errors import BadInput, WorkFailed
 from ..images import deployed, runtime
 from ..remote import Remote
@@ -33,33 +32,6 @@ from . import host, notify, prepare, reader, records, sbatch, slurm, state
 
 if TYPE_CHECKING:
     from ..settings import Settings
-
-
-def run_id_from_env(explicit: str | None = None, env: Mapping[str, str] = os.environ) -> str:
-    """The run of this pipeline: --run-id, else MLOPS_RUN_ID, else p<CI_PIPELINE_ID>, else ''."""
-    if explicit:
-        return explicit
-    if env.get("MLOPS_RUN_ID"):
-        return env["MLOPS_RUN_ID"]
-    if env.get("CI_PIPELINE_ID"):
-        return f"p{env['CI_PIPELINE_ID']}"
-    return ""
-
-
-def last_run_file(s: Settings) -> Path:
-    """.mlops/last-run of the project: the run `status`/`collect`/`cancel` take when none is given."""
-    return s.root / ".mlops" / "last-run"
-
-
-def resolve_run_id(cfg: Settings, explicit: str | None = None) -> str:
-    """The run a verb acts on (validated); BadInput when none is given and none was submitted from here."""
-    run_id = run_id_from_env(explicit)
-    if not run_id:
-        try:
-            run_id = last_run_file(cfg).read_text().strip()
-        except FileNotFoundError:
-            raise BadInput("no run given: pass --run-id (or MLOPS_RUN_ID); in CI it is p$CI_PIPELINE_ID") from None
-    return state.check_run_id(run_id)
 
 
 def _write_jobs(session: Remote, path: str, attempts: list[dict]) -> None:
@@ -112,10 +84,10 @@ def submit(
     """
     kind = cfg.scheduler.kind
     if kind not in ("slurm", "none"):
-        raise BadInput(f"mlops.toml scheduler.kind: {kind!r} is not slurm or none")
+        raise BadInput(f"mlops.toml clusters.{cfg.cluster.name}.scheduler: {kind!r} is not slurm or none")
     trigger, no_trigger = notify.trigger(cfg, env)
     images = prepare.images_on_cluster(cfg, manifest)
-    path = state.run_dir(cfg.cluster_root, run_id)
+    path = runid.run_dir(cfg.cluster_root, run_id)
     jobs = f"{path}/state/jobs"
     commit = env.get("CI_COMMIT_SHA") or rundir.git_commit(cfg.root)
     images = deployed(session, images)  # each in the form deploy made it (BadInput: not deployed)
@@ -194,9 +166,7 @@ def submit(
     record["status"] = records.SUBMITTED
     _write_jobs(session, path, attempts)
     if attempt == 1:
-        last = last_run_file(cfg)
-        last.parent.mkdir(exist_ok=True)
-        last.write_text(run_id + "\n")
+        runid.remember(cfg.root, cfg.cluster.name, run_id)
     return record
 
 

@@ -25,14 +25,13 @@ written outside OUT. A full disk here is outdir.DiskFull (exit 1, "no space left
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shutil
 import sys
 from pathlib import Path
 from typing import TextIO
 
-from ..errors import BadInput
+from .. import runid
 from ..remote import Remote
 from ..rundir import format_counts
 from ..settings import Settings
@@ -40,25 +39,8 @@ from . import extract, fetch, outdir, read, reports, table, wandb_sync
 from .plot import plot
 from .text import printable
 
-RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}")  # as mlops.cluster.state: also a path on the runner
 TOP = ("run.json", "envs", "state", "results", "data")  # what a run directory holds (send_results.sh)
 REPORTS = ("junit.xml", "metrics.txt", "summary.csv", "summary.json", "sweep.png")
-
-
-def check_run_id(run_id: str) -> str:
-    """The run id, or BadInput: it names a directory on the cluster and under OUT on this machine."""
-    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id) or ".." in run_id:
-        raise BadInput(
-            f"run id {printable(run_id, 80)}: use letters, digits, '.', '_' and '-' only "
-            "(at most 101, starting with a letter or digit, no '..')"
-        )
-    return run_id
-
-
-def cluster_name(cfg: Settings) -> str:
-    """The selected cluster's name (contract A); a 0.2 settings object has none: the first DNS label."""
-    name = getattr(cfg.cluster, "name", None)
-    return name if isinstance(name, str) and name else cfg.cluster.host.split(".")[0].lower()
 
 
 def open_output(out_root: str | os.PathLike, cfg: Settings) -> int:
@@ -66,7 +48,7 @@ def open_output(out_root: str | os.PathLike, cfg: Settings) -> int:
     the login too, so that a bad --out is refused before anything else (BadInput)."""
     root_fd = outdir.open_out(out_root, cfg.root)
     try:
-        return outdir.subdir(root_fd, cluster_name(cfg), shown=f"{os.fspath(out_root).rstrip('/')}/{cluster_name(cfg)}")
+        return outdir.subdir(root_fd, cfg.cluster.name, shown=f"{os.fspath(out_root).rstrip('/')}/{cfg.cluster.name}")
     finally:
         os.close(root_fd)
 
@@ -107,13 +89,13 @@ def collect(
     `view` is the cluster's state of the run as mlops.cluster.state.status gives it ("run_dir",
     "configs": SLURM's word per configuration, which wins over the task records that come back);
     None with `view_problem` saying why when it could not be read (then the records are used)."""
-    check_run_id(run_id)
-    cluster = cluster_name(cfg)
+    runid.check(run_id)
+    cluster = cfg.cluster.name
     shown = Path(out_root) / cluster
     cluster_fd = open_output(out_root, cfg)
     work = f".{run_id}.collect-{secrets.token_hex(4)}"
     try:
-        run_dir = view["run_dir"] if view else f"{cfg.cluster_root}/runs/{run_id}"
+        run_dir = view["run_dir"] if view else runid.run_dir(cfg.cluster_root, run_id)
         work_fd = outdir.subdir(cluster_fd, work, f"{shown}/{work}", mode=0o700)
         try:
             tree_fd = outdir.subdir(work_fd, "tree", f"{shown}/{work}/tree", mode=0o700)
@@ -177,7 +159,7 @@ def _report(
         "links_refused": len(done.refused),
         "wandb_links": len(done.expected),
     }
-    cluster = cluster_name(cfg)
+    cluster = cfg.cluster.name
     with read.RunReader(tree_fd) as reader:
         about = {**read.provenance(reader), "cluster": cluster}
     files = {

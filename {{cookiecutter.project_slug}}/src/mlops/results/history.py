@@ -15,12 +15,11 @@ parameter values, finite numbers; a bad row is left out with a problem line.
 from __future__ import annotations
 
 import os
-import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import rundir
+from .. import rundir, runid
 from ..errors import BadInput
 from ..settings import Settings
 from . import read
@@ -29,7 +28,6 @@ from .text import printable
 
 LOCAL = "local"  # the cluster name of `mlops run --local` runs
 SUMMARY_MAX_BYTES = 256 << 20
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}")  # a run id or a cluster name as a directory
 
 
 @dataclass
@@ -58,7 +56,7 @@ def _subdirs(dir_fd: int, name: str) -> tuple[int, list[str]] | None:
     found = []
     for entry in sorted(os.listdir(fd)):
         try:
-            if NAME.fullmatch(entry) and stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
+            if runid.valid(entry) and stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
                 found.append(entry)
         except OSError:
             continue

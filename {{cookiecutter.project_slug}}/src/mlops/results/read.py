@@ -181,7 +181,7 @@ def run_rows(run: int | str | os.PathLike, caps: Collect, view: dict | None = No
 
     row: {"config_id", "index", "status", "exit_code", "duration_s", "parameters", "metrics",
     "problems": [reason, ...], "log": bytes (the log's tail; only for configurations that did not complete)}.
-    `view` maps config ids to the scheduler's state (mlops.scheduler.status()["configs"]); it wins
+    `view` maps config ids to the scheduler's state (mlops.cluster.state.status()["configs"]); it wins
     over the task record, which cannot say timeout, out-of-memory or cancelled-while-pending.
     """
     with RunReader(run) as reader:

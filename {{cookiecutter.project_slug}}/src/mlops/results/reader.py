@@ -13,7 +13,7 @@ import json
 import os
 import stat
 
-from .text import printable
+from .text import printable, tail
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -131,3 +131,20 @@ def _kind(mode: int) -> str:
         if test(mode):
             return name
     return "not a regular file"
+
+
+def file_tail(path: str | os.PathLike, max_bytes: int, max_lines: int, width: int = 0) -> str:
+    """The last `max_lines` lines of the log file `path`, reading at most its last `max_bytes` bytes (logs
+    may be huge), as text.tail makes them printable; "" when the file does not exist. The log was
+    written by research code: it is opened without following a link and must be a regular file (else
+    the text says why)."""
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    try:
+        with RunReader(folder or ".") as reader:
+            data = reader.read(name, max_bytes, tail=True)
+    except FileNotFoundError:
+        return ""
+    except (OSError, Unreadable) as exc:
+        return f"({name}: {exc})"
+    return tail(data or b"", max_bytes, max_lines, width)

@@ -89,11 +89,13 @@ def csv_cell(value: object) -> str:
     return "'" + text if formula or text.startswith(_FORMULA_START) else text
 
 
-def tail(data: bytes, max_bytes: int, max_lines: int) -> str:
+def tail(data: bytes, max_bytes: int, max_lines: int, width: int = 0) -> str:
     """The last `max_lines` lines of `data`, at most `max_bytes` of it, decoded leniently; a tab is four
-    spaces, every other invisible character '?'.
+    spaces, every other invisible character '?'. With `width`, a longer line keeps its end ("..." and
+    the last width-3 characters): the end of a 20 MB progress line is the error.
 
-    A 20 MB one-line log gives its last `max_bytes` bytes, not 20 MB.
+    A 20 MB one-line log gives its last `max_bytes` bytes, not 20 MB. The one tail of mlops
+    (mlops.results.reader.file_tail reads a log file for it).
     """
     cut = data[-max_bytes:] if max_bytes > 0 else b""
     text = cut.decode("utf-8", errors="replace").replace("\r\n", "\n")
@@ -101,6 +103,8 @@ def tail(data: bytes, max_bytes: int, max_lines: int) -> str:
     if lines and lines[-1] == "":
         lines.pop()
     lines = lines[-max_lines:] if max_lines > 0 else []
+    if width > 3:
+        lines = [x if len(x) <= width else "..." + x[3 - width :] for x in lines]
     return "\n".join(
         _NOT_PRINTABLE_ASCII.sub(
             lambda m: "    " if m.group() == "\t" else "?" if invisible(m.group()) else m.group(), x

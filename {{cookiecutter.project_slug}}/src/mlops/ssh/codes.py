@@ -28,11 +28,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
+from .. import civars
 from ..errors import BadInput
-from ..variables import BY_NAME
 from . import sources
 
-TOTP_VAR, OTP_VAR = BY_NAME["HPC_TOTP_SECRET"].name, BY_NAME["HPC_OTP"].name
+TOTP_VAR, OTP_VAR = civars.TOTP, civars.OTP
 STEP_S = 30
 # RFC 4648 base32 (spelled out whole, the alphabet looks like a high-entropy secret to detect-secrets)
 BASE32 = frozenset(string.ascii_uppercase + "234567")

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import civars
 from ..errors import BadInput
-from ..variables import BY_NAME
 from . import sources
 
 if TYPE_CHECKING:
     import paramiko
 
-KEY_VAR = BY_NAME["HPC_SSH_PRIVATE_KEY"].name
+KEY_VAR = civars.KEY
 DEFAULT_KEY = "~/.ssh/id_ed25519"
 
 

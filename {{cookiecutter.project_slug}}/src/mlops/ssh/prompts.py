@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import re
 
+from .. import civars
 from ..errors import BadInput
-from ..variables import BY_NAME
 from . import sources
 from .codes import Codes
 
 CODE, PASSWORD, OTHER = "code", "password", "other"
-PASSWORD_VAR = BY_NAME["HPC_PASSWORD"].name
+PASSWORD_VAR = civars.PASSWORD
 
 _CODE = re.compile(
     r"verification\s*code|one[\s-]*time|\botp\b|\btotp\b|\bhotp\b|\b2fa\b|\bmfa\b|token|pass\s*code|"

@@ -26,11 +26,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
+from .. import civars
 from ..errors import BadInput, WorkFailed
-from ..remote import ConnectionLost, RemoteError
-from ..variables import BY_NAME
+from ..remote import ConnectionLost, RemoteError, Sink
 from . import codes as codes_mod
 from . import keys, known_hosts, prompts, sources
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from ..settings import Settings
 
-KNOWN_HOSTS_VAR, PASSWORD_VAR = BY_NAME["HPC_KNOWN_HOSTS"].name, BY_NAME["HPC_PASSWORD"].name
+KNOWN_HOSTS_VAR, PASSWORD_VAR = civars.KNOWN_HOSTS, civars.PASSWORD
 CONNECT_TIMEOUT = 20
 AUTH_MODES = ("totp", "totp+password", "command-key", "key")
 
@@ -400,7 +400,7 @@ class Session:
         stdin: bytes | None = None,
         timeout: float = 600,
         check: bool = True,
-        stdout: BinaryIO | None = None,
+        stdout: Sink | None = None,
     ) -> tuple[int, str, str]:
         """Run a command on a new channel; secrets go in `stdin`. Returns (rc, stdout, stderr).
 

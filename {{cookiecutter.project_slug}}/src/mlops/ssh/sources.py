@@ -16,10 +16,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..variables import BY_NAME
+from .. import civars
 
 # Variables whose right shape is a path (GitLab "File" variables).
-FILE_VARIABLES = frozenset(v.name for v in BY_NAME.values() if v.kind == "file")
+FILE_VARIABLES = civars.FILE_VARIABLES
 
 
 def looks_like_key_text(value: str) -> bool:

@@ -71,8 +71,8 @@ if ! regular "$ENV_FILE"; then
   state failed 3
   exit 3
 fi
+trap 'on_term' TERM  # before the running record: a TERM right after it must still be recorded
 state running
-trap 'on_term' TERM
 "${CMD[@]}" > "$RUN/results/$CID/log" 2>&1 &
 wait $!
 RC=$?
