@@ -53,6 +53,8 @@ def test_local_sweep_produces_every_result(project):
     assert f"[{len(index)}/{len(index)}]" in result.stderr
     provenance = json.loads((run / "run.json").read_text())
     assert provenance["mode"] == "local" and len(provenance["parameters_sha256"]) == 64
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True, check=True)
+    assert provenance["commit"] == head.stdout.strip()  # the render's first commit, not "unknown"
 
 
 def test_a_failing_configuration_does_not_stop_the_others(project):
