@@ -124,8 +124,9 @@ def configured(s: Settings, env: Mapping[str, str] = os.environ) -> bool:
     return Path(os.path.expanduser(s.cluster.ssh_key or "~/.ssh/id_ed25519")).is_file()
 
 
-def hook_report(s: Settings, interactive: bool, env: Mapping[str, str] = os.environ, out: TextIO | None = None) -> int:
-    """The post-gen hook's credential part: 0, or 1 when strict mode is on and problems remain.
+def hook_report(s: Settings, interactive: bool, env: Mapping[str, str] = os.environ, out: TextIO | None = None) -> None:
+    """The post-gen hook's credential part. Raises BadInput when strict mode is on and problems remain
+    (the hook then fails the render); else the problems are advice.
 
     Quiet (one line) when nobody is at the terminal and this machine holds no credential of the cluster
     (a demo, a CI render: the checks would only list what is missing); the full report otherwise."""
@@ -137,7 +138,7 @@ def hook_report(s: Settings, interactive: bool, env: Mapping[str, str] = os.envi
             "them: `mlops check-credentials` (README: Credentials)",
             file=out,
         )
-        return 0
+        return
     print(
         f"mlops-template: checking this machine's credentials for cluster {name} (nothing is stored; run "
         "`mlops check-credentials` again any time):",
@@ -145,9 +146,4 @@ def hook_report(s: Settings, interactive: bool, env: Mapping[str, str] = os.envi
     )
     problems = report(check_cluster(s, env, interactive=interactive), out)
     if problems and strict(env):
-        print(
-            f"mlops-template: {STRICT_VAR} is set and {problems} credential problem(s) remain: failing the render",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+        raise BadInput(f"{STRICT_VAR} is set and {problems} credential problem(s) remain: failing the render")
