@@ -92,9 +92,7 @@ def test_collect_of_a_hostile_run_over_ssh(server, hostile_cluster, tmp_path):
             "HPC_OTP": server.otp(),
         }
     )
-    known = tmp_path / "known_hosts"
-    server.write_known_hosts(known)
-    env["HPC_KNOWN_HOSTS"] = str(known)
+    server.write_known_hosts(project / ".gitlab" / "known_hosts")  # the project's pinned host keys
     t0 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "mlops", "collect", "--run-id", "p666", "--out", str(job / "results")],

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from . import errors, settings
+from .ssh import resolver
 
 
 def _cmd_params_validate(args) -> int:
@@ -59,7 +60,7 @@ def _cmd_check_credentials(args) -> int:
 
     cfg = settings.load()
     results = credentials.check_all(
-        cfg.answers(), interactive=sys.stdin.isatty() and not credentials.in_ci(), online=args.online
+        cfg.answers(), interactive=sys.stdin.isatty() and not credentials.in_ci(), online=args.online, root=cfg.root
     )
     problems = credentials.report(results)
     return 2 if problems and (args.strict or credentials.strict()) else 0
@@ -472,6 +473,7 @@ def _load_settings(command: str) -> settings.Settings | None:
 
 def main(argv: list[str] | None = None) -> int:
     """The `mlops` command: parse, check mlops.toml, run the verb; an MlopsError becomes its exit code."""
+    resolver.scrub()  # before any name is resolved: no variable steers where the login goes (mlops.ssh.resolver)
     args = build_parser().parse_args(argv)
     try:
         _load_settings(args.command)

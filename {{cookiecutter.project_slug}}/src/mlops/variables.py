@@ -50,9 +50,6 @@ VARIABLES: tuple[Variable, ...] = (
         "HPC_SSH_PRIVATE_KEY", "Private SSH key of the cluster account (unencrypted; rotate by replacing it).", "file"
     ),
     Variable(
-        "HPC_KNOWN_HOSTS", "known_hosts lines pinning the login node (and jump host) host keys.", "file", secret=False
-    ),
-    Variable(
         "HPC_TOTP_SECRET",
         "Base32 TOTP secret of the cluster account, for the one-time code.",
         "env_var",
@@ -318,9 +315,6 @@ def write_local(project_dir: Path, answers: dict, env: Mapping[str, str] = os.en
             if v.kind == "file" and v.name == credentials.KEY_VAR:
                 credentials.value_for(v.name, answers, env)  # validated, not copied
                 value = os.path.abspath(os.path.expanduser(credentials.key_path(answers, env)[0]))
-            elif v.kind == "file":
-                credentials.value_for(v.name, answers, env)
-                value = os.path.abspath(os.path.expanduser(credentials.known_hosts_path(env)[0]))
             elif (v.manual or v.optional) and not env.get(v.name, "").strip():
                 continue
             else:

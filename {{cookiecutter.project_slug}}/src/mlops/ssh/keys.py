@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import BadInput
-from ..variables import BY_NAME
 from . import sources
+from .sources import KEY_VAR
 
 if TYPE_CHECKING:
     import paramiko
 
-KEY_VAR = BY_NAME["HPC_SSH_PRIVATE_KEY"].name
 DEFAULT_KEY = "~/.ssh/id_ed25519"
 
 
