@@ -111,9 +111,9 @@ def project(cluster: dict, parameters: dict, parallel: int = 2, model_files: dic
             wandb_mode="offline",
         )
     (proj / "params" / "parameters.json").write_text(json.dumps(parameters, indent=1))
-    e2e.set_toml(proj, "scheduler", "cpus_per_task", "1")
-    e2e.set_toml(proj, "scheduler", "mem", '"300M"')
-    e2e.set_toml(proj, "scheduler", "parallel", str(parallel))
+    e2e.set_toml(proj, "cluster", "cpus_per_task", "1")
+    e2e.set_toml(proj, "cluster", "mem", '"300M"')
+    e2e.set_toml(proj, "cluster", "parallel", str(parallel))
     for name, text in (model_files or {}).items():
         (proj / "model" / name).write_text(text)
     e2e.git_commit(proj, "benchmark project")

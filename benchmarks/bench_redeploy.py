@@ -1,8 +1,10 @@
 """Redeploy cost with the cluster's blob store: bytes uploaded, deploy wall time, conversion time.
 
-    python benchmarks/bench_redeploy.py [--smoke] [--runtime podman|charliecloud ...] [--pad-mb 2000]
+    python benchmarks/bench_redeploy.py [--smoke] [--runtime podman|charliecloud|apptainer|apptainer-nofuse ...]
+                                        [--pad-mb 2000]
 
-On the local cluster (tests/support/infra: sshd with key + TOTP, rootless podman, charliecloud), the
+On the local cluster (tests/support/infra: sshd with key + TOTP, rootless podman, charliecloud, the real
+Apptainer run unprivileged as in the e2e tier: tests/support/apptainer/README.md), the
 rendered project's own commands: `mlops build` (buildah, layer cache), then `mlops deploy --report`
 for each runtime given (side by side: one project and one store per runtime), per scenario:
   first         empty store: every blob uploaded once (SFTP), verified by SHA-256, converted
@@ -12,7 +14,10 @@ for each runtime given (side by side: one project and one store per runtime), pe
 Wall time = the whole command: login with key + one-time code (the code is taken before the clock
 starts), the store check, uploads and conversions; "convert s" = the conversions on the cluster
 (from the deploy report). --pad-mb N adds a RUN that writes N MB of random (incompressible) data
-in a layer below the code to the model image, standing for a CUDA image.
+in a layer below the code to the model image, standing for a CUDA image. `apptainer-nofuse` is
+Apptainer where the user cannot open /dev/fuse: deploy falls back to sandbox directories (the cost of
+that fallback, against `apptainer`); "disk MB" = what the store's converted images take after the
+first deploy (du, hard links once; the blobs not counted).
 Goals (issue 13): unchanged 0 bytes; code-only <= 1 MB and <= 10% of the first deploy's time.
 The full run uses the template's own model (numpy, scikit-learn, wandb from PyPI); --smoke uses the
 standard-library benchmark model (benchmarks/_bench_model.py), so its image is small.
@@ -22,7 +27,9 @@ Not a test: nothing is asserted; --smoke is run by tests/{project,e2e}/test_benc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,6 +39,8 @@ sys.path.insert(0, str(HERE))
 import _bench_model  # noqa: E402
 from _cluster import build, e2e, load_text, local_cluster, mlops, project  # noqa: E402
 from _machine import describe  # noqa: E402
+
+from support.infra.apptainer import ApptainerForUser  # noqa: E402
 
 STAGES = ("params", "data", "model")
 SCENARIOS = ("first", "unchanged", "code-only", "requirements")
@@ -49,6 +58,7 @@ def deploy(proj: Path, cluster: dict, name: str) -> dict:
         "convert_s": sum(data["images"][s].get("convert_seconds", 0.0) for s in STAGES),
         "converted": [s for s in STAGES if data["images"][s]["converted"]],
         "sizes": {s: data["images"][s]["size"] for s in STAGES},
+        "forms": {s: data["images"][s].get("form", "") for s in STAGES},
     }
 
 
@@ -61,18 +71,48 @@ def pad(proj: Path, megabytes: int) -> None:
     dockerfile.write_text(text.replace(anchor, run + anchor, 1))
 
 
+def converted_mb(proj: Path, cluster: dict) -> float:
+    """MB the converted images take in the store (du: hard links once), without the blobs and layouts."""
+    store = Path(cluster["workdir"]) / proj.name / "images"
+
+    def du(*paths: Path) -> int:
+        out = subprocess.run(["du", "-sbc", *map(str, paths)], capture_output=True, text=True).stdout
+        return int(out.splitlines()[-1].split()[0]) if out else 0
+
+    return (du(store) - du(store / "blobs", store / "refs")) / 1e6
+
+
+@contextlib.contextmanager
+def runtime_on_path(cluster: dict, runtime: str):
+    """apptainer / apptainer-nofuse: the real Apptainer for the cluster user (unprivileged, through the
+    tests' root wrapper) first on the PATH of its sessions and jobs; nothing for the others."""
+    if not runtime.startswith("apptainer"):
+        yield
+        return
+    srv = cluster["server"]
+    base = dict(srv.setenv)
+    with ApptainerForUser(srv.user) as appt:
+        mode = "nofuse" if runtime.endswith("nofuse") else "fuse"
+        srv.set_env({**base, "PATH": f"{appt.path(mode)}:/usr/local/bin:/usr/bin:/bin"})
+        try:
+            yield
+        finally:
+            srv.set_env(base)
+
+
 def scenarios(runtime: str, smoke: bool, pad_mb: int) -> tuple[list[dict], dict]:
     results, builds = [], {}
-    with local_cluster() as cluster:
+    with local_cluster() as cluster, runtime_on_path(cluster, runtime):
         proj = project(cluster, _bench_model.parameters(4, 0.1), model_files=_bench_model.FILES if smoke else None)
         if runtime != "podman":
-            e2e.set_toml(proj, "cluster", "runtime", f'"{runtime}"')
+            e2e.set_toml(proj, "cluster", "runtime", f'"{runtime.removesuffix("-nofuse")}"')
         if pad_mb:
             pad(proj, pad_mb)
         if pad_mb or runtime != "podman":
             e2e.git_commit(proj, "benchmark setup")
         _, builds["first"] = build(proj, cluster)
         results.append(deploy(proj, cluster, "first"))
+        results[-1]["disk_mb"] = converted_mb(proj, cluster)
         results.append(deploy(proj, cluster, "unchanged"))
         train = proj / "model" / "train.py"
         train.write_text(train.read_text() + "\n# a one-line change (bench_redeploy.py)\n")
@@ -93,7 +133,7 @@ def main() -> int:
     ap.add_argument(
         "--runtime",
         action="append",
-        choices=("podman", "charliecloud"),
+        choices=("podman", "charliecloud", "apptainer", "apptainer-nofuse"),
         default=None,
         help="runtime(s) to measure side by side (default: podman and charliecloud; --smoke: podman)",
     )
@@ -116,6 +156,7 @@ def main() -> int:
             + ", ".join(f"{s} {sizes[s] / 1e6:.1f} MB" for s in STAGES)
             + "; builds "
             + ", ".join(f"{k} {v:.1f} s" for k, v in builds.items())
+            + f"; converted images after the first deploy: {results[0]['disk_mb']:.1f} MB on disk"
         )
         print(
             f"  {'deploy':<12} {'wall s':>7} {'convert s':>9} {'bytes uploaded':>15}  {'params':>12} {'data':>12}"
@@ -125,7 +166,7 @@ def main() -> int:
             print(
                 f"  {r['scenario']:<12} {r['seconds']:7.1f} {r['convert_s']:9.1f} {r['bytes']:>15,}  "
                 + " ".join(f"{r['per_image'][s]:>12,}" for s in STAGES)
-                + f"  {', '.join(r['converted']) or '-'}"
+                + f"  {', '.join(r['converted']) or '-'} ({r['forms']['model']})"
             )
         by = {r["scenario"]: r for r in results}
         ratio = by["code-only"]["seconds"] / by["first"]["seconds"]

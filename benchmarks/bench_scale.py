@@ -6,15 +6,15 @@ Measured, each step in a fresh Python process (so peak RSS belongs to that step 
   validate   mlops.params.validate: JSON load, JSON Schema 2020-12, semantic rules, size cap
   expand     mlops.params.expand: the configurations and their config ids
   write_envs mlops.params.write_envs: one 0600 env file per configuration + index.json
-  plan       mlops.cluster.slurm.batch_scripts: the batch scripts of the model stage (one sbatch
+  plan       mlops.cluster.sbatch.batch_scripts: the batch scripts of the model stage (one sbatch
              call each in shell/submit_slurm.sh; goal: ceil(N / MaxArraySize))
-  collect    mlops.results.collect.collect over N result directories (metrics.json, log, task state each,
+  collect    mlops.cluster.runs.collect_run over N result directories (metrics.json, log, task state each,
              written by this script; 1 % of them failed). It runs the real collect: the state read
              and merge (mlops.cluster.state.status), the tar.gz stream of the run directory and its
              checked extraction (results.fetch + results.extract), the validated reading (results.read),
              summary.json/.csv, junit.xml, metrics.txt and sweep.png.
              The one thing left out is SSH: the "cluster" commands run through a local shell
-             (LocalShell below: same run()/python() interface as mlops.ssh.session.Session), so
+             (LocalShell below: the run()/write_file() of mlops.remote.Remote), so
              login and network transfer time are not included; the bytes of the stream are printed.
 Peak memory is ru_maxrss of the step's process; "baseline" is the same process after its imports,
 before the step. Goals (issue #7): expand < 2 s, collect < 30 s, sbatch calls = ceil(N / MaxArraySize).
@@ -62,8 +62,8 @@ def parameters(n: int) -> dict:
 
 
 class LocalShell:
-    """mlops.ssh.session.Session's run()/python() on this machine: the commands collect sends to the
-    login node run for real in a local bash / python3, only the SSH hop is missing."""
+    """mlops.remote.Remote's run()/write_file() on this machine: the commands collect sends to the
+    login node run for real in a local bash, only the SSH hop is missing."""
 
     def run(self, command, stdin: bytes | None = None, timeout: float = 600, check: bool = True, stdout=None):
         argv = command if isinstance(command, list) else ["bash", "-c", command]
@@ -81,11 +81,9 @@ class LocalShell:
             raise RuntimeError(f"{command!r} failed: {err[-2000:]}")
         return rc, data.decode(errors="replace"), err
 
-    def python(self, script: str, *args: str, timeout: float = 300) -> str:
-        rc, out, err = self.run(["python3", "-", *args], stdin=script.encode(), timeout=timeout, check=False)
-        if rc != 0:
-            raise RuntimeError(f"python3 failed: {err[-2000:]}")
-        return out
+    def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
+        Path(path).write_bytes(data)
+        Path(path).chmod(mode)
 
 
 def make_cluster_run(workdir: Path, n: int) -> Path:
@@ -154,7 +152,7 @@ def bench_settings(root: Path, workdir: Path):
 
     answers = {o.name: (o.choices[0] if o.choices else o.default) for o in options.OPTIONS}
     answers.update(project_name=SLUG, scheduler="none")
-    for name in ("project_slug", "hpc_workdir", "wandb_project"):
+    for name in options.DERIVED_FROM:  # in answer order
         answers[name] = options.derived(name, answers)
     answers["hpc_workdir"] = str(workdir)
     text = settings.fill_toml((PROJECT_TEMPLATE / "mlops.toml").read_text(), answers)
@@ -206,8 +204,7 @@ def step(name: str, work: Path, n: int, max_array: int) -> dict:
     import matplotlib  # collect.plot imports it lazily; count the import in the baseline, not the step
 
     from mlops import params  # noqa: F401  (imports before the baseline)
-    from mlops.cluster import slurm, state  # noqa: F401
-    from mlops.results import collect
+    from mlops.cluster import runs, sbatch, state  # noqa: F401
 
     matplotlib.use("Agg")
     import matplotlib.pyplot  # noqa: F401
@@ -232,8 +229,8 @@ def step(name: str, work: Path, n: int, max_array: int) -> dict:
         params.write_envs(configs, work / "run" / "envs", "/project", {"RUN_ID": RUN_ID})
         extra["files"] = len(os.listdir(work / "run" / "envs"))
     elif name == "plan":
-        opts = slurm.SlurmOptions(parallel=4)
-        files, chunks = slurm.batch_scripts("/cluster/run", SLUG, opts, list(range(n)), max_array, 1, True, None)
+        cfg = bench_settings(work, work / "cluster")
+        files, chunks = sbatch.batch_scripts(cfg, "/cluster/run", RUN_ID, list(range(n)), max_array, 1, True, None)
         model_files = [f for f in files if f.startswith("model-")]  # submit_slurm.sh: one sbatch per file
         extra.update(
             model_sbatch_calls=len(model_files),
@@ -246,12 +243,12 @@ def step(name: str, work: Path, n: int, max_array: int) -> dict:
         out = work / "artifacts"
         parts = time_parts()
         t0 = time.perf_counter()
-        result = collect.collect(LocalShell(), cfg, RUN_ID, out, out=io.StringIO())
+        result = runs.collect_run(LocalShell(), cfg, RUN_ID, out, out=io.StringIO())
         extra.update(
             rows=len(result["rows"]),
             stream_bytes=result["bytes"],
             counts={k: v for k, v in result["counts"].items() if v},
-            outputs=sorted(p.name for p in out.iterdir() if p.is_file()),
+            outputs=sorted(p.name for p in result["run"].iterdir() if p.is_file()),
             parts_s={k: round(v, 3) for k, v in parts.items()},
         )
     else:

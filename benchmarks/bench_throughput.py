@@ -29,6 +29,7 @@ import argparse
 import json
 import math
 import os
+import pwd
 import statistics
 import subprocess
 import sys
@@ -90,7 +91,8 @@ def container_cost(cluster: dict, proj: Path, manifest: dict, seconds: float, re
 
     podman = cluster["podman"]
     scratch = cluster["workdir"] / "container-cost"
-    (scratch / "results").mkdir(parents=True)
+    (scratch / "results" / "x").mkdir(parents=True)
+    (scratch / "data").mkdir()
     env_file = scratch / "bench.env"
     env_file.write_text(f"WORK_SECONDS={seconds}\nSEED=0\nPROJECT_DIR=/project\nRESULT_DIR=/project/results/x\n")
     user_dir = cluster["workdir"] / "model-copy"
@@ -100,9 +102,12 @@ def container_cost(cluster: dict, proj: Path, manifest: dict, seconds: float, re
     image = runtime.Image(
         "model", manifest["images"]["model"]["digest"], f"{cfg.cluster_root}/images", cfg.project.slug, "podman"
     )
-    # run_argv has shell words (e.g. --user $(id -u)): run it as the task script does, through bash
-    command = runtime.shell_join(runtime.run_argv(image, str(scratch), str(env_file)))
-    container = median_time(lambda: podman.run(["bash", "-c", command], timeout=300), reps)
+    # the model's argv as task.sh runs it: its placeholders filled (env file, config id, the user's ids)
+    user = pwd.getpwnam(cluster["server"].user)
+    argv = runtime.fill(
+        runtime.run_argv(image, str(scratch), config_id="x"), str(env_file), "x", user.pw_uid, user.pw_gid
+    )
+    container = median_time(lambda: podman.run(argv, timeout=300), reps)
     direct = median_time(
         lambda: podman.run(
             ["bash", "-c", f"cd {user_dir} && exec python3 train.py"],

@@ -13,7 +13,7 @@ if REPO_DIR and not os.path.isabs(REPO_DIR):
     REPO_DIR = os.path.join(os.environ.get("PWD", ""), REPO_DIR)
 PACKAGE_SRC = Path(REPO_DIR) / "{% raw %}{{cookiecutter.project_slug}}{% endraw %}" / "src"
 
-if REPO_DIR and (PACKAGE_SRC / "mlops" / "options.py").is_file():
+if REPO_DIR and (PACKAGE_SRC / "mlops" / "hooks.py").is_file():
     sys.path.insert(0, str(PACKAGE_SRC))
     from mlops import hooks
 

@@ -7,7 +7,7 @@ project name, an answers file such as `mlops template answers` or .cruft.json pr
 then copies ONLY what the pipeline needs and the repo lacks:
   - .gitlab/ci/*.yml (the job files), .gitlab/ci-variables.yml, mlops.toml, .secrets.baseline;
   - the `mlops` tool: pyproject.toml + src/mlops/, or .mlops/ when the repo has its own
-    pyproject.toml (then CI installs the tool from there: variable MLOPS_TOOL_DIR);
+    pyproject.toml (then CI runs the tool from there: the `tool_dir` input of .gitlab/ci/tool.yml);
   - params/, data/, model/ and tests/, each only if the repo has no such folder.
 Finally it prints what to add to the repo's .gitlab-ci.yml (stages, include:, variables) and
 .gitignore; it never edits an existing file. A job-name clash or an occupied tool path stops it
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "{{cookiecutter.project_slug}}" / "src"))
 from mlops import hooks, options  # noqa: E402
 
-TOOL_DIR_VAR = "MLOPS_TOOL_DIR"  # read by .gitlab/ci/tool.yml: where `pip install` finds the tool
+TOOL_DIR_INPUT = "tool_dir"  # input of .gitlab/ci/tool.yml: the folder whose src/ holds the mlops package
 TOOL_DIR = ".mlops"
 ALWAYS = (".gitlab/ci", ".gitlab/ci-variables.yml", "mlops.toml", ".secrets.baseline")
 FOLDERS = ("params", "data", "model", "tests")  # research code and its tests: whole folders or nothing
@@ -152,7 +152,7 @@ def plan(repo: Path, rendered: Path) -> tuple[list[tuple[str, str]], list[str], 
             problems.append(f"{prefix}{f} exists in the repo: the mlops tool goes there; move yours")
         copies.append((f, prefix + f))
     if tool_in_subdir:
-        notes.append(f"your pyproject.toml is kept; the mlops tool goes to {TOOL_DIR}/ (CI: {TOOL_DIR_VAR})")
+        notes.append(f"your pyproject.toml is kept; the mlops tool goes to {TOOL_DIR}/ (CI: input {TOOL_DIR_INPUT})")
     for folder in FOLDERS:
         if (repo / folder).exists():
             notes.append(f"kept your {folder}/ (the template's example {folder}/ was not copied)")
@@ -196,6 +196,15 @@ def include_block(rendered_ci: str) -> str:
     return "\n".join(lines[start:end])
 
 
+def with_tool_dir(block: str) -> str:
+    """The include block with the tool job's `tool_dir` input set to TOOL_DIR (after its index_url line)."""
+    lines = block.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("index_url:"))
+    indent = lines[at][: len(lines[at]) - len(lines[at].lstrip())]
+    lines.insert(at + 1, f"{indent}{TOOL_DIR_INPUT}: {TOOL_DIR}   # the folder whose src/ holds the mlops package")
+    return "\n".join(lines)
+
+
 def snippet(repo: Path, rendered: Path, tool_in_subdir: bool) -> str:
     rendered_ci = (rendered / ".gitlab-ci.yml").read_text()
     ours = yaml.safe_load(rendered_ci).get("stages", [])
@@ -205,12 +214,11 @@ def snippet(repo: Path, rendered: Path, tool_in_subdir: bool) -> str:
     head = "stages:   # replaces your stages: list (yours kept, in order)" if "stages" in theirs else "stages:"
     parts = [head + "".join(f"\n  - {s}" for s in merged_stages(their_stages, ours))]
     block = include_block(rendered_ci)
+    if tool_in_subdir:  # an input, not a variable: nothing a pipeline variable can point elsewhere
+        block = with_tool_dir(block)
     if "include" in theirs:
         block = block.replace("include:", "# append to your include: list", 1)
     parts.append(block)
-    if tool_in_subdir:
-        head = "# add to your variables:" if "variables" in theirs else "variables:"
-        parts.append(f"{head}\n  {TOOL_DIR_VAR}: {TOOL_DIR}   # where CI installs the mlops tool from")
     return "\n".join(parts) + "\n"
 
 

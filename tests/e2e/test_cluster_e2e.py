@@ -11,6 +11,7 @@ charliecloud on the same login node. Needs root (it creates the cluster user and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -25,9 +26,9 @@ from pathlib import Path
 import pytest
 
 from support.infra._util import shared_tmpdir
-from support.infra.baseimage import DEFAULT_IMAGE, build_base_rootfs, import_base_image, private_store
 from support.infra.fixtures import rootless_podman, slurm_cluster, ssh_server  # noqa: F401 (fixtures)
-from support.infra.sshd_totp import CodeBook
+from support.infra.sshd_totp import exec_command
+from support.local_cluster import FAKE_PYTHON36
 from support.project import (  # noqa: F401
     CA_BUNDLE,
     TriggerStandIn,
@@ -40,6 +41,7 @@ from support.project import (  # noqa: F401
     set_toml,
 )
 from support.render import render
+from support.results_checks import collected_run, metrics_of
 
 pytestmark = [pytest.mark.timeout(2400)]
 
@@ -54,38 +56,16 @@ CRASH = (
     "    if WINDOW == 48 and ALPHA == 10.0:  # e2e fault: this configuration crashes\n"
     '        raise RuntimeError("diverged: injected by the e2e test")\n'
 )
+# e2e fault: in a run whose id starts with "slow-", the window-24 configurations outlive any time limit
+SLOW = '    if os.environ.get("RUN_ID", "").startswith("slow-") and WINDOW == 24:\n        time.sleep(900)\n'
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    return Path(os.environ.get("MLOPS_TEST_CACHE") or tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture(scope="module")
-def store_env(cache_dir) -> dict:
-    """The shared private container store (buildah --layers cache reused across tiers) + base image."""
-    env = private_store(cache_dir / "containers")
-    import_base_image(env, DEFAULT_IMAGE, rootfs=build_base_rootfs(cache_dir / "base-rootfs"))
-    return env
-
-
-@pytest.fixture(scope="module")
-def cluster(ssh_server, rootless_podman, tmp_path_factory):
-    """Login details as a user would set them: key file, pinned known_hosts, codes."""
-    workdir = shared_tmpdir("mlops-e2e-hpc-")
-    shutil.chown(workdir, ssh_server.user, ssh_server.user)
-    secrets = tmp_path_factory.mktemp("secrets")
-    known = secrets / "known_hosts"
-    ssh_server.write_known_hosts(known)
-    yield {"server": ssh_server, "workdir": workdir, "known_hosts": known, "codes": CodeBook(ssh_server.totp_secret)}
-    shutil.rmtree(workdir, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def project(cluster, store_env, tmp_path_factory) -> Path:
+def project(cluster, store_env, gitlab, tmp_path_factory) -> Path:
     srv = cluster["server"]
     proj = render(
         tmp_path_factory.mktemp("render"),
+        gitlab_host=gitlab.host,
         hpc_host=srv.host,
         hpc_port=srv.port,
         hpc_user=srv.user,
@@ -97,13 +77,13 @@ def project(cluster, store_env, tmp_path_factory) -> Path:
     )
     (proj / "params" / "parameters.json").write_text(json.dumps(PARAMETERS, indent=1))
     # the single test node has 2 CPUs and 4000 MB: size the tasks for it
-    set_toml(proj, "scheduler", "cpus_per_task", "1")
-    set_toml(proj, "scheduler", "mem", '"300M"')
-    set_toml(proj, "scheduler", "parallel", "2")
+    set_toml(proj, "cluster", "cpus_per_task", "1")
+    set_toml(proj, "cluster", "mem", '"300M"')
+    set_toml(proj, "cluster", "parallel", "2")
     train = proj / "model" / "train.py"
     text = train.read_text()
     anchor = "def main():\n"
-    train.write_text(text.replace(anchor, anchor + CRASH, 1))
+    train.write_text(text.replace(anchor, anchor + CRASH + SLOW, 1))
     git_commit(proj, "e2e project")
     build(proj, store_env)
     return proj
@@ -126,10 +106,9 @@ CANARY = "glptt-CANARY" + "7f3a9c" * 3
 
 
 @pytest.fixture(scope="module")
-def sweep(project, cluster, tmp_path_factory):
+def sweep(project, cluster, gitlab, tmp_path_factory):
     """deploy -> submit (with a trigger token: the sweep notifies the stand-in) -> collect --wait,
     with one crashing configuration; process argv sampled for the token while the sweep runs."""
-    gitlab = TriggerStandIn()
     t0 = time.monotonic()
     deploy = ok(mlops(project, cluster, "deploy", "--report", "deploy.json"))
     t_deploy = time.monotonic() - t0
@@ -142,13 +121,12 @@ def sweep(project, cluster, tmp_path_factory):
     out = tmp_path_factory.mktemp("artifacts") / "results"
     collect = mlops(project, cluster, "collect", "--run-id", "p101", "--out", str(out), "--wait", "600")
     print(f"\ndeploy {t_deploy:.1f}s; sweep+collect {time.monotonic() - t0 - t_deploy:.1f}s")
-    gitlab.shutdown()
     return {
         "deploy": deploy,
         "submit": submit,
         "collect": collect,
         "out": out,
-        "gitlab": gitlab,
+        "requests": list(gitlab.requests),
         "leaks": leaks,
         "report": json.loads((project / "deploy.json").read_text()),
         "run_dir": run_dir,
@@ -156,15 +134,10 @@ def sweep(project, cluster, tmp_path_factory):
 
 
 def test_the_finished_sweep_triggers_one_collect_pipeline_and_the_token_leaks_nowhere(sweep, cluster):
-    requests = sweep["gitlab"].requests
+    requests = sweep["requests"]
     assert len(requests) == 1, requests
     assert requests[0]["path"] == "/api/v4/projects/77/trigger/pipeline"
-    assert requests[0]["form"] == {
-        "token": CANARY,
-        "ref": "main",
-        "variables[MLOPS_RUN_ID]": "p101",
-        "variables[MLOPS_TRIGGER]": "collect",
-    }
+    assert requests[0]["form"] == {"token": CANARY, "ref": "main"}, "no variables travel with the notification"
     notify = json.loads((sweep["run_dir"] / "state" / "notify.json").read_text())
     assert notify["status"] == "sent" and notify["http_status"] == 201
     assert not sweep["leaks"], sweep["leaks"]
@@ -215,9 +188,9 @@ def test_sweep_runs_on_slurm_with_dependencies_and_split_arrays(sweep):
 def test_collect_brings_every_result_and_reports(sweep):
     c = sweep["collect"]
     assert c.returncode == 1, c.stderr  # the work ran; one configuration failed
-    out, run = sweep["out"], sweep["out"] / "p101"
-    assert (out / "summary.json").is_file(), c.stderr
-    summary = json.loads((out / "summary.json").read_text())
+    run = collected_run(sweep["out"], "p101")  # OUT/<cluster>/p101: what came back and the reports
+    assert (run / "summary.json").is_file(), c.stderr
+    summary = json.loads((run / "summary.json").read_text())
     by_id = {r["config_id"]: r for r in summary["configurations"]}
     assert len(by_id) == 4
     bad = config_id(**CRASHING)
@@ -227,21 +200,23 @@ def test_collect_brings_every_result_and_reports(sweep):
             assert row["status"] == "completed", row
             assert {"mae", "rmse", "mase"} <= set(row["metrics"])
             assert (run / "results" / cid / "metrics.json").is_file()
-    suite = ET.parse(out / "junit.xml").getroot()
+    suite = ET.parse(run / "junit.xml").getroot()
     assert suite.get("tests") == "4" and suite.get("failures") == "1"
     failure = [tc for tc in suite.iter("testcase") if tc.find("failure") is not None]
     assert failure[0].get("name").startswith(bad) and "diverged" in failure[0].find("failure").text
-    metrics = dict(line.split() for line in (out / "metrics.txt").read_text().splitlines())
+    metrics = metrics_of(run)
     assert metrics["configurations_completed"] == "3" and metrics["configurations_failed"] == "1"
     assert float(metrics["mae_min"]) > 0
-    assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (run / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(run.glob("envs/*.env")), "env files stay on the cluster"
+    assert metrics["results_links_refused"] == "0", "W&B's own links are expected files, not refused (issue 19)"
+    assert int(metrics["results_wandb_links"]) == summary["transfer"]["wandb_links"] > 0
 
 
 def test_wandb_offline_runs_grouped_tagged_named(sweep, project):
     images = json.loads((project / "images" / "images.json").read_text())["images"]
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
-    run = sweep["out"] / "p101"
+    run = collected_run(sweep["out"], "p101")
     seen = 0
     for cid_dir in (run / "results").iterdir():
         if not cid_dir.is_dir() or cid_dir.name == config_id(**CRASHING):
@@ -272,11 +247,13 @@ def test_env_files_and_run_dir_are_private(sweep, cluster):
         assert "HPC_" not in script.read_text() and "WANDB_API_KEY" not in script.read_text()
 
 
-def test_a_transient_sbatch_failure_then_a_retry_of_the_job_completes_the_sweep(project, cluster, sweep, tmp_path):
-    """sbatch (first in the sshd's PATH) fails once as a busy slurmctld does; the retried job submits
-    the run once and the sweep ends (issue 14: before, the retry said "File exists" and then
-    "nothing to rerun" for a run that never started)."""
-    srv = cluster["server"]
+@contextlib.contextmanager
+def login_node_as_sites_have_it(srv):
+    """The cluster account as many sites have it, for the duration of the block: ~/.bashrc echoes
+    before its interactive check (quota and module notices), `sbatch` prints a job_submit plugin's
+    "sbatch: INFO" line before its --parsable answer and fails once as a busy slurmctld does, and the
+    `python3` first on the PATH is a 3.6 that fails on 3.9 code (it logs every call). Yields the dir
+    of the wrappers (python3.log: the calls of python3)."""
     wrappers = shared_tmpdir("mlops-e2e-wrap-")
     marker = wrappers / "failed-once"
     (wrappers / "sbatch").write_text(f"""#!/bin/bash
@@ -285,26 +262,58 @@ if [ ! -e {marker} ]; then
   echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation" >&2
   exit 1
 fi
+echo "sbatch: INFO: job routed to partition debug by the site's job_submit plugin"
 exec {shutil.which("sbatch")} "$@"
 """)
-    (wrappers / "sbatch").chmod(0o755)
+    (wrappers / "python3").write_text(FAKE_PYTHON36)
+    for name in ("sbatch", "python3"):
+        (wrappers / name).chmod(0o755)
     shutil.chown(wrappers, srv.user, srv.user)
+    bashrc = Path(srv.home) / ".bashrc"
+    before = bashrc.read_bytes() if bashrc.exists() else None
+    bashrc.write_bytes(BASHRC_NOISE + (before or b""))
     old = dict(srv.setenv)
     srv.set_env({**old, "PATH": f"{wrappers}:/usr/local/bin:/usr/bin:/bin"})
     try:
+        yield wrappers
+    finally:
+        srv.set_env(old)
+        if before is None:
+            bashrc.unlink()
+        else:
+            bashrc.write_bytes(before)
+        shutil.rmtree(wrappers, ignore_errors=True)
+
+
+BASHRC_NOISE = b'echo "Welcome to the cluster. Quota: 81% of 100 GB used"\necho "module: gcc/12 loaded"\n'
+
+
+def test_a_login_node_as_sites_have_them(project, cluster, sweep, tmp_path):
+    """Issue 18.2-18.4 and 14 on the real local cluster, at once: an echoing ~/.bashrc, sbatch's INFO
+    line, a python3 3.6, a transient sbatch failure. Before: status/collect crashed in read_state.py
+    (python3 < 3.9), said the run "does not exist" (the noise), and every submission failed "answer was
+    not a job id" leaving the created job queued. Now: the first submit fails with "Retry the job" and
+    nothing left queued, the retry submits once, status and collect work, python3 is never called."""
+    srv = cluster["server"]
+    with login_node_as_sites_have_it(srv) as wrappers:
+        raw = srv.transport(code=cluster["codes"].next())  # a plain SSH client sees the noise
+        try:
+            _, said, _ = exec_command(raw, "echo the-answer")
+        finally:
+            raw.close()
+        assert said.startswith("Welcome to the cluster") and said.endswith("the-answer\n"), said
         first = mlops(project, cluster, "submit", "--run-id", "p104")
-        assert first.returncode == 1 and "Socket timed out" in first.stderr and "Retry the job" in first.stderr, (
-            first.stderr
-        )
+        assert first.returncode == 1 and "Socket timed out" in first.stderr, first.stderr
+        assert "nothing of this attempt is left in the queue" in first.stderr and "Retry the job" in first.stderr
         run_dir = Path(cluster["workdir"]) / project.name / "runs" / "p104"
         assert [a["status"] for a in json.loads((run_dir / "state" / "jobs.json").read_text())] == ["submitting"]
         ok(mlops(project, cluster, "submit", "--run-id", "p104"))  # the GitLab "Retry" of the job
-    finally:
-        srv.set_env(old)
-        shutil.rmtree(wrappers, ignore_errors=True)
-    out = tmp_path / "results"
-    mlops(project, cluster, "collect", "--run-id", "p104", "--out", str(out), "--wait", "600")
-    summary = json.loads((out / "summary.json").read_text())
+        view = json.loads(ok(mlops(project, cluster, "status", "--run-id", "p104", "--json")).stdout)
+        assert view["submitted"] and len(view["configs"]) == 4 and view["cluster"], view
+        out = tmp_path / "results"
+        mlops(project, cluster, "collect", "--run-id", "p104", "--out", str(out), "--wait", "600")
+        assert not (wrappers / "python3.log").exists(), (wrappers / "python3.log").read_text()
+    summary = json.loads((collected_run(out, "p104") / "summary.json").read_text())
     assert summary["counts"]["completed"] == 3 and summary["counts"]["failed"] == 1, summary["counts"]
     jobs = json.loads((run_dir / "state" / "jobs.json").read_text())
     assert [(a["attempt"], a["status"]) for a in jobs] == [(1, "submitted")]
@@ -420,11 +429,12 @@ def test_failed_only_completes_the_crashed_configuration(project, cluster, fixed
     out = tmp_path / "results"
     for _ in range(2):  # collecting twice is harmless
         ok(mlops(project, cluster, "collect", "--run-id", "p101", "--out", str(out), "--wait", "600"))
-        summary = json.loads((out / "summary.json").read_text())
+        summary = json.loads((collected_run(out, "p101") / "summary.json").read_text())
         assert summary["counts"]["completed"] == 4, summary["counts"]
     bad = config_id(**CRASHING)
-    assert json.loads((out / "p101" / "state" / "tasks" / f"{bad}.json").read_text())["attempt"] == 2
-    assert len(list((out / "p101" / "results" / bad).glob("wandb/offline-run-*"))) >= 1
+    run = collected_run(out, "p101")
+    assert json.loads((run / "state" / "tasks" / f"{bad}.json").read_text())["attempt"] == 2
+    assert len(list((run / "results" / bad).glob("wandb/offline-run-*"))) >= 1
 
 
 def test_cancel_cancels_the_cluster_jobs(project, cluster, fixed, slurm_cluster):
@@ -460,7 +470,7 @@ def test_cancel_cancels_the_cluster_jobs(project, cluster, fixed, slurm_cluster)
 
 @pytest.mark.parametrize(
     "setting",
-    [("scheduler", "kind", '"none"'), ("cluster", "runtime", '"charliecloud"')],
+    [("cluster", "scheduler", '"none"'), ("cluster", "runtime", '"charliecloud"')],
     ids=["scheduler-none", "charliecloud"],
 )
 def test_variant_runs_end_to_end(project, cluster, fixed, setting, tmp_path):
@@ -472,5 +482,74 @@ def test_variant_runs_end_to_end(project, cluster, fixed, setting, tmp_path):
     ok(mlops(variant, cluster, "submit", "--run-id", run_id))
     out = tmp_path / "results"
     ok(mlops(variant, cluster, "collect", "--run-id", run_id, "--out", str(out), "--wait", "600"))
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((collected_run(out, run_id) / "summary.json").read_text())
     assert summary["counts"]["completed"] == 4, summary
+
+
+# ---------------------------------------------------------------- SLURM's word (issue 18.5)
+
+
+def wait_until(predicate, timeout: float, what: str):
+    """Poll (bounded, generous: SLURM checks time limits every 30 s or so, a requeued job waits ~2 min)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def test_a_time_limit_and_a_requeue_are_reported_as_slurm_says(project, cluster, fixed, slurm_cluster, tmp_path):
+    """A run with `time = "1"` (one minute) whose two window-24 configurations sleep 15 minutes (the run
+    id starts with "slow-"): one of them is requeued (and held) by `scontrol requeuehold` while it runs. While it waits
+    in the queue again, status says requeued, the run is not final: `collect --all-final` does not
+    collect or mark it, `collect --require-final` refuses it. In the end SLURM ends both at their time
+    limit: status says timeout with the fix (raise `time`), and collect --all-final collects the run.
+    Before: the wrapper's TERM trap recorded "cancelled 143", which won over SLURM's TIMEOUT, and the
+    requeued task read as final, so the run was collected and marked before it ran again."""
+    variant = tmp_path / project.name
+    shutil.copytree(project, variant, ignore=shutil.ignore_patterns(".mlops", "deploy*.json"))
+    set_toml(variant, "cluster", "time", '"1"')  # the same images: deployed by `fixed` already
+    ok(mlops(variant, cluster, "submit", "--run-id", "slow-1"))
+    run_dir = Path(cluster["workdir"]) / project.name / "runs" / "slow-1"
+    model_job = json.loads((run_dir / "state" / "jobs.json").read_text())[0]["model"][0]["job"]
+
+    def running_records():
+        found = [json.loads(p.read_text()) for p in (run_dir / "state" / "tasks").glob("*.json")]
+        return [r for r in found if r.get("status") == "running"]
+
+    slow = wait_until(lambda: len(running_records()) == 2 and running_records(), 600, "both slow tasks to run")
+    requeued = slow[0]["job"]  # "<array job>_<task id>"
+    cid = next(c for c, r in ((p.stem, json.loads(p.read_text())) for p in (run_dir / "state/tasks").glob("*.json"))
+               if r.get("job") == requeued)  # fmt: skip
+    # requeue and hold: the task waits in the queue until it is released (a plain requeue waits ~2 min,
+    # which the assertions below must not depend on)
+    slurm_cluster.run(["scontrol", "requeuehold", requeued])
+    wait_until(lambda: slurm_cluster.job_states(model_job).get(requeued) == "PENDING", 120, "the requeued task to wait")
+    view = json.loads(ok(mlops(variant, cluster, "status", "--run-id", "slow-1", "--json")).stdout)
+    assert view["configs"][cid]["status"] == "requeued", view["configs"]
+    out = tmp_path / "early"
+    early = ok(mlops(variant, cluster, "collect", "--all-final", "--out", str(out)))
+    (collected,) = out.glob("*/collected.txt")  # results/<cluster>/collected.txt (contract E)
+    assert "slow-1" not in collected.read_text(), early.stderr
+    assert not (run_dir / "state" / "collected.json").exists(), "a run with a requeued task is not final"
+    refused = mlops(variant, cluster, "collect", "--run-id", "slow-1", "--require-final", "--out", str(out))
+    assert refused.returncode == 2 and "not final" in refused.stderr and "requeued" in refused.stderr, refused.stderr
+    slurm_cluster.run(["scontrol", "release", requeued])
+
+    final = {"TIMEOUT", "COMPLETED", "FAILED", "CANCELLED"}
+    wait_until(lambda: (s := slurm_cluster.job_states(model_job)) and set(s.values()) <= final, 900, "the sweep's end")
+    status = ok(mlops(variant, cluster, "status", "--run-id", "slow-1"))
+    view = json.loads(ok(mlops(variant, cluster, "status", "--run-id", "slow-1", "--json")).stdout)
+    assert view["counts"]["timeout"] == 2 and view["counts"]["completed"] == 2, view["counts"]
+    assert "2 timeout: the task hit its time limit: raise `time`" in status.stdout, status.stdout
+    record = json.loads((run_dir / "state" / "tasks" / f"{cid}.json").read_text())
+    assert record["status"] == "timeout" and record["restarts"] == 1, record
+    out = tmp_path / "final"
+    ok(mlops(variant, cluster, "collect", "--all-final", "--out", str(out)))
+    (collected,) = out.glob("*/collected.txt")
+    assert "slow-1" in collected.read_text().split()
+    assert (run_dir / "state" / "collected.json").is_file()
+    summary = json.loads((collected_run(out, "slow-1") / "summary.json").read_text())
+    assert summary["counts"]["timeout"] == 2 and summary["counts"]["completed"] == 2, summary["counts"]

@@ -30,6 +30,7 @@ from support.infra.fixtures import registry, rootless_podman, slurm_cluster, ssh
 from support.infra.sshd_totp import CodeBook
 from support.project import TriggerStandIn, argv_with
 from support.render import render
+from support.results_checks import collected_run, metrics_of
 
 pytestmark = [
     pytest.mark.timeout(2400),
@@ -40,7 +41,8 @@ pytestmark = [
 ]
 
 PARAMETERS = {"fixed": {"horizon": 24, "test_fraction": 0.2, "seed": 0, "alpha": 1.0}, "grid": {"window": [24, 48]}}
-RUN_ID = "pgcl"
+CLUSTER = "uni"  # [clusters.uni]: its jobs are deploy-uni, collect-triggered-uni, ...
+RUN_ID = "p4242"  # the click's pipeline: mlops takes p<CI_PIPELINE_ID> (mlops.runid)
 
 
 def _yaml_block(text: str) -> str:
@@ -53,13 +55,16 @@ def pipeline(ssh_server, rootless_podman, registry, tmp_path_factory):
     env = ps.build_env(ps.store_env(cache))
     workdir = shared_tmpdir("mlops-gcl-hpc-")
     shutil.chown(workdir, ssh_server.user, ssh_server.user)
+    gitlab = TriggerStandIn()  # GitLab's trigger endpoint: project.gitlab_host (plain http on loopback)
     project = render(
         tmp_path_factory.mktemp("render"),
+        gitlab_host=gitlab.host,
         hpc_host=ssh_server.host,
         hpc_port=ssh_server.port,
         hpc_user=ssh_server.user,
         hpc_workdir=str(workdir),
         hpc_auth="totp",
+        cluster_name=CLUSTER,
         scheduler="slurm",
         container_runtime="podman",
         wandb_mode="offline",
@@ -75,11 +80,15 @@ def pipeline(ssh_server, rootless_podman, registry, tmp_path_factory):
     # would lose deploy/ and state/. GitLab runs after_script in the job's own dir; cancelling is not run here.
     cluster_yml = project / ".gitlab" / "ci" / "cluster.yml"
     after = (
-        '  after_script:\n    - if [ "$CI_JOB_STATUS" = "canceled" ]; then . .venv/bin/activate && mlops cancel; fi\n'
+        '  after_script:\n    - if [ "$CI_JOB_STATUS" = "canceled" ]; then . .gitlab/ci/job.sh click cancel '
+        "--cluster $[[ inputs.cluster ]]; fi\n"
     )
     assert cluster_yml.read_text().count(after) == 1
     cluster_yml.write_text(cluster_yml.read_text().replace(after, ""))
     (project / ".gitlab" / "known_hosts").write_text(ssh_server.known_hosts_line + "\n")  # committed, reviewed
+    # the tool job downloads the locked wheels from a package index on 127.0.0.1 (PyPI's files, hash-checked)
+    index = ps.LocalIndex(ps.locked_wheels(project, cache)).__enter__()
+    ps.use_index(project, index.url)
     ps.git_init(project)
     # The project's CI/CD variables (untracked; gitlab-ci-local reads this file like GitLab's settings).
     # No stored TOTP secret: the one-time code is typed at the click (HPC_OTP), as a person would.
@@ -96,7 +105,11 @@ def pipeline(ssh_server, rootless_podman, registry, tmp_path_factory):
         "server": ssh_server,
         "codes": CodeBook(ssh_server.totp_secret),
         "runs": workdir / project.name / "runs",
+        "gitlab": gitlab,
     }
+    gitlab.shutdown()
+    gitlab.server_close()
+    index.__exit__(None, None, None)
     shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -105,7 +118,7 @@ def gcl(p, *args, **variables):
     host = p["registry"].host
     variables = {
         "CI_COMMIT_REF_PROTECTED": "true",
-        "MLOPS_RUN_ID": RUN_ID,
+        "CI_PIPELINE_ID": RUN_ID[1:],
         "CI_REGISTRY": host,
         "CI_REGISTRY_IMAGE": f"{host}/group/proj",
         **variables,
@@ -122,6 +135,12 @@ def ran(out: str) -> set[str]:
 CANARY = "glptt-CANARY" + "a1b2c3" * 3
 
 
+def stored_secret(p) -> dict:
+    """What a triggered or scheduled pipeline logs in with: nobody types a code there (collect
+    --unattended skips a cluster without it), so the project stores HPC_TOTP_SECRET (scope hpc/NAME)."""
+    return {"HPC_TOTP_SECRET": p["server"].totp_secret}
+
+
 def typed_code(p) -> str:
     """The code a person types when starting a job: the CodeBook's next-step code (with the server's
     +-1 step window it stays valid at least 60 s, through runner pickup and tool install)."""
@@ -134,21 +153,17 @@ def click(pipeline):
     HPC_OTP, then the sweep on SLURM until its notify job has called the stand-in trigger endpoint;
     process argv sampled for the canary trigger token meanwhile."""
     p = pipeline
-    gitlab = TriggerStandIn()
+    gitlab = p["gitlab"]
     # the trigger token is a project CI/CD variable (the variables file stands in for GitLab's settings)
     with (p["project"] / ".gitlab-ci-local-variables.yml").open("a") as fh:
         fh.write(f"MLOPS_TRIGGER_TOKEN: {CANARY}\n")
-    ci = {
-        "CI_API_V4_URL": f"http://127.0.0.1:{gitlab.server_port}/api/v4",
-        "CI_PROJECT_ID": "77",
-        "CI_COMMIT_REF_NAME": "main",
-    }
+    ci = {"CI_PROJECT_ID": "77", "CI_COMMIT_REF_NAME": "main"}
     # the push's jobs the click needs, and secret-scan over every tracked file of the rendered project
     # (which jobs a push runs is test_pipeline_schema's rules test; the whole push pipeline is test_pipeline's)
     t0 = time.monotonic()
-    push = gcl(p, "secret-scan", "build", **ci)
+    push = gcl(p, "secret-scan", "tool", "build", **ci)
     logins = p["server"].count_logins()
-    deploy = gcl(p, "deploy", HPC_OTP=typed_code(p), **ci)  # the click, with the code typed into it
+    deploy = gcl(p, f"deploy-{CLUSTER}", HPC_OTP=typed_code(p), **ci)  # the click, with the code typed into it
     logins = p["server"].count_logins() - logins
     # the sweep runs on SLURM meanwhile; its last job notifies GitLab (bounded wait)
     leaks, deadline = set(), time.monotonic() + 600
@@ -156,7 +171,6 @@ def click(pipeline):
         leaks |= argv_with(CANARY)
         time.sleep(0.05)
     time.sleep(2)  # a second request (there must be none) would arrive now
-    gitlab.shutdown()
     print(f"\npush jobs + click + sweep: {time.monotonic() - t0:.1f}s")
     return {"push": push, "deploy": deploy, "logins": logins, "requests": gitlab.requests, "leaks": leaks}
 
@@ -171,48 +185,43 @@ def test_one_click_with_a_typed_code_deploys_and_submits_with_one_login_and_the_
     notify job calls the stand-in trigger endpoint once, with the run id; the canary token is in no argv."""
     p = pipeline
     out = click["deploy"].stdout + click["deploy"].stderr
-    assert click["deploy"].returncode == 0 and "PASS  deploy" in out, out[-6000:]
+    assert click["deploy"].returncode == 0 and f"PASS  deploy-{CLUSTER}" in out, out[-6000:]
     assert click["logins"] == 1, "one click, one login"
     assert "submitted params job" in out and "notify job" in out, out[-3000:]
-    deployed = ps.artifacts(p["project"], "deploy")
+    deployed = ps.artifacts(p["project"], f"deploy-{CLUSTER}")
     assert (deployed / "deploy" / "report.json").is_file(), sorted(map(str, deployed.parent.rglob("*")))[:50]
     report = json.loads((deployed / "deploy" / "report.json").read_text())
     built = ps.manifest(p["project"])["images"]
     assert {s: i["digest"] for s, i in report["images"].items()} == {s: i["digest"] for s, i in built.items()}
     assert report["bytes_uploaded"] > 0
     assert len(click["requests"]) == 1, click["requests"]
-    form = click["requests"][0]["form"]
-    assert form["token"] == CANARY and form["ref"] == "main" and form["variables[MLOPS_RUN_ID]"] == RUN_ID
+    assert click["requests"][0]["form"] == {"token": CANARY, "ref": "main"}, "no variables (contract E)"
     assert not click["leaks"], click["leaks"]
 
 
 def test_the_triggered_pipeline_runs_only_collect_triggered_with_every_configurations_results(pipeline, click):
-    """The pipeline GitLab starts for the recorded trigger (CI_PIPELINE_SOURCE=trigger + its variables)
-    runs only collect-triggered, which produces every configuration's artifacts and reports; the canary
-    trigger token is in no file of the run or of the pipelines; a bad run id fails with nothing downloaded."""
+    """The pipeline GitLab starts for the recorded trigger (CI_PIPELINE_SOURCE=trigger, no variables)
+    runs only collect-triggered, which collects every final run the cluster's state lists (the click's)
+    with every configuration's artifacts and reports; the canary trigger token is in no file of the
+    run or of the pipelines; a second trigger finds nothing left to collect."""
     p = pipeline
     assert len(click["requests"]) == 1, click["requests"]
-    form = click["requests"][0]["form"]
-    triggered = {
-        "CI_PIPELINE_SOURCE": "trigger",
-        "HPC_OTP": typed_code(p),
-        **{k[len("variables[") : -1]: v for k, v in form.items() if k.startswith("variables[")},
-    }
-    proc = gcl(p, **triggered)
+    proc = gcl(p, CI_PIPELINE_SOURCE="trigger", **stored_secret(p))
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0 and "PASS  collect-triggered" in out, out[-6000:]
-    assert ran(out) == {"collect-triggered"}, out[-3000:]
+    assert proc.returncode == 0 and f"PASS  collect-triggered-{CLUSTER}" in out, out[-6000:]
+    assert ran(out) == {"tool", f"collect-triggered-{CLUSTER}"}, out[-3000:]
     assert f"run {RUN_ID}: started by pipeline" in out and "notification sent (HTTP 201)" in out, out[-3000:]
-    results = ps.artifacts(p["project"], "collect-triggered") / "results"
-    suite = ET.parse(results / "junit.xml").getroot()
+    run = collected_run(ps.artifacts(p["project"], f"collect-triggered-{CLUSTER}") / "results", RUN_ID)
+    suite = ET.parse(run / "junit.xml").getroot()
     assert suite.get("tests") == "2" and suite.get("failures") == "0"
-    assert (results / "metrics.txt").read_text().startswith("configurations_pending 0\n")
-    summary = json.loads((results / "summary.json").read_text())
+    assert metrics_of(run)["configurations_pending"] == "0"
+    assert (run.parent / "metrics.txt").read_text() == (run / "metrics.txt").read_text()  # reports:metrics
+    summary = json.loads((run / "summary.json").read_text())
     assert summary["counts"]["completed"] == 2
     for row in summary["configurations"]:
-        assert (results / RUN_ID / "results" / row["config_id"] / "metrics.json").is_file()
-        assert list((results / RUN_ID / "results" / row["config_id"]).glob("wandb/offline-run-*"))
-    run_json = json.loads((results / RUN_ID / "run.json").read_text())
+        assert (run / "results" / row["config_id"] / "metrics.json").is_file()
+        assert list((run / "results" / row["config_id"]).glob("wandb/offline-run-*"))
+    run_json = json.loads((run / "run.json").read_text())
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=p["project"], capture_output=True, text=True)
     assert run_json["commit"] == head.stdout.strip() and run_json["run_id"] == RUN_ID
     assert (p["run_dir"] / "state" / "collected.json").is_file()
@@ -225,12 +234,10 @@ def test_the_triggered_pipeline_runs_only_collect_triggered_with_every_configura
         for path in root.rglob("*"):
             if path.is_file() and not path.is_symlink():
                 assert CANARY.encode() not in path.read_bytes(), path
-    # a trigger for a run that does not exist, or with a malformed id: exit 2, nothing downloaded
-    for bad in ("p999999", "../x"):
-        proc = gcl(p, CI_PIPELINE_SOURCE="trigger", MLOPS_TRIGGER="collect", MLOPS_RUN_ID=bad, HPC_OTP=typed_code(p))
-        out = proc.stdout + proc.stderr
-        assert "FAIL  collect-triggered" in out, out[-3000:]
-        assert "does not exist" in out or "run id" in out, out[-3000:]
+    # a second trigger (a run id in a pipeline variable changes nothing): nothing final is left to collect
+    proc = gcl(p, CI_PIPELINE_SOURCE="trigger", MLOPS_RUN_ID="p999999", **stored_secret(p))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "collected 0 final run(s)" in out, out[-3000:]
 
 
 def mlops_cli(p, *args) -> subprocess.CompletedProcess:
@@ -275,18 +282,19 @@ def test_a_schedule_collects_every_final_run_once_and_leaves_a_running_one(pipel
     try:
         proc = mlops_cli(p, "submit", "--manifest", manifest, "--run-id", "s3")
         assert proc.returncode == 0, proc.stderr
-        proc = gcl(p, CI_PIPELINE_SOURCE="schedule", HPC_OTP=typed_code(p))
+        proc = gcl(p, CI_PIPELINE_SOURCE="schedule", **stored_secret(p))
         out = proc.stdout + proc.stderr
-        assert proc.returncode == 0 and "PASS  collect-scheduled" in out, out[-6000:]
-        assert ran(out) == {"collect-scheduled", "template-check"}, out[-3000:]
+        assert proc.returncode == 0 and f"PASS  collect-scheduled-{CLUSTER}" in out, out[-6000:]
+        assert ran(out) == {"tool", f"collect-scheduled-{CLUSTER}", "template-check"}, out[-3000:]
         assert "collected 2 final run(s): s1, s2" in out, out[-3000:]
-        results = ps.artifacts(p["project"], "collect-scheduled") / "results"
-        assert sorted(d.name for d in results.iterdir() if d.is_dir()) == ["s1", "s2"]
+        results = ps.artifacts(p["project"], f"collect-scheduled-{CLUSTER}") / "results"
+        (cluster_dir,) = [d for d in results.iterdir() if d.is_dir()]  # results/<cluster>/<run id> (contract E)
+        assert sorted(d.name for d in cluster_dir.iterdir() if d.is_dir()) == ["s1", "s2"]
         for run_id in ("s1", "s2"):
-            assert ET.parse(results / run_id / "junit.xml").getroot().get("tests") == "2"
+            assert ET.parse(cluster_dir / run_id / "junit.xml").getroot().get("tests") == "2"
             assert (p["runs"] / run_id / "state" / "collected.json").is_file()
         assert not (p["runs"] / "s3" / "state" / "collected.json").exists()
-        proc = gcl(p, CI_PIPELINE_SOURCE="schedule", HPC_OTP=typed_code(p))
+        proc = gcl(p, CI_PIPELINE_SOURCE="schedule", **stored_secret(p))
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0 and "collected 0 final run(s)" in out, out[-3000:]
     finally:

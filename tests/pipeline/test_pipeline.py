@@ -35,6 +35,10 @@ pytestmark = [
     ),
 ]
 IMAGES = ("params", "data", "model")
+# The default render's one cluster is named after hpc.example.org's first label.
+CLUSTER_JOBS = tuple(
+    f"{v}-hpc" for v in ("deploy", "status", "collect", "cancel", "collect-triggered", "collect-scheduled")
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +63,14 @@ def registry(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def state(tmp_path_factory):
-    """What the ordered tests hand each other: the project, commits, the first manifest."""
+def state(tmp_path_factory, cache_root):
+    """What the ordered tests hand each other: the project, commits, the first manifest. The tool job
+    downloads the locked wheels from a package index on 127.0.0.1 (PyPI's files, hash-checked)."""
     root = tmp_path_factory.mktemp("pipeline")
     project = render(root / "out")
-    return {"project": project, "home": root / "gcl-home", "root": root, "sha1": ps.git_init(project)}
+    with ps.LocalIndex(ps.locked_wheels(project, cache_root)) as index:
+        ps.use_index(project, index.url)
+        yield {"project": project, "home": root / "gcl-home", "root": root, "sha1": ps.git_init(project)}
 
 
 def _sha256(path: Path) -> str:
@@ -79,10 +86,10 @@ def test_first_pipeline_validates_builds_pushes_and_saves(state, env, registry):
     proc, seconds = ps.run_pipeline(project, state["home"], env, registry.host)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, _job_log(proc)
-    for job in ("params", "config", "tests", "build"):
+    for job in ("tool", "params", "config", "tests", "build"):
         assert f"PASS  {job}" in out, f"{job} did not pass:\n{_job_log(proc)}"
     # Manual / protected-only jobs do not run unless a person asks for them.
-    for job in ("deploy", "status", "collect", "cancel", "collect-triggered", "collect-scheduled"):
+    for job in CLUSTER_JOBS:
         assert not (project / ".gitlab-ci-local" / "builds" / job).exists(), f"{job} ran without a click"
         assert f"PASS  {job}" not in out and f"FAIL  {job}" not in out
     manifest = ps.manifest(project)
@@ -187,10 +194,11 @@ def test_second_pipeline_after_a_model_change_rebuilds_only_the_model(state, env
 def test_cluster_jobs_are_manual_and_only_on_protected_refs(state):
     project, home = state["project"], state["home"]
     unprotected = ps.list_jobs(project, home)
-    for job in ("deploy", "status", "collect", "cancel", "collect-triggered", "collect-scheduled"):
+    for job in CLUSTER_JOBS:
         assert unprotected[job]["when"] == "never", (job, unprotected[job])
     protected = ps.list_jobs(project, home, "CI_COMMIT_REF_PROTECTED=true")
-    for job in ("deploy", "status", "collect", "cancel"):
+    for job in ("deploy-hpc", "status-hpc", "collect-hpc", "cancel-hpc"):
         assert protected[job]["when"] == "manual", (job, protected[job])
-    assert protected["collect-triggered"]["when"] == "never" and protected["collect-scheduled"]["when"] == "never"
+    assert protected["collect-triggered-hpc"]["when"] == "never"
+    assert protected["collect-scheduled-hpc"]["when"] == "never"
     assert protected["build"]["when"] == "on_success"

@@ -4,6 +4,7 @@ and the reusable job files can be included into an unrelated repo with its own j
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -111,10 +112,10 @@ def test_job_files_included_into_another_repo_validate_and_list(tmp_path):
     (other / ".gitlab-ci.yml").write_text(OTHER_REPO_CI)
     ps.git_init(other)
     jobs = ps.list_jobs(other, tmp_path / "home", "CI_COMMIT_REF_PROTECTED=true")
-    expected = {"lint", "params", "config", "tests", "build", "deploy", "collect", "cancel", "collect-triggered"}
+    expected = {"lint", "tool", "params", "config", "tests", "build", "deploy-bwuni", "collect-bwuni", "cancel-bwuni"}
     assert expected <= set(jobs)
     assert jobs["params"]["stage"] == "test" and jobs["lint"]["stage"] == "test"
-    assert jobs["deploy"]["when"] == "manual"
+    assert jobs["deploy-bwuni"]["when"] == "manual"
     preview = subprocess.run(
         ["gitlab-ci-local", "--preview", "--home", str(tmp_path / "home")],
         cwd=other,
@@ -136,14 +137,16 @@ def test_job_files_included_into_another_repo_validate_and_list(tmp_path):
         if isinstance(build["cache"], list)
         else build["cache"]["key"] == "other-images-kaniko"
     )
-    assert doc["deploy"]["resource_group"] == "hpc-bwuni"
-    assert doc["deploy"]["environment"]["name"] == "hpc/bwuni"
+    assert doc["deploy-bwuni"]["resource_group"] == "hpc-bwuni"
+    assert doc["deploy-bwuni"]["environment"]["name"] == "hpc/bwuni"
+    assert doc["deploy-bwuni"]["script"][0].startswith(". .gitlab/ci/job.sh click launch --cluster bwuni ")
 
 
 @pytest.mark.skipif(not shutil.which("gitlab-ci-local"), reason="needs gitlab-ci-local 4.73.0 (npm)")
 def test_a_triggered_pipeline_only_collects_and_a_scheduled_one_only_sweeps_up(tmp_path):
-    """Rules per CI_PIPELINE_SOURCE (issue 12): a run's notification starts a pipeline with only
-    collect-triggered; a schedule runs only collect-scheduled (+ the template check); a push never runs them."""
+    """Rules per CI_PIPELINE_SOURCE (issues 12, 17): a run's notification starts a pipeline with only the
+    tool job and collect-triggered-NAME; a schedule runs only collect-scheduled-NAME (+ tool and the
+    template check); a push never runs them."""
     from support import pipeline as ps
 
     project = render(tmp_path / "src")
@@ -155,12 +158,57 @@ def test_a_triggered_pipeline_only_collects_and_a_scheduled_one_only_sweeps_up(t
         return {name: job for name, job in jobs.items() if job["when"] != "never"}
 
     push = runs("CI_PIPELINE_SOURCE=push")
-    assert {"params", "config", "tests", "build", "secret-scan", "deploy", "collect"} <= set(push)
-    assert not {"collect-triggered", "collect-scheduled"} & set(push)
-    triggered = runs("CI_PIPELINE_SOURCE=trigger", "MLOPS_TRIGGER=collect", "MLOPS_RUN_ID=p5")
-    assert set(triggered) == {"collect-triggered"}, sorted(triggered)
-    assert not triggered["collect-triggered"].get("needs"), "no needs on jobs that do not run there"
-    assert runs("CI_PIPELINE_SOURCE=trigger") == {}, "a trigger without MLOPS_TRIGGER=collect runs nothing"
+    assert {"tool", "params", "config", "tests", "build", "secret-scan", "deploy-hpc", "collect-hpc"} <= set(push)
+    assert not {"collect-triggered-hpc", "collect-scheduled-hpc"} & set(push)
+    # a trigger needs no variables at all (the notification sends only token and ref)
+    triggered = runs("CI_PIPELINE_SOURCE=trigger")
+    assert set(triggered) == {"tool", "collect-triggered-hpc"}, sorted(triggered)
+    assert [n["job"] for n in triggered["collect-triggered-hpc"]["needs"]] == ["tool"]
     scheduled = runs("CI_PIPELINE_SOURCE=schedule")
-    assert set(scheduled) == {"collect-scheduled", "template-check"}, sorted(scheduled)
-    assert not scheduled["collect-scheduled"].get("needs")
+    assert set(scheduled) == {"tool", "collect-scheduled-hpc", "template-check"}, sorted(scheduled)
+    assert [n["job"] for n in scheduled["collect-scheduled-hpc"]["needs"]] == ["tool"]
+
+
+def _expanded_jobs(project: Path, home: Path) -> dict:
+    """The pipeline as GitLab would run it (inputs interpolated, includes merged): gitlab-ci-local --preview."""
+    proc = subprocess.run(
+        ["gitlab-ci-local", "--preview", "--home", str(home)], cwd=project, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout[proc.stdout.find("---") :] if "---" in proc.stdout else proc.stdout
+    return {k: v for k, v in yaml.load(text, Loader=_Loader).items() if isinstance(v, dict) and "script" in v}
+
+
+@pytest.mark.skipif(not shutil.which("gitlab-ci-local"), reason="needs gitlab-ci-local 4.73.0 (npm)")
+def test_two_clusters_render_a_click_each_and_every_secret_job_starts_from_job_sh(tmp_path):
+    """`mlops ci write` for two clusters (contract F, issue 21): the pipeline lists deploy/status/collect/
+    cancel/collect-triggered/collect-scheduled per cluster with its own resource group, environment and
+    a literal --cluster NAME; every job with an hpc/* environment (the only ones that get the cluster's
+    variables) has `. .gitlab/ci/job.sh` as its first line and after_script line, and needs the tool
+    job; no job reads MLOPS_RUN_ID or MLOPS_TRIGGER; every file passes GitLab's schema."""
+    from mlops import ci
+    from support import pipeline as ps
+
+    project = render(tmp_path / "src")
+    assert ci.write(project, ["uni", "bw-hpc"])
+    ps.git_init(project)
+    docs = [d for path in _ci_files(project) for d in _split_documents(path, tmp_path)]
+    proc = subprocess.run([*CHECK, *map(str, docs)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    jobs = _expanded_jobs(project, tmp_path / "home")
+    verbs = ("deploy", "status", "collect", "cancel", "collect-triggered", "collect-scheduled")
+    for name in ("uni", "bw-hpc"):
+        for verb in verbs:
+            job = jobs[f"{verb}-{name}"]
+            assert job["resource_group"] == f"hpc-{name}" and job["environment"]["name"] == f"hpc/{name}"
+            assert f" --cluster {name}" in job["script"][0], job["script"]
+    secret = {n: j for n, j in jobs.items() if str((j.get("environment") or {}).get("name", "")).startswith("hpc/")}
+    assert len(secret) == 2 * len(verbs)
+    for name, job in secret.items():
+        assert job["script"][0].startswith(". .gitlab/ci/job.sh "), (name, job["script"])
+        for line in job.get("after_script") or []:
+            assert re.match(r'if \[ "\$CI_JOB_STATUS" = "canceled" \]; then \. \.gitlab/ci/job\.sh ', line), line
+        assert "tool" in [n["job"] if isinstance(n, dict) else n for n in job["needs"]], name
+    text = "\n".join(p.read_text() for p in _ci_files(project))
+    assert "MLOPS_RUN_ID" not in text and "MLOPS_TRIGGER:" not in text and "MLOPS_TRIGGER ==" not in text
+    assert "MLOPS_TOOL_DIR" not in text and "CI_API_V4_URL" not in text

@@ -26,6 +26,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from support import pipeline as ps
 from support.render import render
 
 GIT = ["git", "-c", "user.email=ci@example.org", "-c", "user.name=CI"]
@@ -115,9 +116,14 @@ def test_no_canary_leaks_from_render_commit_and_pipeline(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(hook_tmp))  # cookiecutter runs in this process
     sampler = CmdlineSampler(marks)
     sampler.start()
+    index = None
     try:
         out = tmp_path / "out"
         project = render(out, hpc_ssh_key=env["HPC_SSH_PRIVATE_KEY"])
+        # the tool job (params and config need it) downloads the locked wheels from an index on 127.0.0.1
+        cache = Path(os.environ.get("MLOPS_TEST_CACHE") or tmp_path / "cache")
+        index = ps.LocalIndex(ps.locked_wheels(project, cache)).__enter__()
+        ps.use_index(project, index.url)
         subprocess.run(["git", "init", "-q", "-b", "main"], cwd=project, check=True)
         subprocess.run(
             ["git", "remote", "add", "origin", "https://gitlab.example.com/group/proj.git"], cwd=project, check=True
@@ -153,6 +159,7 @@ def test_no_canary_leaks_from_render_commit_and_pipeline(tmp_path, monkeypatch):
                 "--home",
                 str(tmp_path / "gcl-home"),
                 "secret-scan",
+                "tool",
                 "config",
                 "params",
             ],
@@ -166,6 +173,8 @@ def test_no_canary_leaks_from_render_commit_and_pipeline(tmp_path, monkeypatch):
         assert "PASS  secret-scan" in gcl.stdout
     finally:
         sampler.stop()
+        if index is not None:
+            index.__exit__(None, None, None)
 
     history = subprocess.run(
         ["git", "log", "-p", "--all", "--format=%H %s"], cwd=project, capture_output=True, text=True, check=True

@@ -1,4 +1,4 @@
-"""The protected-variable manifest: one definition (mlops.variables), and the pipeline reads exactly it.
+"""The protected-variable manifest: one definition (mlops.civars), and the pipeline reads exactly it.
 
 Also: the post-gen hook never prompts or fails a non-interactive render, its output is deterministic,
 strict mode turns problems into a failed render, and the secret scan / pre-commit config are there.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops import variables
+from mlops import civars, variables
 from support.render import answers_for, render
 
 VARIANTS = [
@@ -66,12 +66,22 @@ def read_by_yaml(project: Path) -> set:
 
 
 def read_by_code(project: Path) -> set:
-    """Secret-like environment names the mlops package reads (literals or BY_NAME lookups)."""
+    """Secret-like environment names the mlops package reads: literals, or the civars constants it uses
+    (`civars.TOTP`, `from ..civars import KEY`) resolved through the table module itself."""
+    package = project / "src" / "mlops"
+    constants = dict(
+        re.findall(r"""^([A-Z][A-Z0-9_]*) = ["']([A-Z][A-Z0-9_]+)["']""", (package / "civars.py").read_text(), re.M)
+    )
     names = set()
-    for path in (project / "src" / "mlops").rglob("*.py"):  # the rooms are packages (mlops/ssh/, ...)
-        if path.name == "variables.py":
+    for path in package.rglob("*.py"):  # the rooms are packages (mlops/ssh/, ...)
+        if path.name == "civars.py":  # the table itself
             continue
-        names |= {n for n in re.findall(r"""["']([A-Z][A-Z0-9_]{2,})["']""", path.read_text()) if SECRET_LIKE.search(n)}
+        text = path.read_text()
+        names |= {n for n in re.findall(r"""["']([A-Z][A-Z0-9_]{2,})["']""", text) if SECRET_LIKE.search(n)}
+        used = set(re.findall(r"\bcivars\.([A-Z][A-Z0-9_]*)\b", text))
+        for imported in re.findall(r"from \.+civars import ([^\n(]+)", text):
+            used |= {n.strip() for n in imported.split("#")[0].split(",")}
+        names |= {constants[c] for c in used if c in constants}
     return {n for n in names if not PREDEFINED.match(n)}
 
 
@@ -82,12 +92,15 @@ def rendered_variants(tmp_path_factory):
 
 
 def test_definitions_respect_gitlab_rules():
-    for v in variables.VARIABLES:
+    for v in civars.VARIABLES:
         assert v.kind in ("file", "env_var"), v.name
         assert not (v.hidden and not v.masked), f"{v.name}: hidden requires masked"
         assert not (v.kind == "file" and v.masked), f"{v.name}: a multi-line file cannot be masked"
-        assert v.environment_scope == "hpc/*"
-        assert set(v.jobs) <= set(variables.CLUSTER_JOBS)
+        assert v.scope("uni") == ("hpc/uni" if v.per_cluster else "hpc/*"), v.name
+        assert set(v.jobs) <= set(civars.CLUSTER_JOBS)
+        assert v.auth and set(v.auth) <= set(civars.ALL_AUTH), v.name
+    # the secrets of one cluster's account are per cluster; only the W&B key is shared by every cluster job
+    assert {v.name for v in civars.VARIABLES if not v.per_cluster} == {civars.WANDB}
     assert variables.masking_problem("short") and variables.masking_problem("with space inside")
     assert variables.masking_problem("two\nlines here") and variables.masking_problem("A" * 32) is None
 
@@ -136,7 +149,7 @@ def test_pipeline_reads_exactly_the_manifest_variables(rendered_variants):
             f"{variant}: the pipeline reads {yaml_reads - set(manifest)} which the manifest does not list"
         )
         code_reads = read_by_code(project) - {"GITLAB_TOKEN"}  # local-only: `mlops variables upload`
-        assert code_reads <= {v.name for v in variables.VARIABLES}, code_reads
+        assert code_reads <= {v.name for v in civars.VARIABLES}, code_reads
         all_read |= yaml_reads | code_reads
         jobs = {}
         for doc in pipeline_docs(project):
@@ -149,8 +162,8 @@ def test_pipeline_reads_exactly_the_manifest_variables(rendered_variants):
                 assert name and re.fullmatch(
                     entry["environment_scope"].replace("*", ".*"), re.sub(r"\$\[\[.*?\]\]", "x", name)
                 ), f"job {job} (environment {name!r}) cannot see {entry['name']} (scope {entry['environment_scope']})"
-    assert {v.name for v in variables.VARIABLES} <= all_read, (
-        f"listed but never read: {({v.name for v in variables.VARIABLES}) - all_read}"
+    assert {v.name for v in civars.VARIABLES} <= all_read, (
+        f"listed but never read: {({v.name for v in civars.VARIABLES}) - all_read}"
     )
 
 

@@ -42,6 +42,34 @@ def copy_template(dest: Path, env: dict) -> Path:
 
     Independent of the lead's commits: what is on disk now is "version 1".
     """
+    _copy_working_tree(dest)
+    _instrument(dest)
+    run(["git", "init", "-q", "-b", "main"], dest, env)
+    commit_all(dest, env, "version 1")
+    return dest
+
+
+def template_at(commit: str, dest: Path, env: dict) -> Path:
+    """The template as it was at `commit` of its own history (e.g. the 0.2.0 release) as a fresh repo
+    whose first commit is that version. Raises LookupError when the history does not hold `commit`."""
+    if subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=TEMPLATE, env=env).returncode:
+        raise LookupError(f"commit {commit} is not in {TEMPLATE}'s git history (a shallow clone?)")
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", commit], cwd=TEMPLATE, env=env, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    run(["git", "init", "-q", "-b", "main"], dest, env)
+    commit_all(dest, env, f"version at {commit[:12]}")
+    return dest
+
+
+def move_to_working_tree(repo: Path, env: dict, message: str) -> str:
+    """Commit the template's working tree (as copy_template takes it) as the next version of `repo`."""
+    run(["git", "rm", "-rq", "."], repo, env)
+    _copy_working_tree(repo)
+    return commit_all(repo, env, message)
+
+
+def _copy_working_tree(dest: Path) -> None:
     listed = (
         subprocess.run(
             ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=TEMPLATE, capture_output=True, check=True
@@ -56,7 +84,10 @@ def copy_template(dest: Path, env: dict) -> Path:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         (dest / rel).write_bytes(src.read_bytes())
         (dest / rel).chmod(src.stat().st_mode)
-    # Instrument this copy's post-gen shim: record the mode the hook detects in the real cruft process.
+
+
+def _instrument(dest: Path) -> None:
+    """Instrument this copy's post-gen shim: record the mode the hook detects in the real cruft process."""
     shim = dest / "hooks" / "post_gen_project.py"
     text = shim.read_text()
     exit_line = "sys.exit(hooks.post_gen("
@@ -67,9 +98,6 @@ def copy_template(dest: Path, env: dict) -> Path:
         "        _log.write(hooks.render_mode(Path.cwd(), ANSWERS) + '\\n')\n" % (MODE_LOG, MODE_LOG)
     )
     shim.write_text(text.replace(exit_line, probe + exit_line, 1))
-    run(["git", "init", "-q", "-b", "main"], dest, env)
-    commit_all(dest, env, "version 1")
-    return dest
 
 
 def commit_all(repo: Path, env: dict, message: str) -> str:

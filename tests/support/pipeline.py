@@ -13,11 +13,15 @@ Shared by tests/test_pipeline*.py and benchmarks/bench_rebuild.py. What stands i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import subprocess
+import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from .infra import baseimage
@@ -141,3 +145,110 @@ def run_pipeline(project: Path, home: Path, env: dict, registry_host: str) -> tu
 
 def manifest(project: Path) -> dict:
     return json.loads((artifacts(project, "build") / "images" / "images.json").read_text())
+
+
+# ------------------------------------------------------------------ the tool job's package index
+
+LOCKS = ("click", "collect")  # .gitlab/ci/lock/<name>.txt of a rendered project
+
+
+def locked_wheels(project: Path, cache_root: Path) -> Path:
+    """Every wheel the rendered project's lock files pin, downloaded once (from PyPI, with the test
+    machine's pip settings) into `cache_root/tool-wheels` and checked against the locks' hashes."""
+    dest = cache_root / "tool-wheels"
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in LOCKS:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--require-hashes", "--only-binary", ":all:"]
+            + ["--no-deps", "--dest", str(dest), "--requirement", str(project / ".gitlab/ci/lock" / f"{name}.txt")],
+            check=True,
+            capture_output=True,
+            timeout=1800,
+        )
+    return dest
+
+
+class LocalIndex:
+    """A PEP 503 "simple" index of `wheels` on 127.0.0.1 (the tool job's index_url in the tests), with
+    every request recorded (path, headers, body) in `requests`. Use as a context manager."""
+
+    def __init__(self, wheels: Path, extra: dict[str, Path] | None = None):
+        self.wheels, self.requests = Path(wheels), []
+        files: dict[str, list[Path]] = {}
+        for path in [*self.wheels.glob("*.whl"), *(extra or {}).values()]:
+            files.setdefault(_project_name(path.name), []).append(path)
+        self.files = files
+        self._server: ThreadingHTTPServer | None = None
+
+    def __enter__(self) -> LocalIndex:
+        index = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet; the test reads `requests`
+                pass
+
+            def do_GET(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                index.requests.append(
+                    {"path": self.path, "headers": dict(self.headers), "body": self.rfile.read(length)}
+                )
+                parts = [p for p in self.path.split("?")[0].split("/") if p]
+                body, ctype = None, "text/html"
+                if len(parts) == 2 and parts[0] == "simple":
+                    links = "".join(
+                        f'<a href="/files/{p.name}#sha256={_sha256(p)}">{p.name}</a>\n'
+                        for p in index.files.get(_normalize(parts[1]), [])
+                    )
+                    body = f"<!DOCTYPE html><html><body>\n{links}</body></html>\n".encode()
+                elif len(parts) == 2 and parts[0] == "files":
+                    match = [p for ps in index.files.values() for p in ps if p.name == parts[1]]
+                    if match:
+                        body, ctype = match[0].read_bytes(), "application/octet-stream"
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_POST = do_PUT = do_CONNECT = do_GET
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def base(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def url(self) -> str:
+        return self.base + "/simple"
+
+    def __exit__(self, *exc) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _project_name(filename: str) -> str:
+    return _normalize(filename.split("-", 1)[0])
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def use_index(project: Path, url: str) -> None:
+    """Point the rendered project's tool job at `url` (its index_url input in .gitlab-ci.yml)."""
+    ci = project / ".gitlab-ci.yml"
+    text, n = re.subn(r"(?m)^(\s+index_url: )\S+", lambda m: m.group(1) + url, ci.read_text())
+    assert n == 1, "no index_url input in .gitlab-ci.yml"
+    ci.write_text(text)

@@ -97,12 +97,15 @@ def git_commit(project: Path, message: str):
 
 
 def set_toml(project: Path, section: str, key: str, value: str):
-    """Edit one key of mlops.toml (the user's settings file) in place."""
+    """Edit one key of mlops.toml (the user's settings file) in place; section "cluster" is the first
+    [clusters.NAME] block (the one the template wrote)."""
     path = project / "mlops.toml"
     lines, current = path.read_text().splitlines(), None
     for i, line in enumerate(lines):
         if line.startswith("["):
             current = line.strip("[] ")
+            if section == "cluster" and current.startswith("clusters."):
+                current = "cluster"
         elif current == section and line.split("=")[0].strip() == key:
             lines[i] = f"{key} = {value}"
             break
@@ -169,14 +172,26 @@ class TriggerStandIn(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
+    @property
+    def host(self) -> str:
+        """What mlops.toml project.gitlab_host says for this stand-in (loopback: plain http)."""
+        return f"127.0.0.1:{self.server_port}"
+
     def ci_env(self, token: str) -> dict:
+        """A CI job's variables as GitLab sets them (the endpoint comes from project.gitlab_host)."""
         return {
             "MLOPS_TRIGGER_TOKEN": token,
-            "CI_API_V4_URL": f"http://127.0.0.1:{self.server_port}/api/v4",
             "CI_PROJECT_ID": "77",
             "CI_COMMIT_REF_NAME": "main",
             "CI_PIPELINE_ID": "101",
         }
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()
+        self.server_close()
 
 
 def argv_with(text: str) -> set[str]:

@@ -75,9 +75,9 @@ def variants() -> list[dict]:
 def answers_for(variant: dict) -> dict:
     """Full answers for a variant, with the derived defaults filled in as cookiecutter would."""
     a = {**DEFAULTS, **variant}
-    for name in ("project_slug", "hpc_workdir", "wandb_project"):  # in answer order, as cookiecutter derives
-        if name not in variant:
-            a[name] = options.derived(name, a)
+    for option in options.OPTIONS:  # in answer order, as cookiecutter derives
+        if option.name in options.DERIVED_FROM and option.name not in variant:
+            a[option.name] = options.derived(option.name, a)
     return a
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.results.caps import Caps
+from mlops.results import caps
 
 from . import hostile_results as hostile
 
@@ -33,12 +33,15 @@ CANARY_ENV = {
 GITLAB_METRIC = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]* -?[0-9.e+-]+")
 
 
-def file_tree(root: Path) -> dict[str, str]:
-    """Every entry below root: relative path -> 'f'/'d' (anything else fails the test)."""
+def file_tree(root: Path, reports: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every entry below root except the `reports` at its top: relative path -> 'f'/'d' (anything
+    else fails the test; what came back is 0600/0700, whatever mode the stream said)."""
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             p = Path(dirpath) / name
+            if p.parent == root and name in reports:
+                continue
             mode = os.lstat(p).st_mode
             assert stat.S_ISREG(mode) or stat.S_ISDIR(mode), f"{p} is neither a file nor a directory"
             assert stat.S_IMODE(mode) in (0o600, 0o700), f"{p} has mode {oct(mode)}"
@@ -69,7 +72,10 @@ def assert_reports_safe(out: Path, secrets: list[str]) -> None:
         assert cid in names
     assert int(suite.get("errors")) >= len(hostile.BAD) and int(suite.get("failures")) == len(hostile.FAILED)
     huge = next(tc for tc in suite.iter("testcase") if tc.get("name").startswith("c000000002"))
-    assert len(huge.find("failure").text) <= Caps().log_tail_bytes and "END-OF-HUGE-LOG" in huge.find("failure").text
+    assert (
+        len(huge.find("failure").text) <= caps.defaults().log_tail_bytes
+        and "END-OF-HUGE-LOG" in huge.find("failure").text
+    )
     control = next(tc for tc in suite.iter("testcase") if tc.get("name").startswith("c000000001"))
     assert "Traceback: diverged" in control.find("failure").text
     summary = json.loads((out / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
@@ -90,3 +96,18 @@ def assert_reports_safe(out: Path, secrets: list[str]) -> None:
 
 def pth_files() -> set[str]:
     return {str(p) for d in site.getsitepackages() if os.path.isdir(d) for p in Path(d).glob("*.pth")}
+
+
+def collected_run(out: Path, run_id: str) -> Path:
+    """OUT/<cluster>/<run-id>/ of `mlops collect --out OUT` (contract E): the one cluster directory that
+    holds `run_id`; its reports (junit.xml, metrics.txt, summary.*, sweep.png) sit beside what came back."""
+    (run,) = [p for p in Path(out).glob(f"*/{run_id}") if p.is_dir()]
+    return run
+
+
+def metrics_of(run: Path) -> dict[str, str]:
+    """metrics.txt of a collected run as {name: value}, without the cluster prefix of every name."""
+    prefix = run.parent.name + "_"
+    lines = (run / "metrics.txt").read_text().splitlines()
+    assert all(line.startswith(prefix) for line in lines), lines
+    return dict(line[len(prefix) :].split() for line in lines)

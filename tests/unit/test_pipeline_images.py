@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from mlops import images, stages
-from mlops.images import builders, layout, registry, store
+from mlops import images, rundir, stages
+from mlops.images import builders, layout, registry, scripts, store
 from mlops.images.keys import input_key
 from support.render import render
 
@@ -38,7 +38,7 @@ def test_a_key_changes_only_with_its_own_inputs(project):
 def test_each_builder_gets_a_command_line_without_secrets(project, builder, monkeypatch):
     monkeypatch.setenv("CI_REGISTRY_PASSWORD", "canary-password-123")
     monkeypatch.setenv("CI_COMMIT_SHA", "a" * 40)
-    s = images.Settings(
+    s = images.BuildOptions(
         root=project,
         builder=builder,
         base_image="python:3.11-slim",
@@ -181,7 +181,7 @@ def test_store_script_is_strict_bash_and_refuses_names_that_are_not_digests(tmp_
     import subprocess
 
     script = tmp_path / "store.sh"
-    script.write_bytes(store._script())
+    script.write_bytes(scripts.text("store.sh"))
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     bad = subprocess.run(["bash", str(script), "facts", str(tmp_path / "s"), "../../x"], capture_output=True, text=True)
     assert bad.returncode == 2 and "bad digest" in bad.stderr
@@ -209,7 +209,7 @@ def test_store_script_is_strict_bash_and_refuses_names_that_are_not_digests(tmp_
 
 def _store_script(tmp_path):
     script = tmp_path / "store.sh"
-    script.write_bytes(store._script())
+    script.write_bytes(scripts.text("store.sh"))
     return script
 
 
@@ -263,11 +263,13 @@ def test_prune_keeps_the_last_commits_and_every_image_of_a_run_that_is_not_final
     # a queued run of commit c1 (no state record yet): its image must stay
     run = root / "runs" / "r1"
     (run / "envs").mkdir(parents=True)
-    (run / "envs/ids.txt").write_text("a\nb\n")
+    (run / "envs/ids.txt").write_text("000000000a\n000000000b\n")
     (run / "state/tasks").mkdir(parents=True)
-    (run / "state/tasks/a.json").write_text('{"status": "completed"}')
+    (run / "state/tasks/000000000a.json").write_text('{"status": "completed"}')
     (run / "run.json").write_text(json.dumps({"images": {"model": "sha256:" + old.split("-")[1]}}, indent=0))
-    out = subprocess.run(["bash", str(script), "prune", str(s), "1", "proj"], capture_output=True, text=True)
+    final = "|".join(rundir.FINAL)
+    (run / "state/tasks/000000000b.json").write_text('{"status": "requeued"}')  # SLURM runs it again: not final
+    out = subprocess.run(["bash", str(script), "prune", str(s), "1", "proj", final], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert (s / "refs" / old).is_dir() and (s / f"{old}.sif").exists()  # used by the queued run
     assert (s / "refs" / new).is_dir()  # the last commit
@@ -276,10 +278,15 @@ def test_prune_keeps_the_last_commits_and_every_image_of_a_run_that_is_not_final
     assert not (s / "blobs/sha256" / hashlib.sha256(b"code v2").hexdigest()).exists()
     assert "removed 3 blobs" in out.stdout  # mid's code layer, config and manifest
     # once the run is final, only the last commit's image stays
-    (run / "state/tasks/b.json").write_text('{"status": "failed"}')
-    subprocess.run(["bash", str(script), "prune", str(s), "1", "proj"], check=True, capture_output=True)
+    (run / "state/tasks/000000000b.json").write_text('{"status": "preempted"}')
+    # ... unless what its params container wrote cannot be trusted: a line that is not a config id
+    (run / "envs/ids.txt").write_text("000000000a\n../../../images/refs/x\n")
+    subprocess.run(["bash", str(script), "prune", str(s), "1", "proj", final], check=True, capture_output=True)
+    assert (s / "refs" / old).is_dir()
+    (run / "envs/ids.txt").write_text("000000000a\n000000000b\n")
+    subprocess.run(["bash", str(script), "prune", str(s), "1", "proj", final], check=True, capture_output=True)
     assert not (s / "refs" / old).exists() and (s / "refs" / new).is_dir()
-    bad = subprocess.run(["bash", str(script), "prune", str(s), "0", "proj"], capture_output=True, text=True)
+    bad = subprocess.run(["bash", str(script), "prune", str(s), "0", "proj", final], capture_output=True, text=True)
     assert bad.returncode == 2 and "keep" in bad.stderr
 
 

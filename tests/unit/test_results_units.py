@@ -8,21 +8,19 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
 import sys
 import tarfile
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
 
-from mlops import settings
-from mlops.results import collect, extract, read, reports, text, wandb_sync
-from mlops.results.caps import Caps
-from mlops.ssh import session as transport
+from mlops import errors, runid
+from mlops.cluster import runs
+from mlops.results import caps, collect, extract, outdir, read, text, wandb_sync
 from support import hostile_results as hostile
-from support.render import PROJECT_TEMPLATE, answers_for
+from support import results_settings
+from support.local_shell import LocalShell
 from support.results_checks import (  # noqa: F401
     CANARY_ENV,
     GITLAB_METRIC,
@@ -33,13 +31,7 @@ from support.results_checks import (  # noqa: F401
     pth_files,
 )
 
-
-def make_settings(root: Path, workdir: Path, slug: str = "proj", **collect_caps) -> settings.Settings:
-    """Settings as a rendered project has them (scheduler none), with the cluster workdir and caps given."""
-    answers = {**answers_for({"project_name": slug, "scheduler": "none"}), "hpc_workdir": str(workdir)}
-    data = tomllib.loads(settings.fill_toml((PROJECT_TEMPLATE / "mlops.toml").read_text(), answers))
-    data["collect"].update(collect_caps)
-    return settings.from_data(data, root)
+make_settings = results_settings.make
 
 
 # ------------------------------------------------------------------ crafted tar streams
@@ -96,7 +88,7 @@ def test_links_devices_fifos_and_bad_names_are_refused_the_rest_kept(box):
         _info("results/ok.json/inner", data=b"parent is a file"),
         _info("results/sub", data=b"a dir already"),
     ]
-    done = extract.extract(_stream(members), box / "dest", Caps())
+    done = extract.extract(_stream(members), box / "dest", caps.defaults())
     tree = file_tree(box / "dest")
     # a/x was refused as a link, so a/x/canary.txt is a plain file in a plain directory a/x: inside dest
     assert tree == {
@@ -125,20 +117,21 @@ def test_links_devices_fifos_and_bad_names_are_refused_the_rest_kept(box):
     reasons = dict(done.skipped)
     assert reasons["../canary.txt"] == "name contains '..'" and reasons["/tmp/abs-escape"] == "absolute name"
     assert "control characters" in reasons["results/nl\nname"] and "not UTF-8" in reasons["results/not-utf8-\udcff"]
-    assert "longer than max_path_length" in reasons["results/" + "/".join(["d" * 200] * 6)]
+    deep = "results/" + "/".join(["d" * 200] * 6)  # 1,207 characters: kept for the report as its first 1,021 + "..."
+    assert "longer than max_path_length" in reasons[deep[: extract.NAME_KEPT - 3] + "..."]
     assert "255" in reasons["results/" + "l" * 300]
     assert "results/ok.json/inner" in reasons and "results/sub" in reasons
     assert done.stopped is None and not done.complete and done.files == 4
 
 
 def test_caps_per_file_total_and_member_count(box):
-    caps = Caps(max_file_bytes=100, max_total_bytes=250, max_members=6)
+    limits = caps.defaults(max_file_bytes=100, max_total_bytes=250, max_members=6)
     members = (
         [_info(f"f{i}", data=b"x" * 90) for i in range(3)]
         + [_info("big", data=b"y" * 101)]
         + [_info(f"g{i}", data=b"z") for i in range(5)]
     )
-    done = extract.extract(_stream(members), box / "dest", caps)
+    done = extract.extract(_stream(members), box / "dest", limits)
     assert sorted(os.listdir(box / "dest")) == ["f0", "f1", "g0", "g1"]
     reasons = dict(done.skipped)
     assert "max_total_bytes" in reasons["f2"] and "max_file_bytes" in reasons["big"]
@@ -146,7 +139,7 @@ def test_caps_per_file_total_and_member_count(box):
 
 
 def test_decompression_bomb_is_stopped_by_the_stream_cap(box):
-    caps = Caps(max_file_bytes=1 << 20, max_total_bytes=2 << 20, max_members=10)
+    limits = caps.defaults(max_file_bytes=1 << 20, max_total_bytes=2 << 20, max_members=10)
     info = tarfile.TarInfo("results/bomb")
     info.size = 256 << 20  # 256 MiB of zeros: ~1 MB compressed
     buf = io.BytesIO()
@@ -168,7 +161,7 @@ def test_decompression_bomb_is_stopped_by_the_stream_cap(box):
         tar.addfile(info, io.BufferedReader(Zeros()))
     buf.seek(0)
     t0 = time.monotonic()
-    done = extract.extract(buf, box / "dest", caps)
+    done = extract.extract(buf, box / "dest", limits)
     assert "passed" in done.stopped and (box / "dest/results/first").read_bytes() == b"kept"
     assert not (box / "dest/results/bomb").exists()
     assert time.monotonic() - t0 < 20
@@ -176,13 +169,13 @@ def test_decompression_bomb_is_stopped_by_the_stream_cap(box):
 
 @pytest.mark.parametrize("data", [b"", b"not gzip at all", b"\x1f\x8b\x08\x00garbage"], ids=["empty", "text", "bad"])
 def test_a_broken_stream_is_reported_not_raised(box, data):
-    done = extract.extract(io.BytesIO(data), box / "dest", Caps())
+    done = extract.extract(io.BytesIO(data), box / "dest", caps.defaults())
     assert done.stopped is not None or done.files == 0
 
 
 def test_a_cut_stream_keeps_what_came_before(box):
     whole = _stream([_info("a", data=b"1" * 5000), _info("b", data=os.urandom(200_000))]).getvalue()
-    done = extract.extract(io.BytesIO(whole[: len(whole) // 2]), box / "dest", Caps())
+    done = extract.extract(io.BytesIO(whole[: len(whole) // 2]), box / "dest", caps.defaults())
     assert (box / "dest/a").read_bytes() == b"1" * 5000 and "broken" in done.stopped
 
 
@@ -222,42 +215,10 @@ def hostile_run(tmp_path, secret_file):
 
 
 def test_reader_validates_every_file_and_never_follows_a_link(hostile_run):
-    rows, problems = read.run_rows(hostile_run, Caps())
+    rows, problems = read.run_rows(hostile_run, caps.defaults())
     check_rows(rows, problems)
     assert all(SECRET.splitlines()[1] not in r["log"].decode(errors="replace") for r in rows)
-    assert len(next(r for r in rows if r["config_id"] == "c000000002")["log"]) <= Caps().log_tail_bytes
-
-
-class LocalShell:
-    """mlops.ssh.session.Session's run()/python() on this machine: only the SSH hop is missing."""
-
-    def __init__(self, env: dict):
-        self.env = env
-
-    def run(self, command, stdin=None, timeout=600, check=True, stdout=None):
-        argv = command if isinstance(command, list) else ["bash", "-c", command]
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env
-        )
-        proc.stdin.write(stdin or b"")
-        proc.stdin.close()
-        data = b""
-        while chunk := proc.stdout.read(1 << 16):
-            if stdout is not None:
-                stdout.write(chunk)
-            else:
-                data += chunk
-        err = proc.stderr.read()
-        rc = proc.wait(timeout)
-        if check and rc:
-            raise RuntimeError(err.decode(errors="replace"))
-        return rc, data.decode(errors="replace"), err.decode(errors="replace")
-
-    def python(self, script, *args, timeout=300):
-        rc, out, err = self.run(["python3", "-", *args], stdin=script.encode(), check=False)
-        if rc:  # as mlops.ssh.session.Session.python does
-            raise transport.RemoteError(f"remote python3 failed (exit {rc}):\n{err[-500:]}")
-        return out
+    assert len(next(r for r in rows if r["config_id"] == "c000000002")["log"]) <= caps.defaults().log_tail_bytes
 
 
 def test_collect_of_a_hostile_run_keeps_everything_inside_and_reports_each_case(
@@ -276,7 +237,8 @@ def test_collect_of_a_hostile_run_keeps_everything_inside_and_reports_each_case(
     before = (beside.stat().st_mtime_ns, pth_files())
     log = io.StringIO()
     t0 = time.monotonic()
-    result = collect.collect(LocalShell({"PATH": os.environ["PATH"]}), cfg, "p666", out, out=log)
+    # the verb's way in: the cluster's state of the run (malformed here) read once, then the download
+    result = runs.collect_run(LocalShell({"PATH": os.environ["PATH"]}), cfg, "p666", out, out=log)
     seconds = time.monotonic() - t0
     print(
         f"\ncollect of the hostile run: {seconds:.1f}s; {len(result['lost'])} lost/bad lines, "
@@ -286,18 +248,15 @@ def test_collect_of_a_hostile_run_keeps_everything_inside_and_reports_each_case(
     check_rows(result["rows"], result["lost"])
     assert (beside.stat().st_mtime_ns, pth_files()) == before
     assert sorted(p.name for p in artifacts.iterdir()) == ["canary.txt", "results"]
-    assert sorted(p.name for p in out.iterdir()) == [
-        "junit.xml",
-        "metrics.txt",
-        "p666",
-        "summary.csv",
-        "summary.json",
-        "sweep.png",
-    ]
-    _tree_ok = file_tree(out / "p666")
+    cluster = cfg.cluster.name
+    assert sorted(p.name for p in out.iterdir()) == [cluster]
+    assert sorted(p.name for p in (out / cluster).iterdir()) == ["metrics.txt", "p666"]
+    run = out / cluster / "p666"
+    assert result["run"] == run and set(collect.REPORTS) <= {p.name for p in run.iterdir()}
+    _tree_ok = file_tree(run, reports=collect.REPORTS)
     assert "envs/index.json" in _tree_ok and not any(n.endswith(".env") for n in _tree_ok)
     secrets = [*CANARY_ENV.values(), SECRET.splitlines()[1]]
-    assert_reports_safe(out, secrets)
+    assert_reports_safe(run, secrets)
     for s in secrets:
         assert s not in log.getvalue()
     lost = "\n".join(result["lost"])
@@ -305,24 +264,24 @@ def test_collect_of_a_hostile_run_keeps_everything_inside_and_reports_each_case(
     assert "envs/index.json entry" in lost
     refused = {name for name, _ in result["refused"]}
     assert "results/a000000001/a/x" in refused and "results/a000000001/abs-secret" in refused
-    assert (out / "p666/results/a000000002/sparse.bin").stat().st_size == hostile.SPARSE_SMALL
+    assert (run / "results/a000000002/sparse.bin").stat().st_size == hostile.SPARSE_SMALL
     # again: harmless, same result (the previous tree is replaced)
     again = collect.collect(LocalShell({"PATH": os.environ["PATH"]}), cfg, "p666", out, out=io.StringIO())
     assert len(again["rows"]) == len(result["rows"])
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+    assert sorted(p.name for p in (out / cluster).iterdir() if p.name.startswith(".")) == []
 
 
 @pytest.mark.parametrize("run_id", ["../x", "/abs", "a/b", "..", ".hidden", "x\ny", "", "a" * 200])
 def test_run_id_used_as_a_path_is_validated(run_id):
-    with pytest.raises(collect.BadInput):
-        collect.check_run_id(run_id)
+    with pytest.raises(errors.BadInput):
+        runid.check(run_id)
 
 
 def test_out_dir_that_is_a_link_is_refused(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "results").symlink_to(tmp_path / "elsewhere")
     cfg = make_settings(tmp_path, Path("/nonexistent"))
-    with pytest.raises(collect.BadInput):
+    with pytest.raises(errors.BadInput):
         collect.collect(LocalShell({}), cfg, "p1", tmp_path / "results", out=io.StringIO())
 
 
@@ -330,7 +289,7 @@ def test_reports_write_never_through_a_link(tmp_path, secret_file):
     out = tmp_path / "out"
     out.mkdir()
     (out / "junit.xml").symlink_to(secret_file)
-    reports.write_all(out, {"junit.xml": b"<x/>"})
+    outdir.write_all(out, {"junit.xml": b"<x/>"}, tmp_path)
     assert secret_file.read_text() == SECRET and (out / "junit.xml").read_bytes() == b"<x/>"
 
 
@@ -399,11 +358,8 @@ def test_local_run_passes_no_secret_to_research_code():
 
 def test_caps_come_from_mlops_toml_collect_section(tmp_path):
     s = make_settings(tmp_path, Path("/w"), max_file_bytes=1024, log_tail_lines=5)
-    caps = Caps.from_settings(s)
-    assert caps.max_file_bytes == 1024 and caps.log_tail_lines == 5 and caps.max_members == 100_000
-    assert Caps() == Caps.from_settings(make_settings(tmp_path, Path("/w")))  # defaults: options.py only
-    with pytest.raises(collect.BadInput, match="max_members"):
-        make_settings(tmp_path, Path("/w"), max_members=0)
-    for bad in (0, -1, "1k", True, 1.5):  # the raw-table path (a dict-like view)
-        with pytest.raises(collect.BadInput, match="max_members"):
-            Caps.from_settings({"collect": {"max_members": bad}})
+    assert s.collect.max_file_bytes == 1024 and s.collect.log_tail_lines == 5 and s.collect.max_members == 100_000
+    assert caps.defaults() == make_settings(tmp_path, Path("/w")).collect  # defaults: options.py only
+    for bad in (0, -1, "1k", True, 1.5):
+        with pytest.raises(errors.BadInput, match="max_members"):
+            make_settings(tmp_path, Path("/w"), max_members=bad)

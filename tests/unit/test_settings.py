@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from mlops import errors, options, params, rundir, runenv, settings, stages
+from mlops.results.reader import file_tail
 from support.render import DEFAULTS, PROJECT_TEMPLATE, answers_for
 
 SKELETON = (PROJECT_TEMPLATE / "mlops.toml").read_text()
+BLOCK = "clusters.hpc"  # the default answers' cluster block (hpc_host hpc.example.org)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -23,8 +25,9 @@ def rendered_toml(**changes) -> str:
 
 
 def edit(text: str, dotted: str, value: str) -> str:
-    """Replace the value of one `key = ...` line of one section (as a user edits the file)."""
-    section, key = dotted.split(".")
+    """Replace the value of one `key = ...` line of one section (as a user edits the file);
+    `dotted` is "section.key" or "clusters.NAME.key"."""
+    section, key = dotted.rsplit(".", 1)
     lines, current = text.splitlines(), None
     for i, line in enumerate(lines):
         if line.startswith("["):
@@ -51,8 +54,10 @@ def test_defaults_load_typed(tmp_path):
         "4G",
         4,
     )
+    assert (s.cluster.name, s.clusters, s.default_cluster, s.layout) == ("hpc", ("hpc",), "hpc", "0.3")
+    assert s.scheduler.kind == "slurm"
     assert s.build.base_image == "python:3.11-slim"
-    assert (s.notify.partition, s.notify.timeout_s, s.images.keep) == ("", 30, 5)
+    assert (s.scheduler.notify_partition, s.notify.timeout_s, s.images.keep) == ("", 30, 5)
     assert s.collect.max_file_bytes == 268435456 and s.collect.log_tail_lines == 30
     assert s.cluster_root == "/home/jdoe/mlops/forecasting-experiments"
     assert s.answers() == answers_for({})
@@ -61,33 +66,39 @@ def test_defaults_load_typed(tmp_path):
 
 
 def test_every_key_is_defined_once_in_options():
-    """The dataclass fields are exactly the keys options.py defines (question-backed + the others)."""
-    defined = {o.key for o in options.OPTIONS} | {k.dotted for k in options.SETTINGS_KEYS}
+    """The dataclass fields are exactly the keys options defines (question-backed + the others), and the
+    template's skeleton has each of them once (the cluster block as [clusters.NAME])."""
+    keys = options.SETTINGS_KEYS + options.CLUSTER_KEYS
+    defined = {o.key for o in options.OPTIONS if o.key != options.CLUSTER} | {k.dotted for k in keys}
     fields = {f"{name}.{f.name}" for name, cls in settings.SECTION_TYPES.items() for f in dataclasses.fields(cls)}
+    fields |= {f"{options.CLUSTER}.{key}" for key in settings.BLOCK_FIELDS}
     assert fields == defined
-    assert len(defined) == len(options.OPTIONS) + len(options.SETTINGS_KEYS)
+    assert len(defined) == len(options.OPTIONS) - 1 + len(keys)
     skeleton = tomllib.loads(SKELETON)
-    assert {f"{s}.{k}" for s, table in skeleton.items() for k in table} == defined
+    block = skeleton["clusters"].pop(settings.SKELETON_BLOCK)
+    assert skeleton.pop("clusters") == {"default": ""}
+    found = {f"{s}.{k}" for s, table in skeleton.items() for k in table} | {f"clusters.*.{k}" for k in block}
+    assert found == defined
 
 
 @pytest.mark.parametrize(
     "dotted, value, expected",
     [
-        ("scheduler.time", '"01:00:00\\ntouch /tmp/x"', "scheduler.time: '01:00:00\\ntouch /tmp/x' contains a control"),
-        ("scheduler.time", '"1 hour"', "scheduler.time: '1 hour' is not a SLURM time. Fix: use minutes"),
-        ("scheduler.mem", '"4 GB"', "scheduler.mem: '4 GB' is not a SLURM memory size"),
-        ("scheduler.mem", '"4G\\n"', "scheduler.mem: '4G\\n' contains a control character"),
-        ("scheduler.partition", '"gpu\\n#SBATCH --x"', "scheduler.partition (slurm_partition): 'gpu\\n#SBATCH --x' "),
-        ("scheduler.account", '"a b"', "scheduler.account (slurm_account): 'a b' contains unexpected characters"),
-        ("scheduler.cpus_per_task", "0", "scheduler.cpus_per_task: 0 is below 1"),
-        ("scheduler.parallel", '"many"', "scheduler.parallel: 'many' is not a whole number"),
-        ("cluster.port", '"ssh"', "cluster.port (hpc_port): 'ssh' is not a whole number"),
-        ("cluster.port", "70000", "cluster.port (hpc_port): '70000' is not a TCP port. Fix: use a number from 1"),
-        ("cluster.workdir", '"scratch/me"', "cluster.workdir (hpc_workdir): 'scratch/me' is not an absolute path"),
-        ("cluster.workdir", '"/scratch/../etc"', "cluster.workdir (hpc_workdir): '/scratch/../etc' contains"),
-        ("cluster.workdir", '"/scratch/me\\n"', "cluster.workdir (hpc_workdir): '/scratch/me\\n' contains a control"),
-        ("cluster.use_gpu", '"maybe"', "cluster.use_gpu (use_gpu): 'maybe' is not true or false"),
-        ("cluster.auth", '"password"', "cluster.auth (hpc_auth): 'password' is not one of the choices"),
+        ("@.time", '"01:00:00\\ntouch /tmp/x"', "@.time: '01:00:00\\ntouch /tmp/x' contains a control"),
+        ("@.time", '"1 hour"', "@.time: '1 hour' is not a SLURM time. Fix: use minutes"),
+        ("@.mem", '"4 GB"', "@.mem: '4 GB' is not a SLURM memory size"),
+        ("@.mem", '"4G\\n"', "@.mem: '4G\\n' contains a control character"),
+        ("@.partition", '"gpu\\n#SBATCH --x"', "@.partition (slurm_partition): 'gpu\\n#SBATCH --x' "),
+        ("@.account", '"a b"', "@.account (slurm_account): 'a b' contains unexpected characters"),
+        ("@.cpus_per_task", "0", "@.cpus_per_task: 0 is below 1"),
+        ("@.parallel", '"many"', "@.parallel: 'many' is not a whole number"),
+        ("@.port", '"ssh"', "@.port (hpc_port): 'ssh' is not a whole number"),
+        ("@.port", "70000", "@.port (hpc_port): '70000' is not a TCP port. Fix: use a number from 1"),
+        ("@.workdir", '"scratch/me"', "@.workdir (hpc_workdir): 'scratch/me' is not an absolute path"),
+        ("@.workdir", '"/scratch/../etc"', "@.workdir (hpc_workdir): '/scratch/../etc' contains"),
+        ("@.workdir", '"/scratch/me\\n"', "@.workdir (hpc_workdir): '/scratch/me\\n' contains a control"),
+        ("@.use_gpu", '"maybe"', "@.use_gpu (use_gpu): 'maybe' is not true or false"),
+        ("@.auth", '"password"', "@.auth (hpc_auth): 'password' is not one of the choices"),
         ("project.slug", '"my-proj\\n"', "project.slug (project_slug): 'my-proj\\n' contains a control character"),
         ("build.base_image", '"python:3.11-slim\\nRUN x"', "build.base_image: 'python:3.11-slim\\nRUN x' contains"),
         ("build.base_image", '"Python 3"', "build.base_image: 'Python 3' is not an image reference"),
@@ -96,6 +107,8 @@ def test_every_key_is_defined_once_in_options():
     ],
 )
 def test_bad_values_name_the_key_and_the_fix(tmp_path, dotted, value, expected):
+    """'@' stands for the template's cluster block, [clusters.hpc]."""
+    dotted, expected = dotted.replace("@", BLOCK), expected.replace("@", BLOCK)
     found = problems_of(tmp_path, edit(rendered_toml(), dotted, value))
     assert any(p.startswith(expected) for p in found), found
     assert all("Fix:" in p for p in found), found
@@ -104,21 +117,21 @@ def test_bad_values_name_the_key_and_the_fix(tmp_path, dotted, value, expected):
 @pytest.mark.parametrize(
     "dotted, value",
     [
-        ("scheduler.time", '"30"'),
-        ("scheduler.time", '"30:00"'),
-        ("scheduler.time", '"2-00"'),
-        ("scheduler.time", '"2-12:30"'),
-        ("scheduler.time", '"2-12:30:00"'),
-        ("scheduler.mem", '"300M"'),
-        ("scheduler.mem", '"16000"'),
-        ("cluster.port", '"2222"'),  # older files quoted it
-        ("cluster.use_gpu", '"no"'),  # older files held the answer
-        ("cluster.auth", '"totp+password"'),
+        ("@.time", '"30"'),
+        ("@.time", '"30:00"'),
+        ("@.time", '"2-00"'),
+        ("@.time", '"2-12:30"'),
+        ("@.time", '"2-12:30:00"'),
+        ("@.mem", '"300M"'),
+        ("@.mem", '"16000"'),
+        ("@.port", '"2222"'),  # older files quoted it
+        ("@.use_gpu", '"no"'),  # older files held the answer
+        ("@.auth", '"totp+password"'),
         ("build.base_image", '"registry.example.org:5000/py/base:3.11@sha256:' + "a" * 64 + '"'),
     ],
 )
 def test_good_values_pass(tmp_path, dotted, value):
-    settings.load(write(tmp_path, edit(rendered_toml(), dotted, value)))
+    settings.load(write(tmp_path, edit(rendered_toml(), dotted.replace("@", BLOCK), value)))
 
 
 def test_missing_optional_keys_take_their_defaults_and_unknown_keys_are_named(tmp_path):
@@ -128,13 +141,13 @@ def test_missing_optional_keys_take_their_defaults_and_unknown_keys_are_named(tm
     assert s.notify.timeout_s == 30 and s.images.keep == 5
     found = problems_of(tmp_path, text.replace("parallel = 4", "parallel = 4\ncpus_per_tasks = 3"))
     assert found == [
-        "scheduler.cpus_per_tasks: is not a setting of this template. Fix: remove it or check the spelling"
+        "clusters.hpc.cpus_per_tasks: is not a setting of a cluster block. Fix: remove it or check the spelling"
     ]
 
 
 def test_a_missing_answer_and_bad_toml_are_problems(tmp_path):
     found = problems_of(tmp_path, rendered_toml().replace('host = "hpc.example.org"\n', ""))
-    assert found[0].startswith("cluster.host: is missing. Fix: add `host = ...` under [cluster]")
+    assert found[0].startswith("clusters.hpc.host (hpc_host): is missing. Fix: add `host = ...` under [clusters.hpc]")
     found = problems_of(tmp_path, "[cluster\n")
     assert found[0].startswith("not valid TOML")
 
@@ -213,9 +226,13 @@ def test_raw_entrypoint_and_merged_helpers(tmp_path, monkeypatch):
         stages.raw_entrypoint(tmp_path, "model")
     log = tmp_path / "log"
     log.write_bytes(b"".join(b"line %d\n" % i for i in range(1000)) + b"\xff end\n")
-    assert rundir.tail(log, lines=2) == "line 999\n\ufffd end"
-    assert rundir.tail(log, lines=50, max_bytes=20).splitlines()[-1] == "\ufffd end"
-    assert rundir.tail(tmp_path / "none") == ""
+    assert file_tail(log, 65536, 2) == "line 999\n\ufffd end"
+    assert file_tail(log, 20, 50).splitlines()[-1] == "\ufffd end"
+    assert file_tail(tmp_path / "none", 100, 5) == ""
+    (tmp_path / "long").write_bytes(b"x" * 5000 + b" Error: out of cheese\n")
+    assert file_tail(tmp_path / "long", 65536, 5, width=30) == "..." + ("x" * 10 + " Error: out of cheese")[-27:]
+    (tmp_path / "link").symlink_to(log)
+    assert file_tail(tmp_path / "link", 100, 5).startswith("(link: ")  # research code's link: not followed
     counts = rundir.count_states(["completed", "failed", "completed"])
     assert rundir.format_counts(counts) == "2 completed, 1 failed"
     monkeypatch.setenv("CI_COMMIT_SHA", "f" * 40)

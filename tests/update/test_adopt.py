@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from support import pipeline as ps
 from support.cruft import commit_all, copy_template, git_env, run
 
 GCL = shutil.which("gitlab-ci-local")
@@ -111,7 +112,7 @@ def schema_check(repo: Path, tmp: Path):
 
 
 @pytest.mark.skipif(GCL is None, reason="gitlab-ci-local is not installed (.ci/run installs 4.73.0 with npm)")
-def test_existing_repo_adopts_the_pipeline(legacy):
+def test_existing_repo_adopts_the_pipeline(legacy, request):
     tmp_path, env, tpl, repo = legacy
     before = tree(repo)
     adopted = adopt(tpl, repo, env, "--set", "hpc_host=login.uni.example.edu", "--set", "hpc_user=fc1234")
@@ -136,6 +137,10 @@ def test_existing_repo_adopts_the_pipeline(legacy):
     addition = printed_ci(adopted.stdout)
     assert "include:" in addition and "- local: .gitlab/ci/validate.yml" in addition
     (repo / ".gitlab-ci.yml").write_text(merge(LEGACY_CI, addition))
+    # the tool job downloads the locked wheels from an index on 127.0.0.1 (PyPI's files, hash-checked)
+    index = ps.LocalIndex(ps.locked_wheels(repo, tmp_path / "cache")).__enter__()
+    request.addfinalizer(lambda: index.__exit__(None, None, None))
+    ps.use_index(repo, index.url)
     with (repo / ".gitignore").open("a") as f:
         f.write(adopted.stdout.split("Add to your .gitignore:")[1].strip() + "\n")
     commit_all(repo, env, "adopt the mlops pipeline")
@@ -144,7 +149,7 @@ def test_existing_repo_adopts_the_pipeline(legacy):
     listed = run([GCL, "--list-json"], repo, env, timeout=180)
     jobs = {job["name"]: job for job in json.loads(listed.stdout)}
     assert {"lint", "unit"} <= set(jobs), sorted(jobs)  # the old jobs
-    assert {"params", "config", "tests", "template-check", "build", "deploy"} <= set(jobs), sorted(jobs)
+    assert {"tool", "params", "config", "tests", "template-check", "build", "deploy-login"} <= set(jobs), sorted(jobs)
     assert jobs["lint"]["stage"] == "lint" and jobs["params"]["stage"] == "validate"
 
     gcl = [GCL, "--force-shell-executor", "--shell-isolation"]
@@ -153,7 +158,7 @@ def test_existing_repo_adopts_the_pipeline(legacy):
     started = time.monotonic()
     # The validate stage of the new jobs, except `tests` (the project's own suite: minutes of local
     # sweeps, run in the project tier and after an update in test_update.py).
-    new = run([*gcl, "params", "config", "template-check"], repo, env, check=False, timeout=900)
+    new = run([*gcl, "tool", "params", "config", "template-check"], repo, env, check=False, timeout=900)
     print(f"validate jobs in the adopted repo: {time.monotonic() - started:.1f} s")
     assert new.returncode == 0, new.stdout[-4000:] + new.stderr[-2000:]
     assert "configurations" in new.stdout  # mlops params validate
@@ -186,8 +191,8 @@ def test_repo_with_its_own_package_gets_the_tool_beside_it(legacy):
     assert ".mlops/src/mlops/cli.py" in after and "src/mlops/cli.py" not in after
     assert b'name = "legacy-mlops"' in after[".mlops/pyproject.toml"]  # cannot shadow the repo's "legacy"
     assert "model/train.py" not in after and "kept your model/" in result.stdout  # whole folder or nothing
-    assert "MLOPS_TOOL_DIR: .mlops" in result.stdout
-    # The tool installs from there, as the CI job does (pip install "$MLOPS_TOOL_DIR[cluster]").
+    assert "tool_dir: .mlops" in result.stdout and "MLOPS_TOOL_DIR" not in result.stdout
+    # The tool installs from there, as the CI jobs of the project's own code do (pip install "<tool_dir>[cluster]").
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], tmp_path, env)
     run(

@@ -47,51 +47,57 @@ def test_cap_on_configurations_is_a_clear_error(tmp_path):
     assert result.returncode == 2 and "expands to 400 configurations, above the cap of 100" in result.stderr
 
 
+def _block() -> str:
+    """`clusters.NAME`: this project's cluster block in mlops.toml (the one the template wrote)."""
+    return next(line.strip("[]") for line in (ROOT / "mlops.toml").read_text().splitlines()
+                if line.startswith("[clusters."))  # fmt: skip
+
+
 def test_config_check_names_the_key_to_edit(tmp_path):
     (tmp_path / "mlops.toml").write_text((ROOT / "mlops.toml").read_text().replace("port = ", "port = 70000 #", 1))
     result = mlops("config", "check", cwd=tmp_path)
     assert result.returncode == 2
-    assert "mlops.toml: cluster.port (hpc_port): '70000' is not a TCP port" in result.stderr
+    assert f"mlops.toml: {_block()}.port (hpc_port): '70000' is not a TCP port" in result.stderr
     assert "ok" in mlops("config", "check").stdout
 
 
-def _project_with(tmp_path, dotted, value):
-    """A copy of this project's mlops.toml with one key changed, pointing at a closed local port."""
-    section, key = dotted.split(".")
+def _project_with(tmp_path, key, value):
+    """A copy of this project's mlops.toml with one key of the cluster block changed, pointing at a
+    closed local port."""
     lines, current = (ROOT / "mlops.toml").read_text().splitlines(), None
     for i, line in enumerate(lines):
         if line.startswith("["):
             current = line.strip("[]")
-        elif current == "cluster" and line.startswith(("host =", "port =")):
+        elif current == _block() and line.startswith(("host =", "port =")):
             lines[i] = 'host = "127.0.0.1"' if line.startswith("host") else "port = 1"
-        if current == section and line.split("=")[0].strip() == key:
+        if current == _block() and line.split("=")[0].strip() == key:
             lines[i] = f"{key} = {value}"
     (tmp_path / "mlops.toml").write_text("\n".join(lines) + "\n")
     return tmp_path
 
 
 @pytest.mark.parametrize(
-    "dotted, value, expected",
+    "key, value, expected",
     [
-        ("cluster.workdir", '"scratch/me"', "cluster.workdir (hpc_workdir): 'scratch/me' is not an absolute path"),
-        ("cluster.port", '"ssh"', "cluster.port (hpc_port): 'ssh' is not a whole number"),
-        ("scheduler.time", '"1h"', "scheduler.time: '1h' is not a SLURM time"),
-        ("scheduler.mem", '"4 GB"', "scheduler.mem: '4 GB' is not a SLURM memory size"),
-        ("scheduler.time", '"01:00:00\\ntouch /tmp/x"', "scheduler.time: '01:00:00\\ntouch /tmp/x' contains a control"),
+        ("workdir", '"scratch/me"', "workdir (hpc_workdir): 'scratch/me' is not an absolute path"),
+        ("port", '"ssh"', "port (hpc_port): 'ssh' is not a whole number"),
+        ("time", '"1h"', "time: '1h' is not a SLURM time"),
+        ("mem", '"4 GB"', "mem: '4 GB' is not a SLURM memory size"),
+        ("time", '"01:00:00\\ntouch /tmp/x"', "time: '01:00:00\\ntouch /tmp/x' contains a control"),
     ],
 )
 @pytest.mark.parametrize("verb", ["deploy", "submit", "status", "collect", "cancel"])
-def test_bad_settings_stop_every_cluster_verb_before_a_login(tmp_path, verb, dotted, value, expected):
+def test_bad_settings_stop_every_cluster_verb_before_a_login(tmp_path, verb, key, value, expected):
     """Exit 2 with the key and the fix; the host is a closed local port, and no connection is tried:
     a login attempt would say so (connection refused) instead of naming the key."""
-    result = mlops(verb, cwd=_project_with(tmp_path, dotted, value))
+    result = mlops(verb, cwd=_project_with(tmp_path, key, value))
     assert result.returncode == 2, result.stderr
-    assert f"mlops {verb}: mlops.toml: {expected}" in result.stderr and "Fix:" in result.stderr
+    assert f"mlops {verb}: mlops.toml: {_block()}.{expected}" in result.stderr and "Fix:" in result.stderr
     assert "Traceback" not in result.stderr and "refused" not in result.stderr.lower()
 
 
 def test_a_malformed_digest_stops_deploy_before_a_login(tmp_path):
-    project = _project_with(tmp_path, "cluster.user", '"jdoe"')
+    project = _project_with(tmp_path, "user", '"jdoe"')
     manifest = tmp_path / "images.json"
     manifest.write_text(json.dumps({"images": {"model": {"digest": "sha256:zz", "archive": "x.tar"}}}))
     result = mlops("deploy", "--manifest", str(manifest), cwd=project)

@@ -1,6 +1,6 @@
 """Check the cluster, W&B and GitLab credentials on this machine, without ever storing or printing them.
 
-Where each one comes from (names in mlops.variables; the same names a CI job sees):
+Where each one comes from (names in mlops.civars; the same names a CI job sees):
     SSH private key   $HPC_SSH_PRIVATE_KEY: a path (GitLab "File" variable) or the key text (a plain
                       "Variable" by mistake: read from memory, never written), else mlops.toml
                       cluster.ssh_key (the template answer hpc_ssh_key; a PATH, never the key)
@@ -31,16 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from . import civars
+from .civars import CODE_AUTH
 from .errors import BadInput
 from .ssh import codes, keys, known_hosts, sources
 from .ssh.known_hosts import fingerprint
-from .variables import BY_NAME, CODE_AUTH
 
-KEY_VAR = BY_NAME["HPC_SSH_PRIVATE_KEY"].name
-TOTP_VAR = BY_NAME["HPC_TOTP_SECRET"].name
-PASSWORD_VAR = BY_NAME["HPC_PASSWORD"].name
-WANDB_VAR = BY_NAME["WANDB_API_KEY"].name
-GITLAB_TOKEN_VAR = "GITLAB_TOKEN"  # local only: the API token of `mlops variables upload`
+KEY_VAR, TOTP_VAR = civars.KEY, civars.TOTP
+PASSWORD_VAR, WANDB_VAR, GITLAB_TOKEN_VAR = civars.PASSWORD, civars.WANDB, civars.GITLAB_TOKEN
 STRICT_VAR = "MLOPS_STRICT_CREDENTIALS"  # "1": problems make the check (and the hook) exit non-zero
 
 PASS, MISSING, FAIL, SKIP = "PASS", "MISSING", "FAIL", "SKIP"

@@ -34,6 +34,10 @@ class BadInput(MlopsError):
     exit_code = 2
 
 
+class UsageError(BadInput):
+    """A verb used the wrong way (exit 2); the message says how to call it."""
+
+
 class Problems(BadInput):
     """Several problems of one input at once (e.g. every bad key of mlops.toml); one line each."""
 

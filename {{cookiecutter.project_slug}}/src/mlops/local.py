@@ -23,15 +23,14 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TextIO
 
-from . import params, rundir, runenv, settings, stages
-from .errors import WorkFailed
-from .results import read, reports, table
-from .results.caps import Caps
+from . import params, rundir, runenv, runid, settings, stages
+from .errors import BadInput, WorkFailed
+from .results import outdir, read, reports, table
 from .results.plot import plot
+from .results.reader import file_tail
 from .results.text import printable
 
-LOG_TAIL_LINES = 5
-LOG_TAIL_BYTES = 4096
+PREVIEW_LINES = 5  # of a failed stage's or configuration's log on the console (the reports keep more)
 # What the research code may see of this process's environment (by name); everything else is dropped.
 _PROCESS = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TMPDIR", "TEMP", "TMP")
 _LOCALE = ("LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ")
@@ -70,17 +69,12 @@ def _run_stage(cfg, name: str, env: dict, log: Path) -> None:
             argv, check=False, cwd=cfg.root / name, env=env, stdout=fh, stderr=subprocess.STDOUT
         ).returncode
     if rc != 0:
-        raise StageFailed(f"{name} stage failed (exit {rc}); log {log}:\n{tail(log)}")
+        raise StageFailed(f"{name} stage failed (exit {rc}); log {log}:\n{_preview(cfg, log)}")
 
 
-def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last lines of a log the research code wrote (rundir.tail: bounded, printable, never through a
-    link), each at most 200 characters: the end of a line is the telling part (a 20 MB progress line
-    ends with the error)."""
-    return "\n".join(
-        line if len(line) <= 200 else "..." + line[-197:]
-        for line in rundir.tail(path, lines, LOG_TAIL_BYTES).splitlines()
-    )
+def _preview(cfg: settings.Settings, log: Path) -> str:
+    """The end of a log research code wrote, for the console: bounded, printable, never through a link."""
+    return file_tail(log, cfg.collect.log_tail_bytes, PREVIEW_LINES, width=200)
 
 
 def _train_one(cfg, run: Path, entry: dict, base_env: dict) -> dict:
@@ -113,7 +107,7 @@ def run_local(
     """Run the whole sweep; returns (run dir, number of failed configurations)."""
     cfg = settings.load(root)
     params.validate(cfg.root / "params" / "parameters.json")  # fail before creating anything
-    run_id = run_id or rundir.new_run_id()
+    run_id = runid.check(run_id, "--run-id") if run_id else runid.new()
     run = rundir.create(
         cfg.root / "runs",
         run_id,
@@ -141,7 +135,7 @@ def run_local(
         )
     total, failed = len(index), 0
     print(f"  model  {total} configurations, {jobs} at a time", file=out)
-    caps = Caps.from_settings(cfg)
+    caps = cfg.collect
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = [pool.submit(_train_one, cfg, run, entry, env) for entry in index]
         for done, future in enumerate(as_completed(futures), 1):
@@ -151,21 +145,21 @@ def run_local(
             line = f"  [{done:>{len(str(total))}}/{total}] {'ok  ' if ok else 'FAIL'} {cid} {result['duration_s']:.1f}s"
             if not ok:
                 line += f" (exit {result['exit_code']}), log: {run / 'results' / cid / 'log'}"
-                line += "".join(f"\n        | {x}" for x in tail(run / "results" / cid / "log").splitlines())
+                line += "".join(f"\n        | {x}" for x in _preview(cfg, run / "results" / cid / "log").splitlines())
             print(line, file=out, flush=True)
     rows, problems = read.run_rows(run, caps)
     bad = sum(r["status"] != "completed" or bool(r["problems"]) for r in rows) + len(problems)
-    files = {"summary.json": reports.summary_json(rows, run_id, problems, []), "summary.csv": reports.summary_csv(rows)}
+    files = {"summary.json": reports.summary_json(rows, run_id, problems), "summary.csv": reports.summary_csv(rows)}
     try:
         files["sweep.png"] = plot(rows)
     except Exception as exc:  # noqa: BLE001 (a plot must never cost the summary; no matplotlib: pip install .[report])
         print(f"  sweep.png not drawn ({type(exc).__name__}: {printable(exc, 100)})", file=out)
     where = run / "results"
     try:
-        reports.write_all(where, files)
-    except OSError:  # the research code replaced results/ by something else: write beside it
+        outdir.write_all(where, files, cfg.root)
+    except (OSError, BadInput):  # the research code replaced results/ by something else: write beside it
         where = run
-        reports.write_all(where, files)
+        outdir.write_all(where, files, cfg.root)
     print(f"  {len(rows) - bad}/{total} completed", file=out)
     print(
         table.table(

@@ -277,32 +277,44 @@ def env_lines(configuration: Configuration, project_dir: str, context: dict[str,
 def write_envs(
     configurations: list[Configuration], out_dir: Path, project_dir: str, context: dict[str, str] | None = None
 ) -> Path:
-    """Write `<id>.env` (mode 0600) per configuration plus `index.json`, replacing out_dir whole.
+    """Write `<id>.env` (mode 0600) per configuration plus `index.json` and `ids.txt` into out_dir,
+    replacing what it held; returns out_dir.
 
-    Files are written into a sibling temp dir first, so a failure leaves no half-written envs/.
+    out_dir may be a mount point (on the cluster the params container sees only envs/), so nothing
+    is written beside it: every line is checked first (ParamsError), the files are written into a
+    staging directory inside out_dir, then the old entries go and the new ones are renamed in,
+    ids.txt last. A failure leaves the old contents as they were.
     """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     if context is None:
         context = {k: os.environ[k] for k in PASSED_THROUGH if os.environ.get(k)}
-    staging = Path(tempfile.mkdtemp(prefix=".envs-", dir=out_dir.parent))
+    lines = [env_lines(configuration, project_dir, context) for configuration in configurations]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(out_dir, 0o700)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
     try:
-        os.chmod(staging, 0o700)
         index = []
-        for i, configuration in enumerate(configurations):
-            path = staging / f"{configuration.config_id}.env"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        for i, (configuration, env) in enumerate(zip(configurations, lines)):
+            fd = os.open(staging / f"{configuration.config_id}.env", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
-                fh.write("\n".join(env_lines(configuration, project_dir, context)) + "\n")
+                fh.write("\n".join(env) + "\n")
             index.append({"index": i, "config_id": configuration.config_id, "parameters": configuration.parameters})
         (staging / "index.json").write_text(
             json.dumps({"run_id": context.get("RUN_ID", ""), "count": len(index), "configurations": index}, indent=1)
         )
         # The same mapping for shell readers (a SLURM array task): line N+1 is the id of index N.
         (staging / "ids.txt").write_text("".join(f"{c.config_id}\n" for c in configurations))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
+        for old in out_dir.iterdir():
+            if old == staging:
+                continue
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
+        last = {"index.json": 1, "ids.txt": 2}
+        for path in sorted(staging.iterdir(), key=lambda p: (last.get(p.name, 0), p.name)):
+            os.replace(path, out_dir / path.name)
+        staging.rmdir()
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

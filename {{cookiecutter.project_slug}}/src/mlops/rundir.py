@@ -13,18 +13,37 @@ import datetime as dt
 import getpass
 import json
 import os
-import secrets
 import subprocess
 from pathlib import Path
 
-# Final states a configuration can end in, shared by the local runner, the cluster and collect.
-STATES = ("pending", "running", "completed", "failed", "timeout", "out-of-memory", "cancelled")
-
-
-def new_run_id(prefix: str = "local") -> str:
-    """Unique, sortable and safe in paths, env files and W&B ids."""
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    return f"{prefix}-{stamp}-{secrets.token_hex(2)}"
+# Every state a configuration can be in, shared by the local runner, the cluster and collect. The
+# cluster's are SLURM's words (squeue(1) "JOB STATE CODES"): a task SLURM put back in the queue
+# (`scontrol requeue`, preemption or a node failure with requeue) is "requeued" and runs again.
+STATES = ("pending", "requeued", "running", "completed", "failed", "timeout", "out-of-memory", "preempted",
+          "node-fail", "boot-fail", "deadline", "cancelled")  # fmt: skip
+# The states that end a configuration; a run is final when every configuration is in one of them.
+FINAL = ("completed", "failed", "timeout", "out-of-memory", "preempted", "node-fail", "boot-fail", "deadline",
+         "cancelled")  # fmt: skip
+# What a user does about each state that is not a success (mlops status, the collect table and junit).
+# `time` and `mem` are keys of the cluster's block of mlops.toml ([clusters.NAME]).
+FIXES = {
+    "requeued": "SLURM put the task back in the queue (requeue, preemption or a node failure); it runs again "
+    "by itself: wait for it",
+    "failed": "the model exited with an error: read the tail of its log",
+    "timeout": "the task hit its time limit: raise `time` in the cluster's block of mlops.toml (or make the "
+    "model faster), then `mlops submit --failed-only`",
+    "out-of-memory": "the task used more memory than it asked for: raise `mem` in the cluster's block of "
+    "mlops.toml, then `mlops submit --failed-only`",
+    "preempted": "a job of higher priority took the node: `mlops submit --failed-only` reruns it (or use a "
+    "partition without preemption)",
+    "node-fail": "the node failed under the task: `mlops submit --failed-only` reruns it; tell the cluster's "
+    "admins when it repeats",
+    "boot-fail": "the node failed to boot for the task: `mlops submit --failed-only` reruns it; tell the "
+    "cluster's admins when it repeats",
+    "deadline": "SLURM's deadline for the job passed before it could run: `mlops submit --failed-only`",
+    "cancelled": "cancelled (mlops cancel, scancel, a failed stage before it, or an admin): `mlops submit "
+    "--failed-only` reruns it",
+}
 
 
 def git_commit(root: Path) -> str:
@@ -40,25 +59,6 @@ def git_commit(root: Path) -> str:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def tail(path: Path, lines: int = 30, max_bytes: int = 65536) -> str:
-    """The last `lines` lines of a log, reading at most its last `max_bytes` bytes (logs may be huge);
-    "" when the file does not exist. The one log-tail helper. The log was written by research code:
-    it is opened without following a link and must be a regular file; undecodable bytes are replaced
-    and control characters dropped (mlops.results.text.tail), so the text is safe for a terminal."""
-    from .results.read import RunReader, Unreadable
-    from .results.text import tail as text_tail
-
-    path = Path(path)
-    try:
-        with RunReader(path.parent) as reader:
-            data = reader.read(path.name, max_bytes, tail=True)
-    except FileNotFoundError:
-        return ""
-    except (OSError, Unreadable) as exc:
-        return f"({path.name}: {exc})"
-    return text_tail(data or b"", max_bytes, lines)
 
 
 def count_states(statuses: list[str]) -> dict[str, int]:

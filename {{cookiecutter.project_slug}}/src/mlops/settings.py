@@ -1,26 +1,43 @@
-"""The project's settings: `mlops.toml` read once, typed, validated, frozen.
+"""The project's settings: `mlops.toml` read once, typed, validated, frozen, with one cluster selected.
 
-Every key of the file is defined in `mlops.options` (a template answer's key by its Option, the
-others in SETTINGS_KEYS, each with its type, default and rule): this module only reads and checks.
-`load()` raises `errors.Problems("mlops.toml", [...])` naming every bad `section.key`, the problem
-and the fix, so a command stops before any login or upload. Every `mlops` command calls it first.
+Every key of the file is defined in `mlops.options` (a template answer's key by its Option, the others
+in its key tables, each with its type, default and rule); mlops.settings_parse checks the data and
+names every bad key (`clusters.NAME.key`) with its fix; this module reads the file and builds the
+typed view. Every `mlops` command calls `load()` first, so bad settings stop it before any login.
 
-    s = settings.load()            # nearest mlops.toml at or above the working directory
-    s.cluster.port                 # int
-    s.cluster_root                 # "<workdir>/<slug>", where images and runs live on the cluster
-    s.answers()                    # the template answers, for mlops.options.validate and cruft
+    s = settings.load()              # nearest mlops.toml at or above the working directory
+    s = settings.load(cluster="uni") # another cluster than the default (BadInput names the known ones)
+    s.cluster.name, s.cluster.port   # "uni", 22
+    s.scheduler.kind                 # "slurm" | "none"
+    s.clusters, s.default_cluster    # ("uni", "bw"), "uni"
+    s.select("bw")                   # the same settings with another cluster selected
+    s.cluster_root                   # "<workdir>/<slug>", where images and runs live on that cluster
+    s.answers()                      # the template answers (the first cluster block)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import errors, options
+from .settings_parse import FILENAME, LAYOUT, LAYOUT_0_2, Parsed, parse
 
-FILENAME = "mlops.toml"
+__all__ = [
+    "FILENAME",
+    "LAYOUT",
+    "LAYOUT_0_2",
+    "SKELETON_BLOCK",
+    "Settings",
+    "fill_toml",
+    "find_root",
+    "from_data",
+    "load",
+    "read_data",
+]
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,7 @@ class Project:
 
 @dataclass(frozen=True)
 class Cluster:
+    name: str  # the NAME of [clusters.NAME]: options.CLUSTER_NAME
     host: str
     port: int
     user: str
@@ -50,13 +68,14 @@ class Cluster:
 
 @dataclass(frozen=True)
 class Scheduler:
-    kind: str  # "slurm" | "none"
+    kind: str  # "slurm" | "none" (the block's key `scheduler`)
     partition: str  # "" = the cluster's default
     account: str  # "" = the user's default
     time: str  # SLURM --time format
     cpus_per_task: int
     mem: str  # SLURM --mem format, e.g. "4G"
     parallel: int  # the %K of the model job array
+    notify_partition: str  # "" = partition
 
 
 @dataclass(frozen=True)
@@ -74,7 +93,6 @@ class Wandb:
 
 @dataclass(frozen=True)
 class Notify:
-    partition: str
     timeout_s: int
 
 
@@ -93,42 +111,73 @@ class Images:
     keep: int
 
 
+# The project-wide sections (options.SECTIONS) and their types.
 SECTION_TYPES: dict[str, type] = {
-    "project": Project, "cluster": Cluster, "scheduler": Scheduler, "build": Build, "wandb": Wandb,
-    "notify": Notify, "collect": Collect, "images": Images,
+    "project": Project, "build": Build, "wandb": Wandb, "notify": Notify, "collect": Collect, "images": Images,
 }  # fmt: skip
+# A cluster block's key -> (the dataclass, its field): `scheduler = "slurm"` is Scheduler.kind.
+BLOCK_FIELDS: dict[str, tuple[type, str]] = {
+    **{f.name: (Cluster, f.name) for f in dataclasses.fields(Cluster) if f.name != "name"},
+    "scheduler": (Scheduler, "kind"),
+    **{f.name: (Scheduler, f.name) for f in dataclasses.fields(Scheduler) if f.name != "kind"},
+}
 
 
 @dataclass(frozen=True)
 class Settings:
     root: Path  # the project directory (where mlops.toml lives)
     project: Project
-    cluster: Cluster
-    scheduler: Scheduler
+    cluster: Cluster  # the selected cluster (load(cluster=...), else the default)
+    scheduler: Scheduler  # ... and its scheduler
     build: Build
     wandb: Wandb
     notify: Notify
     collect: Collect
     images: Images
+    cluster_blocks: tuple[tuple[Cluster, Scheduler], ...]  # every cluster, in file order
+    default_cluster: str  # `[clusters] default`, else the first block's name
+    layout: str = LAYOUT  # LAYOUT_0_2 for a file still in the 0.2 layout (`mlops config migrate`)
+
+    @property
+    def clusters(self) -> tuple[str, ...]:
+        """The cluster names in file order."""
+        return tuple(c.name for c, _ in self.cluster_blocks)
+
+    def select(self, name: str | None) -> Settings:
+        """The same settings with cluster `name` selected (None: the default). BadInput names the known ones."""
+        name = self.default_cluster if name is None else name
+        for cluster, scheduler in self.cluster_blocks:
+            if cluster.name == name:
+                return dataclasses.replace(self, cluster=cluster, scheduler=scheduler)
+        raise errors.BadInput(
+            f"cluster {name!r}: {FILENAME} has no [clusters.{name}] block. Fix: use one of: "
+            f"{', '.join(self.clusters)} (or add a [clusters.{name}] block: README 'Several clusters')"
+        )
 
     @property
     def cluster_root(self) -> str:
-        """`<workdir>/<slug>` on the cluster: images and run directories live below it."""
+        """`<workdir>/<slug>` on the selected cluster: images and run directories live below it."""
         return f"{self.cluster.workdir.rstrip('/')}/{self.project.slug}"
 
-    def answers(self) -> dict[str, str]:
-        """The settings as template answers (option name -> str), as cookiecutter and cruft take them."""
+    def answers(self, cluster: str | None = None) -> dict[str, str]:
+        """The settings as template answers (option name -> str), as cookiecutter and cruft take them.
+
+        cluster None: the first block, the one the template asked for; a name: that block's answers.
+        """
+        name = cluster if cluster is not None else self.clusters[0]
+        chosen = self.select(name)
         out = {}
         for option in options.OPTIONS:
-            section, key = option.key.split(".")
-            out[option.name] = _as_answer(getattr(getattr(self, section), key))
+            if option.key == options.CLUSTER:
+                value: object = chosen.cluster.name
+            elif option.in_cluster:
+                cls, attr = BLOCK_FIELDS[option.toml_key]
+                value = getattr(chosen.cluster if cls is Cluster else chosen.scheduler, attr)
+            else:
+                section, key = option.key.split(".")
+                value = getattr(getattr(self, section), key)
+            out[option.name] = options.to_answer(value)
         return out
-
-
-def _as_answer(value: object) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -143,132 +192,120 @@ def find_root(start: Path | None = None) -> Path:
     raise errors.BadInput(f"no {FILENAME} found in {here} or above. Fix: run mlops inside a rendered project")
 
 
-def load(root: Path | None = None) -> Settings:
-    """Read, type and validate `<root or the nearest project>/mlops.toml`.
+def read_data(path: Path) -> dict:
+    """mlops.toml parsed by tomllib; errors.Problems for a syntax error (naming the line), and for the
+    conflict markers a `cruft update` or `git merge` leaves (naming the way out)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        return tomllib.loads(text)
+    except UnicodeDecodeError as exc:
+        raise errors.Problems(FILENAME, [f"not UTF-8 text ({exc}). Fix: save it as UTF-8"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        markers = [n for n, line in enumerate(text.splitlines(), 1) if line.startswith(("<<<<<<< ", ">>>>>>> "))]
+        if markers:
+            raise errors.Problems(FILENAME, [
+                f"line {markers[0]}: a merge conflict (from `cruft update` or `git merge`) is not resolved. Fix: keep "
+                "one side of each conflict and remove the markers; after updating from a 0.2 template, "
+                "`git checkout --ours mlops.toml && mlops config migrate` keeps your file and moves it to the "
+                f"{LAYOUT} layout"]) from None  # fmt: skip
+        raise errors.Problems(FILENAME, [f"not valid TOML ({exc}). Fix: correct the syntax at that line"]) from None
 
-    Raises errors.BadInput (no file) or errors.Problems (a TOML syntax error, or one line per bad key).
+
+def load(root: Path | None = None, cluster: str | None = None) -> Settings:
+    """Read, type and validate `<root or the nearest project>/mlops.toml`, with `cluster` selected
+    (None: the default cluster).
+
+    Raises errors.BadInput (no file, or no such cluster) or errors.Problems (a TOML syntax error, or one
+    line per bad key).
     """
     root = find_root(root)
-    path = root / FILENAME
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise errors.Problems(FILENAME, [f"not valid TOML ({exc}). Fix: correct the syntax at that line"]) from None
-    return from_data(data, root)
+    return from_data(read_data(root / FILENAME), root, cluster)
 
 
-def from_data(data: dict, root: Path) -> Settings:
+def from_data(data: dict, root: Path, cluster: str | None = None) -> Settings:
     """Settings from a parsed mlops.toml; raises errors.Problems listing every bad key."""
-    problems: list[str] = []
-    values: dict[str, dict[str, object]] = {section: {} for section in options.SECTIONS}
-    label: dict[str, str] = {}  # answer name -> "section.key (answer)"
+    return build(parse(data), root).select(cluster)
 
-    for section in sorted(set(data) - set(options.SECTIONS)):
-        problems.append(
-            f"[{section}]: is not a section of this template. Fix: remove it or check the spelling "
-            f"(sections: {', '.join(options.SECTIONS)})"
+
+def build(parsed: Parsed, root: Path) -> Settings:
+    """The typed Settings of checked values (the default cluster selected)."""
+    blocks = []
+    for name, values in parsed.blocks.items():
+        parts: dict[type, dict[str, Any]] = {Cluster: {"name": name}, Scheduler: {}}
+        for key, value in values.items():
+            cls, attr = BLOCK_FIELDS[key]
+            parts[cls][attr] = value
+        blocks.append((Cluster(**parts[Cluster]), Scheduler(**parts[Scheduler])))
+    sections = {name: cls(**parsed.sections[name]) for name, cls in SECTION_TYPES.items()}
+    first = next(b for b in blocks if b[0].name == parsed.default)
+    return Settings(root=root, **sections, cluster=first[0], scheduler=first[1], cluster_blocks=tuple(blocks),
+                    default_cluster=parsed.default, layout=parsed.layout)  # fmt: skip
+
+
+def summary(s: Settings) -> list[str]:
+    """What `mlops config check` says about a file that loads: its clusters and the default, and for a
+    file in the 0.2 layout how it is read and how to migrate it."""
+    lines = [f"{s.root / FILENAME}: ok"]
+    for cluster, scheduler in s.cluster_blocks:
+        default = " (default)" if cluster.name == s.default_cluster else ""
+        lines.append(f"  cluster {cluster.name}{default}: {cluster.user}@{cluster.host}:{cluster.port}, "
+                     f"{scheduler.kind}, {cluster.runtime}, {cluster.workdir}")  # fmt: skip
+    if s.layout == LAYOUT_0_2:
+        name = s.clusters[0]
+        lines.append(
+            f"  note: the file is in the {LAYOUT_0_2} layout ([cluster] + [scheduler]); it is read as one cluster "
+            f"named {name!r} after its host. Fix: `mlops config migrate` rewrites it as [clusters.{name}] "
+            "(comments kept), where more clusters can follow"
         )
-    known = {o.key for o in options.OPTIONS} | {k.dotted for k in options.SETTINGS_KEYS}
-    for section in options.SECTIONS:
-        table = data.get(section, {})
-        if not isinstance(table, dict):
-            problems.append(f"{section}: is not a table. Fix: write it as a [{section}] section")
-            data = {**data, section: {}}
-            continue
-        for key in sorted(set(table) - {k.split(".")[1] for k in known if k.startswith(section + ".")}):
-            problems.append(f"{section}.{key}: is not a setting of this template. Fix: remove it or check the spelling")
-
-    answers: dict[str, str] = {}
-    for option in options.OPTIONS:
-        section, key = option.key.split(".")
-        label[option.name] = f"{option.key} ({option.name})"
-        if key not in data.get(section, {}):
-            problems.append(
-                f"{option.key}: is missing. Fix: add `{key} = ...` under [{section}] "
-                f"(the template answer {option.name})"
-            )
-            continue
-        value, problem = _typed(data[section][key], options.TYPES.get(option.name, str))
-        if problem:
-            problems.append(f"{label[option.name]}: {problem}")
-            continue
-        values[section][key] = value
-        answers[option.name] = _as_answer(value)
-    if len(answers) == len(options.OPTIONS):
-        for p in options.validate(answers):
-            problems.append(f"{label.get(p.field, p.field)}: {p.message}. Fix: {p.fix}.")
-
-    for k in options.SETTINGS_KEYS:
-        raw = data.get(k.section, {}).get(k.name, None)
-        if raw is None:
-            try:
-                raw = k.default_for(answers)
-            except KeyError:  # derived from an answer that is already reported as missing or bad
-                continue
-        value, problem = _typed(raw, k.type)
-        if problem is None and isinstance(value, str) and options.control_characters(value):
-            problem = f"{value[:40]!r} contains a control character. Fix: write it on one line"
-        if problem is None and k.rule is not None:
-            found = k.rule(value)
-            problem = f"{found[0]}. Fix: {found[1]}." if found else None
-        if problem:
-            problems.append(f"{k.dotted}: {problem}")
-            continue
-        values[k.section][k.name] = value
-
-    if problems:
-        raise errors.Problems(FILENAME, problems)
-    sections = {name: cls(**values[name]) for name, cls in SECTION_TYPES.items()}
-    return Settings(root=root, **sections)
+    return lines
 
 
-def _typed(value: object, kind: type) -> tuple[object, str | None]:
-    """(value as `kind`, None) or (None, problem). Accepts what older files hold: port "22", use_gpu "yes"."""
-    if kind is bool:
-        if isinstance(value, bool):
-            return value, None
-        if value in ("yes", "no"):
-            return value == "yes", None
-        return None, f"{value!r} is not true or false. Fix: write true or false (without quotes)"
-    if kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value, None
-        if isinstance(value, str) and value.isascii() and value.isdigit():
-            return int(value), None
-        return None, f"{value!r} is not a whole number. Fix: write a number without quotes, e.g. 22"
-    if isinstance(value, str):
-        return value, None
-    return None, f"{value!r} is not text. Fix: write it in double quotes"
+SKELETON_BLOCK = "NAME"  # the template skeleton's one cluster block, renamed to the answer cluster_name
 
 
 def fill_toml(skeleton: str, answers: dict) -> str:
-    """The text of mlops.toml for these answers: `skeleton` (the template's file, with its comments)
-    with every key set from the answers or its default, serialized by tomlkit (never by string
-    templates, so any answer round-trips). Raises errors.Problems if the result would not load back."""
+    """The text of mlops.toml for these (valid) answers: `skeleton` (the template's file, with its
+    comments) with every key set from the answers or its default, the cluster block named by
+    cluster_name. Raises errors.Problems if the result would not load back as the same answers."""
     import tomlkit
 
     doc = tomlkit.parse(skeleton)
+    clusters: Any = doc[options.CLUSTERS]
+    if SKELETON_BLOCK not in clusters:
+        raise errors.BadInput(f"the skeleton mlops.toml has no [clusters.{SKELETON_BLOCK}] block; please report this")
+    name = str(answers["cluster_name"])
+    block = clusters[SKELETON_BLOCK]
+    clusters.remove(SKELETON_BLOCK)
+    clusters.add(name, block)
+    clusters[options.DEFAULT] = name
     for option in options.OPTIONS:
-        section, key = option.key.split(".")
-        kind = options.TYPES.get(option.name, str)
-        raw = str(answers[option.name])
-        value: object = raw == "yes" if kind is bool else int(raw) if kind is int else raw
-        _set(doc, section, key, value, option.help)
+        if option.key == options.CLUSTER:
+            continue
+        value = options.from_answer(option, str(answers[option.name]))
+        table = block if option.in_cluster else _table(doc, option.key.split(".")[0])
+        _set(table, option.toml_key, value, option.help)
+    for k in options.CLUSTER_KEYS:
+        _set(block, k.name, k.default_for(answers), k.help)
     for k in options.SETTINGS_KEYS:
-        _set(doc, k.section, k.name, k.default_for(answers), k.help)
+        _set(_table(doc, k.section), k.name, k.default_for(answers), k.help)
     text = tomlkit.dumps(doc)
     back = from_data(tomllib.loads(text), Path("."))
     if back.answers() != {o.name: str(answers[o.name]) for o in options.OPTIONS}:
-        raise errors.Problems(FILENAME, ["the answers do not survive a round trip through TOML; please report this"])
+        raise errors.Problems(FILENAME, ["the answers do not survive a round trip through TOML; report this"])
     return text
 
 
-def _set(doc: Any, section: str, key: str, value: Any, help: str) -> None:
+def _table(doc: Any, section: str) -> Any:
     import tomlkit
 
     if section not in doc:
         doc.add(section, tomlkit.table())
-    table = doc[section]
+    return doc[section]
+
+
+def _set(table: Any, key: str, value: Any, help: str) -> None:
+    import tomlkit
+
     if key in table:
         table[key] = value  # keeps the key's comment in the skeleton
     else:

@@ -40,8 +40,8 @@ def _cruft_state(project_dir: Path) -> dict | None:
         raise errors.BadInput(f"{path}: not valid JSON ({exc}). Fix: restore it from git history") from None
 
 
-def check(project_dir: Path | None = None, strict: bool = False, out: TextIO = sys.stdout) -> int:
-    """Ask `cruft check` whether the template has moved on; print the verdict to `out`; return 0.
+def check(project_dir: Path | None = None, strict: bool = False, out: TextIO = sys.stdout) -> None:
+    """Ask `cruft check` whether the template has moved on; print the verdict to `out`.
 
     Without strict every outcome is a reminder (a printed warning). With strict, an out-of-date
     project raises errors.TemplateOutOfDate (exit 3) and an unknown state errors.CannotTell (exit 4),
@@ -55,7 +55,6 @@ def check(project_dir: Path | None = None, strict: bool = False, out: TextIO = s
         raise errors.TemplateOutOfDate("--strict: the template has moved on (exit 3)")
     if strict and code == CANNOT_TELL:
         raise errors.CannotTell("--strict: cannot tell whether the template has moved on (exit 4)")
-    return UP_TO_DATE
 
 
 def _verdict(project_dir: Path, state: dict | None) -> tuple[int, str]:

@@ -1,105 +1,27 @@
-"""The CI/CD variables the pipeline reads: the ONE definition of their names and flags.
-
-`.gitlab/ci-variables.yml` (the protected-variable manifest) is generated from VARIABLES, the
-transport reads the env names from here, and a test proves that the CI files read exactly the
-variables listed for the chosen options. Never values: only names, kinds and flags.
+"""The CI/CD variable manifest `.gitlab/ci-variables.yml`, its upload to GitLab and the local
+gitlab-ci-local variables file. The table of names and flags is mlops.civars. Never values in the
+manifest: only names, kinds and flags.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from . import options
+from . import civars, options
+from .civars import CLUSTER_JOBS, VARIABLES, Variable  # noqa: F401 (re-exported for callers of 0.2)
 
-CLUSTER_JOBS = ("deploy", "status", "collect", "cancel")
-# Every job that reaches the cluster declares `environment: hpc/...`; scoping the secrets to it keeps
-# them out of every other job (build, test, lint) even on protected branches.
-ENVIRONMENT_SCOPE = "hpc/*"
-CODE_AUTH = ("totp", "totp+password")  # cluster.auth values whose login asks for a one-time code
 MANIFEST = Path(".gitlab") / "ci-variables.yml"
 LOCAL_FILE = Path(".gitlab-ci-local-variables.yml")  # gitignored; holds secrets, mode 0600
 
 
-@dataclass(frozen=True)
-class Variable:
-    name: str
-    description: str
-    kind: str  # "file" (GitLab gives the job a path) or "env_var"
-    protected: bool = True  # only protected branches/tags see it
-    masked: bool = False  # GitLab masks it in job logs (one line, >= 8 chars, no spaces)
-    hidden: bool = False  # "masked and hidden": not even maintainers can read it back (GitLab >= 17.4)
-    jobs: tuple[str, ...] = CLUSTER_JOBS
-    # When it is needed, as a predicate over the answers (mlops.toml seen as template options).
-    needed: Callable[[dict], bool] = field(default=lambda answers: True, compare=False)
-    manual: bool = False  # typed by a person when starting a manual job, never stored in the project
-    # The pipeline works without it (with less: no trigger token = no notification, the schedule collects);
-    # `variables upload/local` skip it when it is not set instead of refusing.
-    optional: bool = False
-    secret: bool = True
-    environment_scope: str = ENVIRONMENT_SCOPE
-    raw: bool = True  # GitLab does not expand `$` inside the value (keys and secrets are opaque)
-
-
-VARIABLES: tuple[Variable, ...] = (
-    Variable(
-        "HPC_SSH_PRIVATE_KEY", "Private SSH key of the cluster account (unencrypted; rotate by replacing it).", "file"
-    ),
-    Variable(
-        "HPC_TOTP_SECRET",
-        "Base32 TOTP secret of the cluster account, for the one-time code.",
-        "env_var",
-        masked=True,
-        hidden=True,
-        needed=lambda a: a.get("hpc_auth") in CODE_AUTH,
-    ),
-    Variable(
-        "HPC_OTP",
-        "A one-time code typed when starting a manual cluster job (instead of HPC_TOTP_SECRET).",
-        "env_var",
-        protected=False,
-        masked=False,
-        manual=True,
-        needed=lambda a: a.get("hpc_auth") in CODE_AUTH,
-    ),
-    Variable(
-        "HPC_PASSWORD",
-        "Service password of the cluster account, typed only into a password prompt (hpc_auth totp+password).",
-        "env_var",
-        masked=True,
-        hidden=True,
-        needed=lambda a: a.get("hpc_auth") == "totp+password",
-    ),
-    Variable(
-        "MLOPS_TRIGGER_TOKEN",
-        "GitLab pipeline trigger token (glptt-...): the sweep's last job starts the collect pipeline with it "
-        "(copied into the run directory, mode 0600, removed when the run is collected).",
-        "env_var",
-        masked=True,
-        hidden=True,
-        jobs=("deploy",),
-        optional=True,
-    ),
-    Variable(
-        "WANDB_API_KEY",
-        "W&B API key, used on the runner/login node to sync offline runs.",
-        "env_var",
-        masked=True,
-        hidden=True,
-        jobs=("collect",),
-        needed=lambda a: a.get("wandb_mode") != "disabled",
-    ),
-)
-BY_NAME = {v.name: v for v in VARIABLES}
-
-
 def for_answers(answers: dict) -> list[Variable]:
     """The variables a project with these answers needs."""
-    return [v for v in VARIABLES if v.needed(answers)]
+    return civars.needed(str(answers.get("hpc_auth", "")), str(answers.get("wandb_mode", "")))
 
 
 # ------------------------------------------------------------------ the manifest (.gitlab/ci-variables.yml)
@@ -115,7 +37,7 @@ def manifest_text(answers: dict) -> str:
     """The protected-variable manifest for these answers: names and flags, never values. Deterministic."""
     lines = [
         "# CI/CD variables this project's pipeline reads: names and flags, NEVER values.",
-        "# Generated from src/mlops/variables.py for the options in mlops.toml; do not edit by hand:",
+        "# Generated from src/mlops/civars.py for the options in mlops.toml; do not edit by hand:",
         "#   mlops variables write            regenerate after changing mlops.toml",
         "#   mlops variables upload [--apply] set them on the GitLab project with these flags (values from",
         "#                                    your environment and files; a dry run unless --apply)",
@@ -137,7 +59,7 @@ def manifest_text(answers: dict) -> str:
             f"    masked: {str(v.masked).lower()}",
             f"    hidden: {str(v.hidden).lower()}",
             f"    raw: {str(v.raw).lower()}",
-            f"    environment_scope: {_yaml_str(v.environment_scope)}",
+            f"    environment_scope: {_yaml_str(civars.SHARED_SCOPE)}",
             f"    manual: {str(v.manual).lower()}",
             f"    optional: {str(v.optional).lower()}",
             f"    secret: {str(v.secret).lower()}",
@@ -203,7 +125,7 @@ def _flags(v: Variable) -> str:
         v.kind,
         "protected" if v.protected else "unprotected",
         "masked and hidden" if v.hidden else ("masked" if v.masked else "not masked"),
-        f"scope {v.environment_scope}",
+        f"scope {civars.SHARED_SCOPE}",
     ]
     return ", ".join(flags)
 
@@ -270,13 +192,13 @@ def upload(
             "protected": v.protected,
             "raw": v.raw,
             "description": v.description,
-            "environment_scope": v.environment_scope,
+            "environment_scope": civars.SHARED_SCOPE,
         }
         try:
-            if (v.name, v.environment_scope) in existing:
+            if (v.name, civars.SHARED_SCOPE) in existing:
                 # Hidden-ness is fixed at creation; an update sends the value and the other flags.
                 proj.variables.update(
-                    v.name, {**attrs, "masked": v.masked}, filter={"environment_scope": v.environment_scope}
+                    v.name, {**attrs, "masked": v.masked}, filter={"environment_scope": civars.SHARED_SCOPE}
                 )
                 action = "updated"
             else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 
+from ..errors import WorkFailed
 from ..remote import Remote
 
 
@@ -19,7 +20,10 @@ def start(session: Remote, run_dir: str, attempt: int, parallel: int, with_stage
         f"{int(parallel)} {1 if with_stages else 0} > state/runner-{int(attempt)}.log 2>&1 < /dev/null & echo $!"
     )
     _, stdout, _ = session.run(command)
-    return int(stdout.strip())
+    pids = [line.strip() for line in stdout.splitlines() if line.strip().isdigit()]
+    if not pids:  # the last number: a login shell may print before the command's own output
+        raise WorkFailed(f"the runner was started but gave no pid ({stdout.strip()[-200:]!r}): see `mlops status`")
+    return int(pids[-1])
 
 
 def stop(session: Remote, pid: int) -> None:

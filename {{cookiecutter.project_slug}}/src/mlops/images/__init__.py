@@ -1,31 +1,39 @@
 """The images room: build the stage images, ship their layers, convert them on the cluster.
 
+options.py   the build options (BuildOptions): a leaf others may import
 keys.py      input keys: what decides a rebuild
 registry.py  registry HTTP API v2: manifest copies for cache hits
 builders.py  buildah / BuildKit / kaniko / img: a docker-archive per image, and the push
 layout.py    OCI image layouts: content-addressed blobs, read and verified
 build.py     `mlops build`: the build cache (by input key) and the artifact images/oci + images.json
-store.py     `mlops deploy`: the cluster's blob store, only missing blobs sent, verified, locked
-store.sh     the cluster side of the store (runs on the login node from stdin)
-runtime.py   per runtime: the conversion command, the "is it converted" test, the run argv
+scripts.py   the package shell files run on the login node from stdin (store.sh, convert.sh)
+store.py     the cluster's blob store: only missing blobs sent, verified, locked; `mlops images prune`
+store.sh     the cluster side of the store (bash, coreutils, flock, sha256sum)
+deployment.py `mlops deploy`: the flow (local checks, tools, upload, convert, record) and its report
+convert.py   conversion per runtime (tools and versions checked, the FUSE probe); convert.sh its shell side
+runtime.py   per runtime: image forms, what each stage's container sees, the run argv
 """
 
 from __future__ import annotations
 
-from .build import MANIFEST, Settings, build, keys, read_manifest, settings
-from .errors import BuildError, DeployError
-from .store import deploy, prune, write_report
+from .build import MANIFEST, build, keys, options, read_manifest
+from .deployment import deploy, deployed, write_report
+from .errors import BuildError, DeployError, DeploySetupError
+from .options import BuildOptions
+from .store import prune
 
 __all__ = [
     "MANIFEST",
     "BuildError",
+    "BuildOptions",
     "DeployError",
-    "Settings",
+    "DeploySetupError",
     "build",
     "deploy",
+    "deployed",
     "keys",
+    "options",
     "prune",
     "read_manifest",
-    "settings",
     "write_report",
 ]

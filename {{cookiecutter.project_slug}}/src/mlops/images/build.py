@@ -33,16 +33,15 @@ import sys
 import tempfile
 import time
 import urllib.error
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .. import rundir, stages
-from .. import settings as settings_mod
+from .. import rundir, settings, stages
 from . import layout
 from .builders import BUILDER_CLASSES, BUILDERS, Target
 from .errors import BuildError
 from .keys import input_key
+from .options import BuildOptions
 from .registry import Registry, split_ref
 
 MANIFEST = "images.json"
@@ -52,24 +51,7 @@ ENV_BASE_IMAGE = "MLOPS_BASE_IMAGE"  # e.g. a registry mirror / GitLab dependenc
 ENV_EXTRA_ARGS = "MLOPS_BUILD_EXTRA_ARGS"  # extra builder arguments, e.g. a CA bundle mount
 
 
-# ---------------------------------------------------------------- settings
-
-
-@dataclass
-class Settings:
-    root: Path
-    builder: str
-    base_image: str
-    registry_image: str | None  # e.g. $CI_REGISTRY_IMAGE; None = do not push
-    tag: str  # e.g. the commit sha
-    out_dir: Path  # images/ (the OCI layout oci/ + images.json: the CI artifacts)
-    cache_dir: Path  # .mlops-cache/images (the runner cache)
-    extra_args: list[str]
-    commit: str
-    source_url: str
-
-
-def settings(
+def options(
     root: Path | None = None,
     builder: str | None = None,
     push: bool = True,
@@ -77,9 +59,13 @@ def settings(
     tag: str | None = None,
     out_dir: Path | None = None,
     cache_dir: Path | None = None,
-) -> Settings:
-    """Settings from mlops.toml, overridden by CI variables and arguments (in that order)."""
-    cfg = settings_mod.load(root)
+) -> BuildOptions:
+    """The build options from mlops.toml, overridden by CI variables and arguments (in that order).
+
+    Raises BuildError(bad_input=True) naming the field for a builder that differs from mlops.toml, an
+    unknown builder, an empty base image or unparsable extra arguments.
+    """
+    cfg = settings.load(root)
     configured = cfg.build.builder
     if builder and builder != configured:
         raise BuildError(
@@ -104,7 +90,7 @@ def settings(
         extra = shlex.split(os.environ.get(ENV_EXTRA_ARGS, ""))
     except ValueError as exc:
         raise BuildError(f"{ENV_EXTRA_ARGS}: {exc}. Fix: quote it as you would in a shell", bad_input=True) from None
-    return Settings(
+    return BuildOptions(
         root=cfg.root,
         builder=builder,
         base_image=base_image,
@@ -121,11 +107,11 @@ def settings(
 # ---------------------------------------------------------------- the build
 
 
-def _rel(s: Settings, path: Path) -> str:
+def _rel(s: BuildOptions, path: Path) -> str:
     return path.relative_to(s.root).as_posix() if path.is_relative_to(s.root) else str(path)
 
 
-def _cached(s: Settings, name: str, key: str) -> dict | None:
+def _cached(s: BuildOptions, name: str, key: str) -> dict | None:
     """The cache entry of `key` when its meta and every blob are present, else None."""
     meta = s.cache_dir / name / f"{key}.json"
     if not meta.is_file():
@@ -138,7 +124,7 @@ def _cached(s: Settings, name: str, key: str) -> dict | None:
     return entry if all(layout.blob_path(s.cache_dir / LAYOUT, b.digest).is_file() for b in blobs) else None
 
 
-def _prune_cache(s: Settings, name: str, keep: str) -> None:
+def _prune_cache(s: BuildOptions, name: str, keep: str) -> None:
     """Keep one entry per image (the current one): the cache must not grow with every change."""
     for path in (s.cache_dir / name).glob("*.json"):
         if path.stem != keep:
@@ -158,7 +144,7 @@ def _prune_cache(s: Settings, name: str, keep: str) -> None:
     layout.prune(cache)
 
 
-def build(s: Settings, names: list[str] | None = None, force: bool = False, out: TextIO = sys.stderr) -> dict:
+def build(s: BuildOptions, names: list[str] | None = None, force: bool = False, out: TextIO = sys.stderr) -> dict:
     """Build/reuse, store and push the images; write the layout and manifest under s.out_dir, return the manifest."""
     unknown = [n for n in names or [] if n not in stages.BY_NAME]
     if unknown:
@@ -181,7 +167,7 @@ def build(s: Settings, names: list[str] | None = None, force: bool = False, out:
     }
     if s.registry_image:
         builder.login()
-    slug = settings_mod.load(s.root).project.slug
+    slug = settings.load(s.root).project.slug
     cache = s.cache_dir / LAYOUT
     layout.init(cache)
     for stage in selected:
@@ -214,7 +200,7 @@ def build(s: Settings, names: list[str] | None = None, force: bool = False, out:
     return manifest
 
 
-def _write_artifact(s: Settings, manifest: dict) -> None:
+def _write_artifact(s: BuildOptions, manifest: dict) -> None:
     """images/oci/ = exactly this commit's images (blobs hard-linked from the cache), then images.json."""
     artifact = s.out_dir / LAYOUT
     tmp = Path(tempfile.mkdtemp(prefix=".oci-", dir=s.out_dir))
@@ -277,7 +263,7 @@ def _build_one(s, builder, registry, stage, key, slug, remote, out) -> dict:
     }
 
 
-def keys(s: Settings) -> dict[str, str]:
+def keys(s: BuildOptions) -> dict[str, str]:
     """name -> input key, for `mlops images keys` (what decides a rebuild)."""
     return {stage.name: input_key(s.root, stage, s.base_image) for stage in stages.STAGES}
 

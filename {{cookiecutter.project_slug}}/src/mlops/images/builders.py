@@ -20,7 +20,7 @@ from .errors import BuildError
 from .registry import is_loopback, split_ref
 
 if TYPE_CHECKING:
-    from .build import Settings
+    from .options import BuildOptions
 
 BUILDERS = ("buildah", "buildkit", "kaniko", "img")
 
@@ -53,7 +53,7 @@ class Builder:
 
     name = ""
 
-    def __init__(self, s: Settings):
+    def __init__(self, s: BuildOptions):
         self.s = s
 
     def build_args(self) -> list[tuple[str, str]]:

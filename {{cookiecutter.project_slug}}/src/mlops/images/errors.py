@@ -18,4 +18,11 @@ class BuildError(errors.MlopsError):
 
 
 class DeployError(errors.WorkFailed):
-    """Deploying images to the cluster failed (an upload that does not verify, a conversion)."""
+    """Deploying images to the cluster failed (an upload that does not verify, a conversion): exit 1."""
+
+
+class DeploySetupError(errors.BadInput):
+    """Deploy cannot start: no build, a wrong runtime, a runtime missing or too old on the cluster: exit 2.
+
+    The message names the field or tool and the fix.
+    """

@@ -1,58 +1,68 @@
-"""Container runtimes on the cluster: how a deployed image is converted, and how a stage is run.
+"""Container runtimes on the cluster: what a deployed image is called, what a stage's container
+sees, and the argv that runs it.
 
-Pure functions that return argv lists / shell text; the SSH session sends them, unit tests read them.
-Every runtime gets the same contract (docs/ARCHITECTURE.md): the run directory bind-mounted at
-/project, the stage's env file, working directory /app, the image's ENTRYPOINT as the command.
+Pure functions returning argv lists: the cluster room writes them to state/jobs/*.argv
+(`argv_file`, one word per line) and the shell files (cluster/shell/task.sh, stage.sh) replace the
+placeholders @ENV_FILE@, @CID@ (the configuration id), @UID@ and @GID@ (the user's ids).
 
-Deploy (mlops.images.store) leaves each image as a small OCI layout `refs/<stage>-<id>/` whose
-`blobs` is a symlink to the store's shared `blobs/`; conversion reads it (`oci:DIR:REF`):
+What a stage's container sees (docs/ARCHITECTURE.md, contract C), PROJECT_DIR=/project inside:
+    params  envs/ rw at /project/envs
+    data    data/ rw at /project/data
+    model   data/ ro at /project/data and results/<cid>/ rw at /project/results/<cid>
+The env file is given host-side (the runtime's env-file option reads it before the container
+starts; it is never bound). state/ (job scripts, argv files, task records, the trigger token) and
+the rest of the run directory are never bound. Per runtime:
+    apptainer,   --containall: own PID and IPC namespaces, a clean environment, an empty home and
+    singularity  /tmp; --no-mount hostfs,bind-paths,cwd: none of the site's `bind path` entries of
+                 apptainer.conf (Apptainer >= 1.2, SingularityCE >= 3.11 know `bind-paths`; 1.0/1.1
+                 and SingularityCE 3.7-3.10 warn and keep them), no current directory
+    podman       only the binds; its own PID, IPC and mount namespaces; --userns=keep-id as the user
+    charliecloud ch-run has no PID namespace and binds the host's /proc: `unshare -r -p -f
+                 --mount-proc` gives it one, so the user's other processes are not visible (ch-run
+                 then maps the user's ids back with --uid/--gid); -t: a private /tmp. ch-run 0.31
+                 binds read-write only (data/ is writable for the model) and makes mount points only
+                 in its /tmp: the image's /project links to /tmp/project (mlops.images.convert)
 
-    runtime       convert (once per image id)                            run
-    apptainer     apptainer build BASE.sif oci:REFDIR:BASE (lower layers)  apptainer run --env-file ...
-                  + the code layer as X.code.sqfs; X.sif -> BASE.sif       --overlay X.code.sqfs:ro X.sif
-    singularity   the same with singularity                              singularity run ...
-    podman        podman pull oci:REFDIR:REF; podman tag                 podman run --env-file ... REF
-    charliecloud  ch-convert of BASE into BASE.ch (once), then cp -al      ch-run --set-env=FILE DIR -- ENTRYPOINT
-                  BASE.ch DIR + the code layer unpacked into DIR
-
-podman's pull copies only the layers its storage lacks (containers/image reuses a layer by digest),
-so a code-only change loads one small layer. Apptainer/Singularity: a SIF of every layer but the
-top one (BASE, keyed by the lower image's manifest: shared by every commit with the same lower
-layers and runtime config, so built once) plus the top (code) layer as a read-only squashfs
-overlay (`--overlay X.code.sqfs:ro`; documented for squashfs images by Apptainer); X.sif is a link
-to BASE.sif. A code-only change builds one small squashfs, not a SIF. OCI whiteouts (.wh.*) in the
-code layer are not carried into the overlay (a COPY layer has none). Charliecloud: the lower
-image's tree is converted once (BASE.ch); each image is a hard-linked copy of it with the code layer
-unpacked over it, when that layer is plain files under /app (else a full ch-convert of the image).
-
+The forms a deployed image takes (images/convert.sh converts, `Image.form` says which):
+    sif      apptainer/singularity: X.sif (a link to the lower image's SIF) + X.code.sqfs, run with
+             --overlay X.code.sqfs:ro (a code-only change builds one small squashfs)
+    sandbox  apptainer/singularity where the sif form cannot be mounted (no usable /dev/fuse): X.sandbox/
+    podman   a tag in the user's podman store
+    dir      charliecloud: X.ch/
 Env files are NAME=value with no quotes (mlops.params): podman reads them literally, apptainer and
 charliecloud parse the same lines the same way because values avoid shell-special characters.
 """
 
 from __future__ import annotations
 
-import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .layout import digest_hex
 
 RUNTIMES = ("apptainer", "singularity", "podman", "charliecloud")
-MOUNT = "/project"  # where every stage sees the run directory (PROJECT_DIR in the images)
+MOUNT = "/project"  # PROJECT_DIR in the images
 WORKDIR = "/app"  # the Dockerfiles' WORKDIR: the stage folder
+CH_MOUNT = "/tmp/project"  # charliecloud: where the image's /project link points (its private /tmp)
+STAGE_NAMES = ("params", "data", "model")
+# Placeholders the shell files fill in (cluster/shell/task.sh, stage.sh)
+ENV_FILE, CID, UID, GID = "@ENV_FILE@", "@CID@", "@UID@", "@GID@"
+# Apptainer: what `--no-mount` switches off besides what --containall already keeps out
+NO_MOUNT = "hostfs,bind-paths,cwd"
+FORMS = {"apptainer": ("sif", "sandbox"), "singularity": ("sif", "sandbox"), "podman": ("podman",),
+         "charliecloud": ("dir",)}  # fmt: skip
 
 
-class Raw(str):
-    """A shell word that must stay unquoted (e.g. "$ENV_FILE", expanded by the task wrapper)."""
-
-
-def shell_join(argv: list[str]) -> str:
-    return " ".join(a if isinstance(a, Raw) else shlex.quote(a) for a in argv)
+def check_runtime(name: str) -> str:
+    """The runtime name, or ValueError naming the choices."""
+    if name not in RUNTIMES:
+        raise ValueError(f"mlops.toml cluster.runtime: {name!r} is not one of {', '.join(RUNTIMES)}")
+    return name
 
 
 @dataclass(frozen=True)
 class Split:
-    """How Apptainer/Singularity get an image: the lower image's ref in the store (`base-<hex>`, a SIF
-    shared by every image with those lower layers) and the blob of the top (code) layer."""
+    """An image as the lower image (`base-<hex>`: every layer but the top one, shared by every
+    commit with those layers: converted once) plus the blob of its top (code) layer."""
 
     base_key: str
     code_hex: str
@@ -60,13 +70,14 @@ class Split:
 
 @dataclass(frozen=True)
 class Image:
-    """One stage image on the cluster: its OCI layout in the store and what it becomes after conversion."""
+    """One stage image on the cluster: its OCI layout in the store and what it became there."""
 
     stage: str
     digest: str
-    store: str  # <workdir>/<slug>/images
+    store: str  # <cluster_root>/images
     slug: str
     runtime: str
+    form: str = ""  # one of FORMS[runtime]; "" = the runtime's first (apptainer: sif)
 
     @property
     def key(self) -> str:
@@ -74,12 +85,12 @@ class Image:
 
     @property
     def layout(self) -> str:
-        """The image's OCI layout on the cluster (index.json names it `key`; blobs are the store's)."""
+        """The image's OCI layout on the cluster (one image in it; blobs are the store's)."""
         return f"{self.store}/refs/{self.key}"
 
     @property
     def overlay(self) -> str:
-        """Apptainer/Singularity: the code layer as a read-only squashfs overlay of X.sif."""
+        """Apptainer/Singularity sif form: the code layer as a read-only squashfs overlay of X.sif."""
         return f"{self.store}/{self.key}.code.sqfs"
 
     @property
@@ -88,192 +99,114 @@ class Image:
         return f"localhost/{self.slug}-{self.stage}:{digest_hex(self.digest)[:20]}"
 
     @property
+    def kind(self) -> str:
+        """The form, checked against the runtime (ValueError for a wrong one)."""
+        forms = FORMS[check_runtime(self.runtime)]
+        form = self.form or forms[0]
+        if form not in forms:
+            raise ValueError(f"{self.runtime}: no image form {form!r} (one of {', '.join(forms)})")
+        return form
+
+    @property
     def target(self) -> str:
-        """What the runtime runs: a .sif file, a podman image reference, or an unpacked directory."""
-        if self.runtime in ("apptainer", "singularity"):
-            return f"{self.store}/{self.key}.sif"
-        if self.runtime == "podman":
-            return self.podman_ref
-        if self.runtime == "charliecloud":
-            return f"{self.store}/{self.key}.ch"
-        raise ValueError(f"mlops.toml cluster.runtime: {self.runtime!r} is not one of {', '.join(RUNTIMES)}")
+        """What the runtime runs: a .sif file, a sandbox or charliecloud directory, a podman reference."""
+        return {
+            "sif": f"{self.store}/{self.key}.sif",
+            "sandbox": f"{self.store}/{self.key}.sandbox",
+            "podman": self.podman_ref,
+            "dir": f"{self.store}/{self.key}.ch",
+        }[self.kind]
+
+    def with_form(self, form: str) -> Image:
+        image = replace(self, form=form)
+        image.kind  # noqa: B018 (checks it)
+        return image
 
 
-def _podman_pull(image: Image) -> str:
-    # `podman pull -q` prints the image id; only layers podman's storage lacks are copied. podman
-    # names an image pulled from `oci:PATH` "localhost/PATH", which must be a valid reference: a
-    # workdir with upper-case letters or a dot in it is not, so pull by the relative path refs/<key>.
-    source = shlex.quote(f"oci:refs/{image.key}:{image.key}")
-    return (
-        f'ref=$(cd {shlex.quote(image.store)} && podman pull -q {source}) && test -n "$ref" '
-        f'&& podman tag "$ref" {shlex.quote(image.podman_ref)}'
-    )
+@dataclass(frozen=True)
+class Bind:
+    """One directory of the run directory in a stage's container (`source` on the cluster)."""
+
+    source: str
+    target: str
+    readonly: bool = False
 
 
-def converted_test(image: Image) -> str:
-    """Shell test that succeeds when the image is already converted (reused while its digest is unchanged)."""
-    if image.runtime == "podman":
-        return f"podman image exists {shlex.quote(image.podman_ref)}"
-    if image.runtime in ("apptainer", "singularity"):
-        return f"test -e {shlex.quote(image.target)} && test -e {shlex.quote(image.overlay)}"
-    return f"test -e {shlex.quote(image.target)}"
-
-
-def convert_command(image: Image, gpu: bool = False, split: Split | None = None) -> str:
-    """Shell text that converts the deployed image; writes to a temp name and renames when complete.
-
-    Apptainer/Singularity need `split` (deploy computes it from the image's layers).
-    """
-    target, part = shlex.quote(image.target), shlex.quote(image.target + ".part")
-    if image.runtime in ("apptainer", "singularity"):
-        if split is None:
-            raise ValueError(f"{image.runtime}: converting needs the image's split (lower image + code layer)")
-        # Documented syntax: `apptainer build IMAGE.sif oci:LAYOUT_DIR:REF` (an OCI layout source).
-        base = f"{image.store}/{split.base_key}.sif"
-        q_base, q_base_part = shlex.quote(base), shlex.quote(base + ".part")
-        source = shlex.quote(f"oci:{image.store}/refs/{split.base_key}:{split.base_key}")
-        code = shlex.quote(f"{image.store}/blobs/sha256/{split.code_hex}")
-        tree, sqfs = shlex.quote(image.overlay + ".d"), shlex.quote(image.overlay)
-        sqfs_part = shlex.quote(image.overlay + ".part")
-        steps = [
-            f"{{ test -e {q_base} || {{ rm -f {q_base_part} && {image.runtime} build {q_base_part} {source} "
-            f"&& mv -f {q_base_part} {q_base}; }}; }}",
-            f"rm -rf {tree} {sqfs_part}",
-            f"mkdir -p {tree}",
-            f"tar -xzf {code} -C {tree} --no-same-owner --no-same-permissions --exclude='.wh.*' --exclude='*/.wh.*'",
-            f"mksquashfs {tree} {sqfs_part} -noappend -quiet -all-root",
-            f"mv -f {sqfs_part} {sqfs}",
-            f"rm -rf {tree}",
-            f"ln -sfn {shlex.quote(split.base_key + '.sif')} {part}",
-            f"mv -Tf {part} {target}",
+def binds(stage: str, run_dir: str, config_id: str = CID) -> list[Bind]:
+    """What a stage's container sees of the run directory (contract C; nothing else is bound)."""
+    if stage == "params":
+        return [Bind(f"{run_dir}/envs", f"{MOUNT}/envs")]
+    if stage == "data":
+        return [Bind(f"{run_dir}/data", f"{MOUNT}/data")]
+    if stage == "model":
+        return [
+            Bind(f"{run_dir}/data", f"{MOUNT}/data", readonly=True),
+            Bind(f"{run_dir}/results/{config_id}", f"{MOUNT}/results/{config_id}"),
         ]
-        return " && ".join(steps)
-    if image.runtime == "podman":
-        return _podman_pull(image)
-    if image.runtime == "charliecloud":
-        full = _charliecloud_full(image, gpu)
-        if split is None:
-            return full
-        return f"{{ {_charliecloud_incremental(image, gpu, split)}; }} || {{ {full}; }}"
-    raise ValueError(f"mlops.toml cluster.runtime: {image.runtime!r} is not one of {', '.join(RUNTIMES)}")
-
-
-def _charliecloud_full(image: Image, gpu: bool) -> str:
-    # ch-convert reads podman's store (its "tar" input is a flattened export, not `docker save`).
-    # The bind target /project must exist in the read-only image, so create it in the directory.
-    target, part = shlex.quote(image.target), shlex.quote(image.target + ".part")
-    steps = [
-        f"({converted_test(Image(image.stage, image.digest, image.store, image.slug, 'podman'))} || "
-        f"{{ {_podman_pull(image)}; }})",
-        f"rm -rf {part}",
-        f"ch-convert -i podman {shlex.quote(image.podman_ref)} {part}",
-        f"mkdir -p {part}{MOUNT}",
-    ]
-    if gpu:
-        steps.append(f"ch-fromhost --nvidia {part}")
-    steps += [f"rm -rf {target}", f"mv {part} {target}"]
-    return " && ".join(steps)
-
-
-def _charliecloud_incremental(image: Image, gpu: bool, split: Split) -> str:
-    """The lower image's tree (converted once, shared by every commit with those lower layers), copied
-    with hard links, plus the code layer unpacked over it: a code-only change unpacks one small layer.
-
-    Only for a top layer that is plain files under WORKDIR (what `COPY . /app/` makes): no whiteouts
-    (.wh.*), no `..`, nothing outside /app, and /app a real directory in the lower tree; GNU tar
-    unlinks a file before writing it, so the lower tree's hard-linked files are never changed. Anything
-    else fails the check, and the caller falls back to a full conversion.
-    """
-    base = Image(image.stage, image.digest, image.store, image.slug, "charliecloud")
-    base_dir = f"{image.store}/{split.base_key}.ch"
-    q_base, q_base_part = shlex.quote(base_dir), shlex.quote(base_dir + ".part")
-    base_ref = shlex.quote(f"localhost/{image.slug}-base:{split.base_key.removeprefix('base-')[:20]}")
-    source = shlex.quote(f"oci:refs/{split.base_key}:{split.base_key}")
-    code = shlex.quote(f"{image.store}/blobs/sha256/{split.code_hex}")
-    target, part = shlex.quote(base.target), shlex.quote(base.target + ".part")
-    app = WORKDIR.strip("/")
-    only_app = (
-        f"awk '!/^(\\.\\/)?{app}(\\/|$)/ || /(^|\\/)\\.wh\\./ || /(^|\\/)\\.\\.(\\/|$)/ "
-        "{ bad = 1 } END { exit bad }'"
-    )
-    steps = [
-        f"{{ test -d {q_base} || {{ ref=$(cd {shlex.quote(image.store)} && podman pull -q {source}) "
-        f'&& podman tag "$ref" {base_ref} && rm -rf {q_base_part} && ch-convert -i podman {base_ref} {q_base_part} '
-        f"&& mkdir -p {q_base_part}{MOUNT} && mv {q_base_part} {q_base}; }}; }}",
-        f"tar -tzf {code} | {only_app}",
-        f"test -d {q_base}/{app} && ! test -L {q_base}/{app}",
-        f"rm -rf {part}",
-        f"cp -al {q_base} {part}",
-        f"tar -xzf {code} -C {part} --no-same-owner",
-    ]
-    if gpu:
-        steps.append(f"ch-fromhost --nvidia {part}")
-    steps += [f"rm -rf {target}", f"mv {part} {target}"]
-    return " && ".join(steps)
+    raise ValueError(f"unknown stage {stage!r} (one of {', '.join(STAGE_NAMES)})")
 
 
 def run_argv(
-    image: Image, run_dir: str, env_file: str, gpu: bool = False, entrypoint: list[str] | None = None
+    image: Image,
+    run_dir: str,
+    env_file: str = ENV_FILE,
+    config_id: str = CID,
+    gpu: bool = False,
+    entrypoint: list[str] | None = None,
 ) -> list[str]:
-    """argv that runs one stage container on the run directory with one env file.
+    """argv that runs `image.stage`'s container with its binds (`binds`) and one env file.
 
-    Nothing secret is ever on this line: the env file (0600) carries the configuration.
+    Nothing secret is ever on this line: the env file (0600) carries the configuration. The words
+    may hold the placeholders @ENV_FILE@, @CID@, @UID@, @GID@ (`fill` replaces them).
+    Raises ValueError for an unknown runtime, form or stage, or charliecloud without `entrypoint`.
     """
-    bind = f"{run_dir}:{MOUNT}"
+    mounts = binds(image.stage, run_dir, config_id)
+    kind = image.kind
     if image.runtime in ("apptainer", "singularity"):
-        # --cleanenv: the container sees only the env file, not the job's environment;
-        # --no-home: nothing of the user's home leaks in; --pwd: Docker's WORKDIR is not applied.
-        argv = [
-            image.runtime,
-            "run",
-            "--cleanenv",
-            "--no-home",
-            "--env-file",
-            env_file,
-            "--bind",
-            bind,
-            "--pwd",
-            WORKDIR,
-        ]
-        if gpu:
-            argv.append("--nv")
-        return argv + ["--overlay", f"{image.overlay}:ro", image.target]
+        argv = [image.runtime, "run", "--containall", "--no-mount", NO_MOUNT, "--env-file", env_file]
+        for b in mounts:
+            argv += ["--bind", f"{b.source}:{b.target}" + (":ro" if b.readonly else "")]
+        argv += ["--pwd", WORKDIR] + (["--nv"] if gpu else [])
+        if kind == "sif":
+            return argv + ["--overlay", f"{image.overlay}:ro", image.target]
+        return argv + [image.target]
     if image.runtime == "podman":
         # keep-id + --user: the stage runs as the cluster user (as under apptainer), so what it writes
-        # to /project is the user's, not a subordinate uid's (the images' USER 1000 would be one);
-        # host network as apptainer/charliecloud have (rootless slirp needs /dev/net/tun).
-        argv = [
-            "podman",
-            "run",
-            "--rm",
-            "--userns=keep-id",
-            "--user",
-            Raw("$(id -u):$(id -g)"),
-            "--network=host",
-            "--env-file",
-            env_file,
-            "--volume",
-            bind,
-            "--workdir",
-            WORKDIR,
-        ]
+        # is the user's, not a subordinate uid's (the images' USER 1000 would be one); host network
+        # as apptainer/charliecloud have (rootless slirp needs /dev/net/tun).
+        argv = ["podman", "run", "--rm", "--userns=keep-id", "--user", f"{UID}:{GID}", "--network=host",
+                "--env-file", env_file]  # fmt: skip
+        for b in mounts:
+            argv += ["--volume", f"{b.source}:{b.target}" + (":ro" if b.readonly else "")]
+        argv += ["--workdir", WORKDIR]
         if gpu:
             argv += ["--device", "nvidia.com/gpu=all"]  # CDI, as documented for rootless podman + NVIDIA
         return argv + [image.target]
-    if image.runtime == "charliecloud":
-        if not entrypoint:
-            raise ValueError("charliecloud runs no ENTRYPOINT by itself: pass the stage's entrypoint")
-        # Start from an empty environment, apply the image's ENV (--set-env without a file), then ours.
-        set_env = f"--set-env={env_file}"
-        return [
-            "ch-run",
-            "--unset-env=*",
-            "--set-env",
-            Raw(set_env) if isinstance(env_file, Raw) else set_env,
-            f"--bind={bind}",
-            f"--cd={WORKDIR}",
-            image.target,
-            "--",
-            *entrypoint,
-        ]
-    raise ValueError(f"mlops.toml cluster.runtime: {image.runtime!r} is not one of {', '.join(RUNTIMES)}")
+    if not entrypoint:
+        raise ValueError("charliecloud runs no ENTRYPOINT by itself: pass the stage's entrypoint")
+    # unshare: a user namespace (as root in it, which ch-run maps back to the user's ids) that owns a
+    # new PID namespace with its own /proc; --kill-child: the container dies with its parent.
+    argv = ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--kill-child",
+            "ch-run", f"--uid={UID}", f"--gid={GID}", "--private-tmp", "--unset-env=*", "--set-env",
+            f"--set-env={env_file}"]  # fmt: skip
+    # start from an empty environment, apply the image's ENV (--set-env without a file), then ours
+    argv += [f"--bind={b.source}:{CH_MOUNT}{b.target.removeprefix(MOUNT)}" for b in mounts]
+    return argv + [f"--cd={WORKDIR}", image.target, "--", *entrypoint]
+
+
+def fill(argv: list[str], env_file: str, config_id: str, uid: int, gid: int) -> list[str]:
+    """The argv with its placeholders replaced (what the shell files do on the cluster)."""
+    subs = {ENV_FILE: env_file, CID: config_id, UID: str(uid), GID: str(gid)}
+    out = []
+    for word in argv:
+        for key, value in subs.items():
+            word = word.replace(key, value)
+        out.append(word)
+    return out
+
+
+def argv_file(argv: list[str]) -> str:
+    """A container argv as the shell files read it: one word per line (ValueError for a newline in one)."""
+    if any("\n" in word or "\r" in word for word in argv):
+        raise ValueError("a container argv word contains a newline")
+    return "".join(word + "\n" for word in argv)

@@ -7,7 +7,8 @@
 #   STORE/deploys/<time>-<commit>   what one deploy used: "image <key>" and "blob <hex>" lines (for prune)
 # Usage: store.sh lock STORE | facts STORE HEX... | commit STORE HEX... | check STORE HEX...
 #        store.sh assemble STORE KEY MANIFEST_HEX MANIFEST_SIZE | record STORE NAME < lines
-#        store.sh prune STORE KEEP SLUG   (STORE is <workdir>/<slug>/images; runs are in ../runs)
+#        store.sh prune STORE KEEP SLUG FINAL   (STORE is <workdir>/<slug>/images; runs are in ../runs;
+#                                                 FINAL: the final states, a|b|c: mlops.rundir.FINAL)
 set -euo pipefail
 
 cmd=$1 store=$2
@@ -83,8 +84,9 @@ record)
     rm -f "$store"/*.tar.gz "$store"/*.tar.gz.part "$store"/*.tar.gz.sha256
     ;;
 prune)
-    keep=$1 slug=$2
+    keep=$1 slug=$2 final_states=$3
     [[ $keep =~ ^[0-9]+$ && $keep -ge 1 ]] || { echo "keep must be a number >= 1, not $keep" >&2; exit 2; }
+    [[ $final_states =~ ^[a-z|-]+$ ]] || { echo "bad list of final states: $final_states" >&2; exit 2; }
     keys=$(mktemp) hexes=$(mktemp)
     trap 'rm -f "$keys" "$hexes"' EXIT
     # 1. the images of the last KEEP commits deployed (records are named <utc time>-<commit>)
@@ -96,9 +98,12 @@ prune)
     for run in "$store"/../runs/*/; do
         [[ -f $run/run.json ]] || continue
         final=yes
-        if [[ -f $run/envs/ids.txt ]]; then
+        # envs/ids.txt was written by the params container: a link or a line that is not a config
+        # id (10 hex digits) makes the run count as not final (its images are kept)
+        if [[ -f $run/envs/ids.txt && ! -L $run/envs/ids.txt ]]; then
             while read -r cid; do
-                grep -Eq '"status": *"(completed|failed|timeout|out-of-memory|cancelled)"' \
+                [[ $cid =~ ^[0-9a-f]{10}$ ]] || { final=no; break; }
+                grep -Eq "\"status\": *\"($final_states)\"" \
                     "$run/state/tasks/$cid.json" 2>/dev/null || { final=no; break; }
             done <"$run/envs/ids.txt"
         else

@@ -1,166 +1,187 @@
 """`mlops collect`: bring a run's results back as CI artifacts and report them to GitLab.
 
-Order: the run id is checked (before any login, by the CLI); the scheduler's view of the run
-(optional: if the cluster's state files are unreadable, the task records that come back are used
-and the problem is reported); one capped tar.gz stream (fetch.py) unpacked as data into a fresh
-private directory (extract.py), which then replaces OUT/<run-id>/; validated reading (read.py);
-the reports (reports.py, plot.py); W&B sync (wandb_sync.py); the table (table.py). Into OUT:
+Order: the run id is checked (before any login, by the CLI); the output directory is opened (outdir:
+never through a link; the CLI does it before the login too); the scheduler's view of the run comes
+from the caller (mlops.cluster.runs reads it once; None when the cluster's state files are unreadable:
+then the task records that come back are used and the problem is reported); one capped tar.gz stream
+(fetch.py) unpacked as data into a fresh private directory (extract.py); validated reading (read.py);
+the reports (reports.py, plot.py) written into that directory, which then replaces
+OUT/<cluster>/<run-id>/; W&B sync (wandb_sync.py); the table (table.py). Into OUT:
 
-    <run-id>/            what came back: run.json, envs/index.json, state/, results/ (regular files only)
-    junit.xml            one test case per configuration (+ one `collect` case if something did not come back)
-    metrics.txt          GitLab metrics report
-    summary.csv / .json  one row per configuration; summary.json also lists every skipped member
-    sweep.png            the sweep at a glance
+    <cluster>/<run-id>/      one collected run (contract E: two clusters of one commit side by side)
+        run.json envs/index.json state/ results/<config-id>/ data/meta.json   what came back
+        junit.xml            one test case per configuration (+ one `collect` case if something did not come back)
+        metrics.txt          GitLab metrics report, names prefixed with the cluster's name
+        summary.csv / .json  one row per configuration; summary.json also lists every skipped member
+        sweep.png            the metric against each varying parameter
+    <cluster>/metrics.txt    the metrics.txt of the run this collect wrote last (one fixed path per
+                             cluster for the pipeline's `artifacts:reports:metrics`)
+    <cluster>/wandb-synced.json  what W&B sync uploaded (so a second collect adds no duplicate)
 
-Collecting twice is harmless: OUT/<run-id>/ and the reports are replaced. Nothing is written outside OUT.
+Collecting twice is harmless: OUT/<cluster>/<run-id>/ and the reports are replaced. Nothing is
+written outside OUT. A full disk here is outdir.DiskFull (exit 1, "no space left on the runner").
 """
 
 from __future__ import annotations
 
 import os
-import re
+import secrets
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import TextIO
 
-from ..cluster import state as cluster_state
-from ..errors import BadInput
+from .. import runid
 from ..remote import Remote
+from ..rundir import format_counts
 from ..settings import Settings
-from . import extract, fetch, read, reports, table, wandb_sync
-from .caps import Caps
+from . import extract, fetch, outdir, read, reports, table, wandb_sync
 from .plot import plot
 from .text import printable
 
-RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}")  # as mlops.cluster.state: also a path on the runner
+TOP = ("run.json", "envs", "state", "results", "data")  # what a run directory holds (send_results.sh)
+REPORTS = ("junit.xml", "metrics.txt", "summary.csv", "summary.json", "sweep.png")
 
 
-def check_run_id(run_id: str) -> str:
-    """The run id, or BadInput: it names a directory on the cluster and under OUT on this machine."""
-    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
-        raise BadInput(
-            f"run id {printable(run_id, 80)}: use letters, digits, '.', '_' and '-' only "
-            "(at most 101, starting with a letter or digit)"
-        )
-    return run_id
-
-
-def cluster_view(
-    session: Remote, cfg: Settings, run_id: str, wait: float, out: TextIO
-) -> tuple[dict | None, str | None]:
-    """The scheduler's view of the run, or (None, why) when the cluster's state files cannot be read."""
+def open_output(out_root: str | os.PathLike, cfg: Settings) -> int:
+    """fd of OUT/<cluster>/ (created; no component a link: outdir.open_out). The CLI calls it before
+    the login too, so that a bad --out is refused before anything else (BadInput)."""
+    root_fd = outdir.open_out(out_root, cfg.root)
     try:
-        view = (
-            cluster_state.wait(session, cfg, run_id, wait, out=out)
-            if wait
-            else cluster_state.status(session, cfg, run_id)
-        )
-        if view["problems"]:  # part of the state was malformed (mlops.cluster.state reports it): trust the records
-            why = printable("; ".join(view["problems"]), 200)
-            return (
-                None,
-                f"the cluster's state of the run could not be read ({why}); the task records that came back are used",
-            )
-        return view, None
-    except BadInput:
-        raise  # the run does not exist, or the setup is wrong: nothing to collect
-    # A remote command that failed (WorkFailed) lands here too: the state reader on the cluster
-    # parses files the model container can rewrite (a non-numeric pid in state/jobs.json).
-    except Exception as exc:  # noqa: BLE001 (the state files are untrusted: any parse failure lands here)
-        return None, (
-            f"the cluster's state of the run could not be read ({type(exc).__name__}: "
-            f"{printable(exc, 200)}); the task records that came back are used"
-        )
+        return outdir.subdir(root_fd, cfg.cluster.name, shown=f"{os.fspath(out_root).rstrip('/')}/{cfg.cluster.name}")
+    finally:
+        os.close(root_fd)
 
 
-def _replace_run_dir(out_fd: int, tree: Path, run_id: str, work: Path) -> None:
-    """Move the freshly extracted tree to OUT/<run-id>, the previous one (if any) into `work` (removed later)."""
+def _extract(work_fd: int, tree_fd: int, cfg: Settings, where: str) -> extract.Extracted:
+    """Unpack work/stream.tar.gz into the tree (then remove the stream)."""
+    fd = os.open("stream.tar.gz", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=work_fd)
+    with os.fdopen(fd, "rb") as fh:
+        done = extract.extract(fh, tree_fd, cfg.collect, top=TOP, expected_link=wandb_sync.own_link, where=where)
+    os.unlink("stream.tar.gz", dir_fd=work_fd)
+    return done
+
+
+def _replace_run_dir(cluster_fd: int, work_fd: int, run_id: str) -> None:
+    """Move work/tree to <cluster>/<run-id>, the previous one (if any, whatever it is: a link is moved,
+    not followed) into work/ (removed with it)."""
     try:
-        os.rename(run_id, str(work / "previous"), src_dir_fd=out_fd)
+        os.rename(run_id, "previous", src_dir_fd=cluster_fd, dst_dir_fd=work_fd)
     except FileNotFoundError:
         pass
-    except NotADirectoryError:
-        os.unlink(run_id, dir_fd=out_fd)
-    os.rename(str(tree), run_id, dst_dir_fd=out_fd)
+    os.rename("tree", run_id, src_dir_fd=work_fd, dst_dir_fd=cluster_fd)
 
 
 def collect(
     session: Remote,
     cfg: Settings,
     run_id: str,
-    out_dir: Path,
-    wait: float = 0,
+    out_root: Path,
+    view: dict | None = None,
+    view_problem: str | None = None,
     out: TextIO = sys.stderr,
-    caps: Caps | None = None,
 ) -> dict:
-    """Fetch, extract, read, report. Returns {"run", "rows", "counts", "bytes", "ok", "lost", "refused"};
-    ok is True only when every configuration completed with good results and everything sent came back."""
-    caps = caps or Caps.from_settings(cfg)
-    check_run_id(run_id)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Fetch, extract, read, report into OUT/<cluster>/<run-id>/. Returns {"run" (its path), "rows",
+    "counts", "bytes", "ok", "lost", "refused", "transfer"}; ok is True only when every configuration
+    completed with good results and everything sent came back. Raises BadInput (a bad run id, a link
+    in the output path), WorkFailed (the download failed), outdir.DiskFull (this machine is full).
+
+    `view` is the cluster's state of the run as mlops.cluster.state.status gives it ("run_dir",
+    "configs": SLURM's word per configuration, which wins over the task records that come back);
+    None with `view_problem` saying why when it could not be read (then the records are used)."""
+    runid.check(run_id)
+    cluster = cfg.cluster.name
+    shown = Path(out_root) / cluster
+    cluster_fd = open_output(out_root, cfg)
+    work = f".{run_id}.collect-{secrets.token_hex(4)}"
     try:
-        out_fd = os.open(out_dir, reports.DIR_FLAGS)
-    except OSError as exc:
-        raise BadInput(f"--out {out_dir}: not a plain directory ({exc.strerror})") from None
-    try:
-        view, view_problem = cluster_view(session, cfg, run_id, wait, out)
-        root = cfg.cluster_root
-        run_dir = view["run_dir"] if view else f"{root}/runs/{run_id}"
-        work = Path(tempfile.mkdtemp(prefix=f".{run_id}.collect-", dir=out_dir))  # 0700, ours
+        run_dir = view["run_dir"] if view else runid.run_dir(cfg.cluster_root, run_id)
+        work_fd = outdir.subdir(cluster_fd, work, f"{shown}/{work}", mode=0o700)
         try:
-            tree = work / "tree"
-            os.mkdir(tree, 0o700)
-            size, not_sent = fetch.download(session, run_dir, work / "stream.tar.gz", caps)
-            with open(work / "stream.tar.gz", "rb") as fh:
-                done = extract.extract(fh, tree, caps)
-            os.unlink(work / "stream.tar.gz")
-            _replace_run_dir(out_fd, tree, run_id, work)
+            tree_fd = outdir.subdir(work_fd, "tree", f"{shown}/{work}/tree", mode=0o700)
+            try:
+                size, not_sent = fetch.download(session, run_dir, work_fd, "stream.tar.gz", cfg.collect, shown)
+                done = _extract(work_fd, tree_fd, cfg, str(shown))
+                result = _report(tree_fd, cfg, run_id, view, view_problem, not_sent, done, size, out)
+                files = result.pop("files")
+                for name, data in files.items():
+                    outdir.write_file(tree_fd, name, data, shown=f"{shown}/{run_id}/{name}")
+            finally:
+                os.close(tree_fd)
+            _replace_run_dir(cluster_fd, work_fd, run_id)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
-        run = out_dir / run_id
-        rows, run_problems = read.run_rows(run, caps, view["configs"] if view else None)
-        skipped = not_sent + done.skipped
-        lost = (
-            ([view_problem] if view_problem else [])
-            + run_problems
-            + ([done.stopped] if done.stopped else [])
-            + [f"{name}: {why}" for name, why in skipped]
-        )
-        try:
-            png = plot(rows)
-        except Exception as exc:  # noqa: BLE001 (a plot must never cost the reports)
-            png = b""
-            print(f"  sweep.png not drawn ({type(exc).__name__}: {printable(exc, 100)})", file=out)
-        files = {
-            "junit.xml": reports.junit(rows, run_id, lost, caps),
-            "metrics.txt": ("\n".join(reports.metrics_lines(rows, len(skipped))) + "\n").encode(),
-            "summary.csv": reports.summary_csv(rows),
-            "summary.json": reports.summary_json(rows, run_id, lost, skipped + done.refused, done.stopped),
-        }
-        if png:
-            files["sweep.png"] = png
-        for name, data in files.items():
-            reports.write_file(out_fd, name, data)
+            os.close(work_fd)
+            shutil.rmtree(work, dir_fd=cluster_fd, ignore_errors=True)
+        outdir.write_file(cluster_fd, "metrics.txt", files["metrics.txt"], shown=f"{shown}/metrics.txt")
+        run = shown / run_id
+        synced, sync_failed = wandb_sync.sync(run, cluster_fd, out=out)
     finally:
-        os.close(out_fd)
-    synced, sync_failed = wandb_sync.sync(run, out_dir, out=out)
-    counts = reports.counts(rows)
+        os.close(cluster_fd)
+    t = result["transfer"]
     print(
-        f"run {run_id}: {cluster_state.format_counts(counts)}; {size:,} bytes downloaded into {run}; "
-        f"{done.files:,} files kept, {len(skipped):,} skipped, {len(done.refused):,} links/devices/FIFOs refused"
+        f"run {run_id} on {cluster}: {format_counts(result['counts'])}; {size:,} bytes downloaded into "
+        f"{run}; {t['files_kept']:,} files kept, {t['members_skipped']:,} skipped, "
+        f"{t['links_refused']:,} links/devices/FIFOs refused, {t['wandb_links']:,} W&B links (expected, not created)"
         + (f"; {synced} W&B runs synced" if synced else "")
         + (f", {sync_failed} not" if sync_failed else ""),
         file=out,
     )
     for name, why in done.refused[:5]:
         print(f"  refused {printable(name, 120)}: {printable(why, 160)}", file=out)
-    print(
-        table.table(rows, lost, str(out_dir / "sweep.png") if png else None, str(out_dir / "summary.csv")),
-        end="",
-        file=out,
+    plot_path = str(run / "sweep.png") if "sweep.png" in files else None
+    print(table.table(result["rows"], result["lost"], plot_path, str(run / "summary.csv")), end="", file=out)
+    return {"run": run, **result}
+
+
+def _report(
+    tree_fd: int,
+    cfg: Settings,
+    run_id: str,
+    view: dict | None,
+    view_problem: str | None,
+    not_sent: list[tuple[str, str]],
+    done: extract.Extracted,
+    size: int,
+    out: TextIO,
+) -> dict:
+    """The rows of the extracted tree and the report files (name -> bytes) of one collect."""
+    rows, run_problems = read.run_rows(tree_fd, cfg.collect, view["configs"] if view else None)
+    skipped = not_sent + done.skipped
+    lost = (
+        ([view_problem] if view_problem else [])
+        + run_problems
+        + ([done.stopped] if done.stopped else [])
+        + [f"{name}: {why}" for name, why in skipped]
     )
+    transfer = {
+        "files_kept": done.files,
+        "members_skipped": len(skipped),
+        "links_refused": len(done.refused),
+        "wandb_links": len(done.expected),
+    }
+    cluster = cfg.cluster.name
+    with read.RunReader(tree_fd) as reader:
+        about = {**read.provenance(reader), "cluster": cluster}
+    files = {
+        "junit.xml": reports.junit(rows, run_id, lost, cfg.collect, cluster),
+        "metrics.txt": ("\n".join(reports.metrics_lines(rows, transfer, prefix=cluster)) + "\n").encode(),
+        "summary.csv": reports.summary_csv(rows),
+        "summary.json": reports.summary_json(
+            rows, run_id, lost, transfer, skipped, done.refused, done.stopped, about=about
+        ),
+    }
+    try:
+        files["sweep.png"] = plot(rows)
+    except Exception as exc:  # noqa: BLE001 (a plot must never cost the reports; no matplotlib: pip install .[report])
+        print(f"  sweep.png not drawn ({type(exc).__name__}: {printable(exc, 100)})", file=out)
     ok = not lost and all(r["status"] == "completed" and not r["problems"] for r in rows) and bool(rows)
-    return {"run": run, "rows": rows, "counts": counts, "bytes": size, "ok": ok, "lost": lost, "refused": done.refused}
+    return {
+        "rows": rows,
+        "counts": reports.counts(rows),
+        "bytes": size,
+        "ok": ok,
+        "lost": lost,
+        "refused": done.refused,
+        "transfer": transfer,
+        "files": files,
+    }

@@ -7,8 +7,11 @@ created through directory file descriptors (`openat`/`mkdirat` with O_NOFOLLOW a
 path is ever resolved through a link. Modes are ours (0700 directories, 0600 files). Skipped and
 listed, the others kept: links of every kind, devices, FIFOs, sparse members, absolute or `..`
 names, names with control characters or bytes that are not UTF-8, over-long names, files over
-`max_file_bytes`, files that would pass `max_total_bytes`, members past `max_members`. The
-decompressed stream is read at most `Caps.max_stream_bytes`, which stops a decompression bomb.
+`max_file_bytes`, files that would pass `max_total_bytes`, members past `max_members`, names that
+are not plain visible text (control, format, bidi or blank characters: text.visible), and top-level
+names the caller did not allow. The decompressed stream is read at most `caps.max_stream_bytes`,
+which stops a decompression bomb; no extended header is read past `caps.max_header_bytes`
+(tarheaders.py). A full disk on this machine stops with outdir.DiskFull (a local error).
 """
 
 from __future__ import annotations
@@ -19,18 +22,24 @@ import os
 import stat
 import tarfile
 import zlib
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO, cast
 
-from .caps import DEFAULT, Caps
+from ..settings import Collect
+from . import caps as limits
+from .outdir import NO_SPACE, no_space
+from .tarheaders import REFUSED, HeaderRefused, capped_tarinfo
+from .text import printable, visible
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 CHUNK = 1 << 20
+NAME_KEPT = 1024  # characters of a member's name kept for the reports (a name may be a whole header)
 
 
 class StreamTooLarge(Exception):
-    """The decompressed stream passed Caps.max_stream_bytes."""
+    """The decompressed stream passed caps.max_stream_bytes."""
 
 
 @dataclass
@@ -42,6 +51,7 @@ class Extracted:
     bytes: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (member name as sent, reason): data lost
     refused: list[tuple[str, str]] = field(default_factory=list)  # links, devices, FIFOs: never data
+    expected: list[str] = field(default_factory=list)  # links the caller expects (W&B's own): never created
     stopped: str | None = None  # set when the stream was not read to its end
 
     @property
@@ -65,7 +75,7 @@ class _Capped:
         return data
 
 
-def check_name(name: str, caps: Caps) -> tuple[list[str], str | None]:
+def check_name(name: str, caps: Collect) -> tuple[list[str], str | None]:
     """The path components of a member name, or the reason it is refused."""
     if "\0" in name:
         return [], "name contains a NUL byte"
@@ -82,8 +92,9 @@ def check_name(name: str, caps: Caps) -> tuple[list[str], str | None]:
         return [], "empty name"
     if ".." in parts:
         return [], "name contains '..'"
-    if any(c < " " or c == "\x7f" or "\x80" <= c <= "\x9f" for c in name):
-        return [], "name contains control characters"
+    if not visible(name):
+        bad = next(c for c in name if not visible(c))
+        return [], f"name contains control characters or invisible Unicode (first: {printable(bad)})"
     if any(len(p.encode()) > 255 for p in parts):
         return [], "a name component is longer than 255 bytes"
     return parts, None
@@ -92,9 +103,9 @@ def check_name(name: str, caps: Caps) -> tuple[list[str], str | None]:
 def _kind(member: tarfile.TarInfo) -> str | None:
     """Why a member that is not a plain file or directory is refused (None: it is one)."""
     if member.issym():
-        return f"symbolic link (-> {member.linkname[:200]!r}): links are never created"
+        return f"symbolic link (-> {printable(member.linkname, 200)}): links are never created"
     if member.islnk():
-        return f"hard link (to {member.linkname[:200]!r}): links are never created"
+        return f"hard link (to {printable(member.linkname, 200)}): links are never created"
     if member.ischr() or member.isblk():
         return "device node: never created"
     if member.isfifo():
@@ -103,7 +114,7 @@ def _kind(member: tarfile.TarInfo) -> str | None:
         return "sparse member: not supported"
     if member.isdir() or member.isreg():
         return None
-    return f"unsupported member type {member.type!r}"
+    return f"unsupported member type {printable(member.type)}"
 
 
 class _Tree:
@@ -156,49 +167,99 @@ def _write_file(tree: _Tree, parts: list[str], source: BinaryIO) -> int:
     return written
 
 
-def extract(stream: BinaryIO, root: str | os.PathLike, caps: Caps = DEFAULT) -> Extracted:
-    """Unpack the gzip-compressed tar `stream` below the existing directory `root` (made by the caller).
+class _Members:
+    """The members of a tarfile stream, one at a time: tarfile keeps every member it read in
+    `TarFile.members` (with its PAX records), which would grow with the stream; here it is emptied."""
 
-    Returns what was created and what was skipped (never raises for bad members or a broken stream:
-    what came before the break is kept, `stopped` says why the rest is missing).
+    def __init__(self, tar: tarfile.TarFile):
+        self.tar = tar
+
+    def __iter__(self):
+        while (member := self.tar.next()) is not None:
+            self.tar.members.clear()
+            yield member
+
+
+def extract(
+    stream: BinaryIO,
+    root: int | str | os.PathLike,
+    caps: Collect,
+    top: Collection[str] | None = None,
+    expected_link: Callable[[str, str], bool] | None = None,
+    where: object = "",
+) -> Extracted:
+    """Unpack the gzip-compressed tar `stream` below the existing directory `root` (an fd, or a path
+    whose last component is opened without following a link; made by the caller).
+
+    `top`: the only top-level names kept (None: any). `expected_link(name, target)`: symbolic links
+    it accepts are counted in `expected`, not `refused` (neither is ever created). Returns what was
+    created and what was skipped; never raises for bad members or a broken stream (what came before
+    the break is kept, `stopped` says why the rest is missing). Raises outdir.DiskFull (naming
+    `where`) when this machine's disk or quota is full.
     """
     done = Extracted()
-    root_fd = os.open(root, DIR_FLAGS)
+    root_fd = os.dup(root) if isinstance(root, int) else os.open(root, DIR_FLAGS)
     tree = _Tree(root_fd)
     members = 0
     try:
-        capped = _Capped(cast(IO[bytes], gzip.GzipFile(fileobj=stream, mode="rb")), caps.max_stream_bytes)
-        with tarfile.open(fileobj=cast(IO[bytes], capped), mode="r|", errorlevel=2) as tar:
-            for member in tar:
+        capped = _Capped(cast(IO[bytes], gzip.GzipFile(fileobj=stream, mode="rb")), limits.max_stream_bytes(caps))
+        tarinfo = capped_tarinfo(caps)
+        with tarfile.open(fileobj=cast(IO[bytes], capped), mode="r|", errorlevel=2, tarinfo=tarinfo) as tar:
+            for member in _Members(tar):
                 members += 1
                 if members > caps.max_members:
                     done.stopped = f"more than max_members ({caps.max_members:,}) members: the rest was not read"
                     break
-                _one(tar, member, tree, caps, done)
-    except StreamTooLarge as exc:
-        done.stopped = str(exc)
-    except (tarfile.TarError, EOFError, OSError, zlib.error, ValueError) as exc:
-        # a cut or corrupt stream (gzip.BadGzipFile is an OSError): keep what came before
-        done.stopped = f"the stream is broken after {members:,} members ({type(exc).__name__}: {str(exc)[:200]})"
+                _one(tar, member, tree, caps, done, top, expected_link)
+    except (StreamTooLarge, HeaderRefused) as exc:
+        done.stopped = f"{exc}: the rest of the stream was not read"
+    except OSError as exc:
+        if exc.errno in NO_SPACE:
+            raise no_space(exc, where or root) from None
+        done.stopped = _broken(members, exc)
+    except (tarfile.TarError, EOFError, zlib.error, ValueError) as exc:
+        done.stopped = _broken(members, exc)  # a cut or corrupt stream: keep what came before
     finally:
         tree.close()
         os.close(root_fd)
     return done
 
 
-def _one(tar: tarfile.TarFile, member: tarfile.TarInfo, tree: _Tree, caps: Caps, done: Extracted) -> None:
+def _broken(members: int, exc: Exception) -> str:
+    # gzip.BadGzipFile is an OSError; tarfile raises ReadError for a header that does not parse
+    return f"the stream is broken after {members:,} members ({type(exc).__name__}: {printable(exc, 200)})"
+
+
+def _one(
+    tar: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    tree: _Tree,
+    caps: Collect,
+    done: Extracted,
+    top: Collection[str] | None,
+    expected_link: Callable[[str, str], bool] | None,
+) -> None:
+    name = member.name if len(member.name) <= NAME_KEPT else member.name[: NAME_KEPT - 3] + "..."
     parts, why = check_name(member.name, caps)
     kind = _kind(member)
-    if kind is not None:  # links, devices, FIFOs are not data: refused whatever their name
-        (done.skipped if member.issparse() else done.refused).append((member.name, kind))
+    if getattr(member, REFUSED, None):
+        done.skipped.append((name, getattr(member, REFUSED)))
         return
+    if kind is not None:  # links, devices, FIFOs are not data: refused whatever their name
+        if member.issym() and expected_link is not None and why is None and expected_link(name, member.linkname):
+            done.expected.append(name)
+        else:
+            (done.skipped if member.issparse() else done.refused).append((name, kind))
+        return
+    if why is None and top is not None and parts[0] not in top:
+        why = f"not part of a run directory (only {', '.join(sorted(top))} at the top)"
     if why is None and member.isreg():
         if member.size > caps.max_file_bytes:
             why = f"larger than max_file_bytes ({member.size:,} > {caps.max_file_bytes:,} bytes)"
         elif done.bytes + member.size > caps.max_total_bytes:
             why = f"would pass max_total_bytes ({caps.max_total_bytes:,} bytes)"
     if why is not None:
-        done.skipped.append((member.name, why))
+        done.skipped.append((name, why))
         return
     try:
         if member.isdir():
@@ -207,15 +268,15 @@ def _one(tar: tarfile.TarFile, member: tarfile.TarInfo, tree: _Tree, caps: Caps,
         else:
             source = tar.extractfile(member)
             if source is None:  # a regular member always has a file object; be explicit for the reader
-                raise tarfile.ReadError(f"{member.name!r}: no data")
+                raise tarfile.ReadError(f"{printable(member.name, 200)}: no data")
             done.bytes += _write_file(tree, parts, cast(BinaryIO, source))
             done.files += 1
     except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
-        done.skipped.append((member.name, f"clashes with an earlier member ({exc.strerror})"))
+        done.skipped.append((name, f"clashes with an earlier member ({exc.strerror})"))
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            done.skipped.append((member.name, "a parent is not a directory"))
+            done.skipped.append((name, "a parent is not a directory"))
         elif exc.errno in (errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ):
-            done.skipped.append((member.name, f"name refused by this file system ({exc.strerror})"))
+            done.skipped.append((name, f"name refused by this file system ({exc.strerror})"))
         else:
             raise

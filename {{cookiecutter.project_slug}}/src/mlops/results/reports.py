@@ -3,12 +3,15 @@
     junit.xml     GitLab unit test report (JUnit XML): one test case per configuration; a failed one
                   carries the tail of its log, one with bad results an <error> with the reasons;
                   well-formed XML 1.0 whatever the log holds
-    metrics.txt   GitLab metrics report: `name value` lines, names [a-zA-Z_][a-zA-Z0-9_]*
+    metrics.txt   GitLab metrics report: `name value` lines, names [a-zA-Z_][a-zA-Z0-9_]*, each with
+                  the given prefix (the cluster's name: GitLab merges the metrics reports of all jobs
+                  of a pipeline into one list, so two clusters' collect jobs must not share names)
     summary.csv   one row per configuration; no cell is read as a formula by a spreadsheet
     summary.json  strict JSON (no NaN/Infinity: a non-finite metric is null)
 
-Every file is written to a temp name created with O_EXCL|O_NOFOLLOW in the output directory's fd
-and renamed over the old one, so nothing is ever written through a link.
+The transfer counts (files kept, members skipped, links refused, W&B's own links) come from one
+dict into metrics.txt, summary.json and the log line alike. The bytes are written by outdir.py
+(never through a link).
 """
 
 from __future__ import annotations
@@ -16,29 +19,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
+from collections.abc import Sequence
 from xml.etree import ElementTree as ET
 
 from .. import rundir
-from .caps import DEFAULT, Caps
+from ..settings import Collect
 from .text import csv_cell, metric_name, printable, tail, xml_text
 
-DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_LISTED = 200  # skipped members named in junit.xml (all of them are in summary.json up to MAX_JSON_LISTED)
 MAX_JSON_LISTED = 10_000
-
-
-def write_file(dir_fd: int, name: str, data: bytes) -> None:
-    """Replace `name` in the directory `dir_fd` by `data`, never writing through a link (temp + rename)."""
-    tmp = f".{name}.{os.getpid()}.tmp"
-    try:
-        os.unlink(tmp, dir_fd=dir_fd)
-    except FileNotFoundError:
-        pass
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+# The transfer counts of one collect, in this order (metrics.txt: results_<name>; summary.json: "transfer").
+TRANSFER = ("files_kept", "members_skipped", "links_refused", "wandb_links")
 
 
 def counts(rows: list[dict]) -> dict[str, int]:
@@ -47,14 +38,18 @@ def counts(rows: list[dict]) -> dict[str, int]:
 
 
 def _params_text(row: dict) -> str:
-    return " ".join(f"{k}={v}" for k, v in row["parameters"].items())
+    return printable(" ".join(f"{k}={v}" for k, v in row["parameters"].items()), 2000)
 
 
-def junit(rows: list[dict], run_id: str, lost: list[str], caps: Caps = DEFAULT) -> bytes:
-    """JUnit XML: configurations, plus one case `collect` listing what did not come back (if anything)."""
-    suite = ET.Element("testsuite", name=xml_text(f"sweep {run_id}"))
+def junit(rows: list[dict], run_id: str, lost: list[str], caps: Collect, cluster: str = "") -> bytes:
+    """JUnit XML: configurations, plus one case `collect` listing what did not come back (if anything).
+
+    Test cases are named `<config id> <parameters>` in the class `sweep.<cluster>.<run id>` (so that
+    the reports of two clusters or runs in one pipeline stay apart)."""
+    where = f"{cluster}.{run_id}" if cluster else run_id
+    suite = ET.Element("testsuite", name=xml_text(f"sweep {where}"))
     n = {"failures": 0, "skipped": 0, "errors": 0}
-    classname = xml_text(f"sweep.{run_id}")
+    classname = xml_text(f"sweep.{where}")
     for r in rows:
         case = ET.SubElement(
             suite,
@@ -73,13 +68,15 @@ def junit(rows: list[dict], run_id: str, lost: list[str], caps: Caps = DEFAULT) 
             )
             n["errors"] += 1
         elif r["status"] == "completed":
-            text = ", ".join(f"{k}={v}" for k, v in r["metrics"].items() if v is not None)
+            text = printable(", ".join(f"{k}={v}" for k, v in r["metrics"].items() if v is not None), 4000)
             ET.SubElement(case, "system-out").text = xml_text(text)
-        elif r["status"] in ("pending", "running"):
+        elif r["status"] not in rundir.FINAL:  # pending, requeued, running
             ET.SubElement(case, "skipped", message=f"still {r['status']} when collected")
             n["skipped"] += 1
         else:
-            failure = ET.SubElement(case, "failure", message=f"{r['status']} (exit {r['exit_code']})", type=r["status"])
+            fix = rundir.FIXES.get(r["status"], "") if r["status"] != "failed" else ""  # a SLURM state: its fix
+            message = f"{r['status']} (exit {r['exit_code']})" + (f": {fix}" if fix else "")
+            failure = ET.SubElement(case, "failure", message=xml_text(message), type=r["status"])
             failure.text = xml_text(log or "(no log)")
             n["failures"] += 1
     if lost:
@@ -96,11 +93,12 @@ def junit(rows: list[dict], run_id: str, lost: list[str], caps: Caps = DEFAULT) 
     return buf.getvalue().encode("utf-8")
 
 
-def metrics_lines(rows: list[dict], skipped: int = 0) -> list[str]:
-    """GitLab metrics report: counts per state, then min and mean of each finite metric of completed runs."""
+def metrics_lines(rows: list[dict], transfer: dict[str, int] | None = None, prefix: str = "") -> list[str]:
+    """GitLab metrics report: counts per state, the transfer counts (collect only), then min and mean
+    of each finite metric of completed configurations; every name starts with `prefix` + "_" if given."""
     lines = [f"configurations_{s.replace('-', '_')} {c}" for s, c in counts(rows).items()]
     lines.append(f"configurations_bad_results {sum(bool(r['problems']) for r in rows)}")
-    lines.append(f"results_members_skipped {skipped}")
+    lines += [f"results_{name} {transfer[name]}" for name in TRANSFER] if transfer is not None else []
     values: dict[str, list[float]] = {}
     for r in rows:
         if r["status"] == "completed" and not r["problems"]:
@@ -110,7 +108,7 @@ def metrics_lines(rows: list[dict], skipped: int = 0) -> list[str]:
     for name in sorted(values):
         vs = values[name]
         lines += [f"{name}_min {min(vs):.6g}", f"{name}_mean {sum(vs) / len(vs):.6g}"]
-    return lines
+    return [f"{metric_name(prefix)}_{line}" for line in lines] if prefix else lines
 
 
 def public_row(r: dict) -> dict:
@@ -119,19 +117,35 @@ def public_row(r: dict) -> dict:
 
 
 def summary_json(
-    rows: list[dict], run_id: str, problems: list[str], skipped: list[tuple[str, str]], stopped: str | None = None
+    rows: list[dict],
+    run_id: str,
+    problems: list[str],
+    transfer: dict[str, int] | None = None,
+    skipped: Sequence[tuple[str, str]] = (),
+    refused: Sequence[tuple[str, str]] = (),
+    stopped: str | None = None,
+    about: dict | None = None,
 ) -> bytes:
-    """Strict JSON (allow_nan=False): the rows, their counts, the run's problems and the skipped members."""
+    """Strict JSON (allow_nan=False): the rows, their counts, the run's problems, the transfer counts
+    (TRANSFER; collect only) with the members behind them: `skipped` (data that did not come back) and
+    `refused` (links, devices, FIFOs), and `about` (cluster, commit, pipeline, created: run.json)."""
+
+    def listed(items: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
+        return [{"name": printable(n, 300), "reason": printable(why, 300)} for n, why in items[:MAX_JSON_LISTED]]
+
     doc = {
         "run_id": run_id,
+        **(about or {}),
         "counts": counts(rows),
         "configurations": [public_row(r) for r in rows],
         "problems": [printable(p, 500) for p in problems],
-        "skipped": [{"name": printable(n, 300), "reason": printable(why, 300)} for n, why in skipped[:MAX_JSON_LISTED]],
-        "skipped_count": len(skipped),
+        "transfer": transfer,
+        "skipped": listed(skipped),
+        "refused": listed(refused),
         "stopped": stopped,
     }
-    return (json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+    # not sort_keys: parameters keep the order of parameters.json, which is the order people read them in
+    return (json.dumps(doc, indent=1, allow_nan=False) + "\n").encode("utf-8")
 
 
 def summary_csv(rows: list[dict]) -> bytes:
@@ -158,13 +172,3 @@ def summary_csv(rows: list[dict]) -> bytes:
             ]
         )
     return buf.getvalue().encode("utf-8")
-
-
-def write_all(out_dir: str | os.PathLike, files: dict[str, bytes]) -> None:
-    """Write each name -> bytes into out_dir (which must be a plain directory, not a link)."""
-    fd = os.open(out_dir, DIR_FLAGS)
-    try:
-        for name, data in files.items():
-            write_file(fd, name, data)
-    finally:
-        os.close(fd)

@@ -7,6 +7,11 @@ succeeded: `wandb sync` can print an error and still exit 0, so besides exit 0 t
 (any such marker that came from the cluster is removed first). Runs synced before (same file
 content) are skipped; the record is `<out>/wandb-synced.json`. Each run has a fixed id
 (<run-id>-<config-id>), so a re-sync updates it instead of duplicating it.
+
+W&B writes symbolic links into every run directory (`wandb/latest-run`, `wandb/debug.log` and
+`wandb/debug-internal.log` into the run's logs/, `logs/debug-core.log` to the user's cache):
+`own_link` recognizes exactly those shapes so that collect counts them as W&B's own, expected files
+instead of reporting them as refused (issue 19). They are still never created nor followed.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -21,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
+from .outdir import write_file
 from .read import ID
 from .text import printable
 
@@ -53,6 +60,28 @@ ALLOWED = (
 )
 RECORD = "wandb-synced.json"
 TIMEOUT_S = 600
+
+# W&B's run directory names: offline-run-YYYYMMDD_HHMMSS-<run id> (run-... when online).
+_RUN_DIR = r"(?:offline-)?run-[0-9]{8}_[0-9]{6}-[A-Za-z0-9_.-]{1,128}"
+_WANDB = r"results/[0-9a-f]{10}/wandb/"
+_OWN_LINKS = (  # (name, target) of each link W&B writes
+    (re.compile(_WANDB + "latest-run"), re.compile(_RUN_DIR)),
+    (re.compile(_WANDB + "(debug|debug-internal)\\.log"), re.compile(_RUN_DIR + "/logs/(debug|debug-internal)\\.log")),
+    (
+        re.compile(_WANDB + _RUN_DIR + "/logs/debug-core\\.log"),
+        re.compile("/[^\\x00]{0,4000}/core-debug-[0-9_]{1,32}\\.log"),
+    ),
+)
+
+
+def own_link(name: str, target: str) -> bool:
+    """True when the symbolic link `name` -> `target` (as sent in the results stream) is one W&B
+    writes itself (see the module docstring); debug.log links must point at their own name."""
+    for name_re, target_re in _OWN_LINKS:
+        found = name_re.fullmatch(name)
+        if found and target_re.fullmatch(target):
+            return not found.groups() or target.endswith(f"/{found.group(1)}.log")
+    return False
 
 
 def child_env(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -99,31 +128,35 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _load_record(path: Path) -> dict[str, str]:
+def _load_record(record_dir: Path | int) -> dict[str, str]:
+    from .reader import RunReader, Unreadable
+
     try:
-        doc = json.loads(path.read_bytes()[: 1 << 20])
-    except (OSError, ValueError, RecursionError):
+        with RunReader(record_dir) as reader:
+            doc = reader.json(RECORD, 1 << 20)
+    except (OSError, Unreadable):
         return {}
     return {k: v for k, v in doc.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(doc, dict) else {}
 
 
 def sync(
     run: Path,
-    out_dir: Path,
+    record_dir: Path | int,
     command: list[str] | None = None,
     out: TextIO = sys.stderr,
     env: dict[str, str] | None = None,
 ) -> tuple[int, int]:
     """Sync each offline run of the extracted run directory `run`; returns (synced, failed).
 
-    Does nothing without WANDB_API_KEY. `command` replaces `python -I -m wandb sync` (tests).
+    The record of what was synced is RECORD in `record_dir` (a path, or a directory fd: written through
+    it, never through a link). Does nothing without WANDB_API_KEY. `command` replaces
+    `python -I -m wandb sync` (tests).
     """
     env = child_env(env)
     if not env.get("WANDB_API_KEY"):
         return 0, 0
     command = command or [sys.executable, "-I", "-m", "wandb", "sync"]
-    record_path = out_dir / RECORD
-    record = _load_record(record_path)
+    record = _load_record(record_dir)
     synced = failed = 0
     for d in offline_runs(run):
         run_file = _run_files(d)[0]
@@ -159,9 +192,13 @@ def sync(
                 file=out,
             )
     if synced:
-        from .reports import write_all
+        data = (json.dumps(record, indent=1, sort_keys=True) + "\n").encode()
+        if isinstance(record_dir, int):
+            write_file(record_dir, RECORD, data)
+        else:
+            from .outdir import write_all
 
-        write_all(out_dir, {RECORD: (json.dumps(record, indent=1, sort_keys=True) + "\n").encode()})
+            write_all(record_dir, {RECORD: data})
     return synced, failed
 
 

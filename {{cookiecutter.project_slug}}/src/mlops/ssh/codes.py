@@ -33,10 +33,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
+from .. import civars
 from ..errors import BadInput
 from . import sources
-from .sources import OTP_VAR, TOTP_VAR
 
+TOTP_VAR, OTP_VAR = civars.TOTP, civars.OTP
 STEP_S = 30
 # RFC 4648 base32 (spelled out whole, the alphabet looks like a high-entropy secret to detect-secrets)
 BASE32 = frozenset(string.ascii_uppercase + "234567")

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import civars
 from ..errors import BadInput
 from . import sources
-from .sources import KEY_VAR
 
 if TYPE_CHECKING:
     import paramiko
 
+KEY_VAR = civars.KEY
 DEFAULT_KEY = "~/.ssh/id_ed25519"
 
 

@@ -19,13 +19,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .. import options
+from .. import civars, options
 from ..errors import BadInput
 from . import sources
 from .codes import Codes
-from .sources import PASSWORD_VAR
 
 CODE, PASSWORD, PASSWORD_CODE, REFUSE = "code", "password", "password+code", "refuse"
+PASSWORD_VAR = civars.PASSWORD
 
 _PW = r"(?:pass\s*word|passwort|kennwort)"
 _OTP = (

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import options
+from .. import civars, options
 from ..errors import BadInput, WorkFailed
 from ..remote import ConnectionLost, RemoteError, Sink
 from . import channels, keys, known_hosts, sources
@@ -124,11 +124,11 @@ class Session:
                 "Fix: correct it in mlops.toml"
             )
         if self.auth == "totp+password" and self._password is None:
-            self._password = self._env.get(sources.PASSWORD_VAR) or None
+            self._password = self._env.get(civars.PASSWORD) or None
             if not self._password:
                 raise BadInput(
-                    f'cluster.auth is "totp+password" but {sources.describe(sources.PASSWORD_VAR, self._env)}. '
-                    f"Fix: store the service password as the protected variable {sources.PASSWORD_VAR}"
+                    f'cluster.auth is "totp+password" but {sources.describe(civars.PASSWORD, self._env)}. '
+                    f"Fix: store the service password as the protected variable {civars.PASSWORD}"
                 )
         if self.auth in options.TOTP_METHODS and self._code is None:
             self._codes_source()  # a missing or malformed code source is bad input: say so before connecting
@@ -147,7 +147,7 @@ class Session:
                 self._codes_source,
                 self._password,
                 keys.source(self._env, self._setting).label,
-                sources.describe(sources.PASSWORD_VAR, self._env),
+                sources.describe(civars.PASSWORD, self._env),
                 self._clock,
                 self._sleep,
             )

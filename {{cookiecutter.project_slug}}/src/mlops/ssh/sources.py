@@ -16,12 +16,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..variables import BY_NAME  # the one import of the CI variable table in ssh/ (names only)
+from .. import civars
 
-KEY_VAR, TOTP_VAR = BY_NAME["HPC_SSH_PRIVATE_KEY"].name, BY_NAME["HPC_TOTP_SECRET"].name
-OTP_VAR, PASSWORD_VAR = BY_NAME["HPC_OTP"].name, BY_NAME["HPC_PASSWORD"].name
 # Variables whose right shape is a path (GitLab "File" variables).
-FILE_VARIABLES = frozenset(v.name for v in BY_NAME.values() if v.kind == "file")
+FILE_VARIABLES = civars.FILE_VARIABLES
 
 
 def looks_like_key_text(value: str) -> bool:

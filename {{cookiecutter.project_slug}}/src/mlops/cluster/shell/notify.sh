@@ -1,18 +1,21 @@
 #!/bin/bash
-# Tell GitLab that a run is final: notify.sh RUN_DIR ENDPOINT REF RUN_ID TIMEOUT_S
-# POSTs to GitLab's pipeline trigger API (ENDPOINT = <api>/projects/<id>/trigger/pipeline) with the
-# form fields token, ref, variables[MLOPS_RUN_ID] and variables[MLOPS_TRIGGER]=collect.
+# Tell GitLab that a run is final: notify.sh RUN_DIR ENDPOINT REF TIMEOUT_S
+# POSTs to GitLab's pipeline trigger API (ENDPOINT = https://<gitlab_host>/api/v4/projects/<id>/trigger/pipeline,
+# built by mlops.cluster.notify at submit) the form fields `token` and `ref`, nothing else: the
+# pipeline it starts collects every final run of each cluster from the cluster's own state
+# (`mlops collect --all-final`), so no variable travels with the notification.
 # The token is read from the 0600 file state/trigger-token by curl itself (--data-urlencode
 # token@FILE), so it is never on a command line and never in this script or a batch script.
 # One attempt, bounded by TIMEOUT_S (no retry storm); the outcome goes to state/notify.json:
 #   {"status": "sent"|"failed"|"skipped", "http_status": N, "error": "...", "at": epoch seconds}
-# curl is used when present, else python3; a node with neither records "skipped".
+# curl is used when present, else python3 (>= 3.6: notify_post.py next to this file); a node with
+# neither records "skipped".
 set -u
 RUN=$1
 ENDPOINT=$2
 REF=$3
-RUN_ID=$4
-TIMEOUT=$5
+TIMEOUT=$4
+HERE=$(dirname "$0")
 TOKEN="$RUN/state/trigger-token"
 # record STATUS HTTP_STATUS ERROR: the error text is cut to safe characters (it is JSON in a file)
 record() {
@@ -30,47 +33,25 @@ if command -v curl > /dev/null; then
   ERR=$(mktemp)
   CODE=$(curl --silent --show-error --output /dev/null --write-out '%{http_code}' \
     --connect-timeout "$TIMEOUT" --max-time "$TIMEOUT" \
-    --data-urlencode "token@$TOKEN" --data-urlencode "ref=$REF" \
-    --data-urlencode "variables[MLOPS_RUN_ID]=$RUN_ID" --data-urlencode "variables[MLOPS_TRIGGER]=collect" \
-    "$ENDPOINT" 2> "$ERR")
+    --data-urlencode "token@$TOKEN" --data-urlencode "ref=$REF" "$ENDPOINT" 2> "$ERR")
   RC=$?
   MSG=$(head -c 300 "$ERR")
   rm -f "$ERR"
-  case "$CODE" in ''|*[!0-9]*) CODE=0 ;; esac
-  if [ "$RC" -ne 0 ]; then
-    record failed "$CODE" "curl exit $RC: $MSG"
-  elif [ "$CODE" -ge 200 ] && [ "$CODE" -lt 300 ]; then
-    record sent "$CODE" ""
-  else
-    record failed "$CODE" "GitLab answered HTTP $CODE (a missing, wrong or revoked trigger token gives 401 or 404)"
-  fi
+  if [ "$RC" -ne 0 ]; then CODE=0; MSG="curl exit $RC: $MSG"; fi
 elif command -v python3 > /dev/null; then
-  OUT=$(python3 - "$TOKEN" "$ENDPOINT" "$REF" "$RUN_ID" "$TIMEOUT" 2>&1 << 'PY'
-import sys, urllib.error, urllib.parse, urllib.request
-token_file, endpoint, ref, run_id, timeout = sys.argv[1:]
-with open(token_file) as fh:
-    token = fh.read()
-body = urllib.parse.urlencode({"token": token, "ref": ref, "variables[MLOPS_RUN_ID]": run_id,
-                               "variables[MLOPS_TRIGGER]": "collect"}).encode()
-try:
-    with urllib.request.urlopen(endpoint, data=body, timeout=float(timeout)) as answer:
-        print(answer.status, "")
-except urllib.error.HTTPError as exc:
-    print(exc.code, "")
-except Exception as exc:
-    print(0, type(exc).__name__)
-PY
-)
+  OUT=$(python3 "$HERE/notify_post.py" "$TOKEN" "$ENDPOINT" "$REF" "$TIMEOUT" 2>&1 | tail -n 1)
   CODE=${OUT%% *}
-  case "$CODE" in ''|*[!0-9]*) CODE=0 ;; esac
-  if [ "$CODE" -ge 200 ] && [ "$CODE" -lt 300 ]; then
-    record sent "$CODE" ""
-  elif [ "$CODE" -eq 0 ]; then
-    record failed 0 "python3: ${OUT#* }"
-  else
-    record failed "$CODE" "GitLab answered HTTP $CODE (a missing, wrong or revoked trigger token gives 401 or 404)"
-  fi
+  MSG="python3: ${OUT#* }"
 else
   record skipped 0 "neither curl nor python3 on this node"
+  exit 0
+fi
+case "$CODE" in '' | *[!0-9]*) CODE=0 ;; esac
+if [ "$CODE" -ge 200 ] && [ "$CODE" -lt 300 ]; then
+  record sent "$CODE" ""
+elif [ "$CODE" -eq 0 ]; then
+  record failed 0 "$MSG"
+else
+  record failed "$CODE" "GitLab answered HTTP $CODE (a missing, wrong or revoked trigger token gives 401 or 404)"
 fi
 exit 0

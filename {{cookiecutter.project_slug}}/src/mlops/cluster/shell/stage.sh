@@ -9,6 +9,11 @@ case "$NAME" in
   params|data) ;;
   *) echo "unknown stage $NAME" >&2; exit 2 ;;
 esac
+# what the stage's container binds (mlops.images.runtime.binds): made here if missing
+case "$NAME" in
+  params) [ -d "$RUN/envs" ] || mkdir -m 700 "$RUN/envs" ;;
+  data) [ -d "$RUN/data" ] || mkdir -m 700 "$RUN/data" ;;
+esac
 CMD=()
 GID=$(id -g)
 while IFS= read -r word; do
