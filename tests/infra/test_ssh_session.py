@@ -3,7 +3,7 @@
 
 * Output framing (issue 18.3): the test user's ~/.bashrc prints a quota notice on stdout and a module
   message on stderr, as login nodes do (the OpenSSH client shows both: the control). Session.run returns
-  exactly what the command printed; a JSON answer parses (mlops.cluster.state reads a run); a binary
+  exactly what the command printed; a JSON answer parses (mlops.cluster.reader reads a run); a binary
   stream (collect's tar.gz through results.fetch, and 3 MB of random bytes) arrives byte-identical.
 * Resolver steering (issue 17.2): with LOCALDOMAIN=attacker.test RES_OPTIONS=ndots:9 in its environment,
   `mlops check-credentials --online` still logs in to the configured host; a stand-in server on another
@@ -27,9 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops.cluster import state
-from mlops.results import fetch
-from mlops.results.caps import Caps
+from mlops.cluster import reader
+from mlops.results import caps, fetch
 from mlops.ssh import Endpoint, Session
 from support.infra.dns import DnsStandIn
 from support.infra.sshd_totp import TotpSshServer
@@ -80,10 +79,10 @@ def test_cluster_state_reads_a_run_on_a_noisy_login_node(noisy, tmp_path):
     subprocess.run(["chown", "-R", f"{noisy.uid}:{noisy.gid}", str(run_dir.parents[1])], check=True)
     try:
         with session(noisy, tmp_path) as s:
-            doc = state.read_remote(s, str(run_dir))
-            listed = state.read_remote(s, str(run_dir.parent), "list")
+            doc = reader.read_run(s, str(run_dir))
+            listed = reader.list_runs(s, str(run_dir.parent))
         assert doc["exists"] is True and doc["attempts"][0]["status"] == "submitted" and doc["bad"] == []
-        assert listed == {"runs": ["p1"]}
+        assert listed == [("p1", False)]
     finally:
         shutil.rmtree(run_dir.parents[1])
 
@@ -103,7 +102,13 @@ def test_binary_streams_arrive_byte_identical(noisy, tmp_path):
             assert s.run(["cat", str(run_dir / "results" / "0123456789" / "model.bin")], stdout=sink)[:2] == (0, "")
             assert hashlib.sha256(sink.getvalue()).digest() == hashlib.sha256(payload).digest()
             into = tmp_path / "stream.tar.gz"
-            size, too_large = fetch.download(s, str(run_dir), into, Caps(max_file_bytes=8 << 20))
+            dir_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                size, too_large = fetch.download(
+                    s, str(run_dir), dir_fd, into.name, caps.defaults(max_file_bytes=8 << 20)
+                )
+            finally:
+                os.close(dir_fd)
         assert size == into.stat().st_size and too_large == []
         with tarfile.open(into) as tar:
             member = tar.extractfile("results/0123456789/model.bin")

@@ -185,7 +185,7 @@ class TotpSshServer(Service):
         return out
 
     NOISE_OUT = "Disk quota: 93% of 100 GB used on /home (mlops test login node)"
-    NOISE_ERR = "module: loading 'intel/2024.1' (default); see 'module avail'"
+    NOISE_ERR = "module: loading intel/2024.1 (default); see: module avail"
 
     def _write_noisy_bashrc(self):
         """~/.bashrc that prints on stdout and stderr for every shell, interactive or not (issue 18.3)."""
