@@ -242,16 +242,21 @@ def test_encrypted_key_in_ci(project, good):
 
 
 def test_missing_known_hosts_entry(project, good):
+    """The project's .gitlab/known_hosts pins other hosts only: the strict check names the fix. The pinned file
+    is committed, not a CI variable, so `variables local` has nothing of it to write (and does not refuse)."""
     good["known"].write_text(host_key_line("[127.0.0.1]:2200") + host_key_line("hpc.example.org"))
-    assert_refused(
-        project,
-        good,
-        [
-            "[MISSING] known_hosts entry for the cluster [127.0.0.1]:2222",
-            "no line for this host",
-            "never ssh-keyscan inside CI",
-        ],
-    )
+    check = mlops(project, good["env"], "check-credentials", "--strict")
+    out = check.stdout + check.stderr
+    assert check.returncode == 2, out
+    expected = ["[MISSING] known_hosts entry for the cluster [127.0.0.1]:2222 (in .gitlab/known_hosts)"]
+    expected += ["no line for this host", "never ssh-keyscan inside CI", "ssh-keygen -F '[127.0.0.1]:2222'"]
+    assert all(text in out for text in expected), out
+    local = project / ".gitlab-ci-local-variables.yml"
+    try:
+        res = mlops(project, good["env"], "variables", "local")
+        assert res.returncode == 0 and "known_hosts" not in local.read_text().lower(), res.stderr
+    finally:
+        local.unlink(missing_ok=True)
 
 
 def test_bad_base32_totp_secret(project, good):
