@@ -210,7 +210,8 @@ def test_the_triggered_pipeline_runs_only_collect_triggered_with_every_configura
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and f"PASS  collect-triggered-{CLUSTER}" in out, out[-6000:]
     assert ran(out) == {"tool", f"collect-triggered-{CLUSTER}"}, out[-3000:]
-    assert f"run {RUN_ID}: started by pipeline" in out and "notification sent (HTTP 201)" in out, out[-3000:]
+    assert f"run {RUN_ID} on cluster {CLUSTER}: started by pipeline" in out, out[-3000:]
+    assert "notification sent (HTTP 201)" in out, out[-3000:]
     run = collected_run(ps.artifacts(p["project"], f"collect-triggered-{CLUSTER}") / "results", RUN_ID)
     suite = ET.parse(run / "junit.xml").getroot()
     assert suite.get("tests") == "2" and suite.get("failures") == "0"

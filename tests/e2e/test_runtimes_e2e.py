@@ -11,11 +11,12 @@ package, run unprivileged through tests/support/apptainer (README.md there). In 
   3. no /dev/fuse the user can open: deploy says why and how to fix it, falls back to sandbox
      directories, and the sweep runs from them;
   4. for podman, charliecloud and apptainer: hostile params/data/model code (support/hostile_stage.py)
-     tries to read the trigger token, the user's ~/.ssh, the other configurations, a file in the
-     host's /tmp, the environment and cwd of another process of the user, and to append to the
-     job scripts and argv files, through the plain paths, /project and /proc/<pid>/root|cwd; it
-     plants links in envs/, data/ and results/. No canary appears in any artifact, output or file
-     of the run, and no host-side file outside the job's directories changes.
+     tries to read the trigger token, the user's ~/.ssh, the other configurations and runs, a file
+     in the host's /tmp, the environment, command line and cwd of another process of the user (and
+     to signal it), and to append to the job scripts and argv files, through the plain paths,
+     /project and /proc/<pid>/root|cwd; it plants links in envs/, data/ and results/. No canary
+     appears in any artifact, output or file of the run, and no host-side file outside the job's
+     directories changes.
 Figures (deploy seconds and bytes per runtime, the fallback's cost) are printed; run with -s.
 """
 
@@ -25,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -217,12 +219,18 @@ def hostile(project, cluster, store_env, tmp_path_factory):
     shutil.copytree(project, variant, ignore=shutil.ignore_patterns(".mlops", "deploy*.json", ".git"))
     tmp_canary = shared_tmpdir("mlops-hostile-tmp-") / "canary.txt"
     victim = shared_tmpdir("mlops-hostile-victim-")
+    _as_user(srv.user, victim / "victim.txt", CANARIES["victim"] + "\n")
+    shutil.chown(victim, srv.user, srv.user)
+    # another process of the cluster user (a login shell, an editor, a tool with a token on its command
+    # line): a secret in its environment, its command line and its working directory
+    proc = subprocess.Popen(
+        ["setpriv", f"--reuid={srv.user}", f"--regid={srv.user}", "--clear-groups",
+         "bash", "-c", "sleep 3600; :", CANARIES["victim"]],
+        cwd=victim, env={"PATH": SYSTEM_PATH, "VICTIM_SECRET": CANARIES["victim"]}, start_new_session=True,
+    )  # fmt: skip
     runs = Path(cluster["workdir"]) / project.name / "runs"  # an attacker reads these from mlops.toml
-    targets = {
-        "runs": [str(runs / f"hostile-{rt}") for rt in RUNTIMES],
-        "home": str(home),
-        "tmp_canary": str(tmp_canary),
-    }
+    targets = {"runs": [str(runs / f"hostile-{rt}") for rt in RUNTIMES], "home": str(home),
+               "tmp_canary": str(tmp_canary), "victim_pid": proc.pid}  # fmt: skip
     source = (HERE.parent / "support" / "hostile_stage.py").read_text()
     for stage in ("params", "data", "model"):
         (variant / stage / "hostile.py").write_text(source)
@@ -241,18 +249,12 @@ def hostile(project, cluster, store_env, tmp_path_factory):
     _as_user(srv.user, home / ".ssh" / "canary.env", f"HOSTILE_CANARY={CANARIES['home']}\n")
     _as_user(srv.user, tmp_canary, CANARIES["tmp"] + "\n")
     shutil.chown(tmp_canary.parent, srv.user, srv.user)
-    _as_user(srv.user, victim / "victim.txt", CANARIES["victim"] + "\n")
-    shutil.chown(victim, srv.user, srv.user)
-    git_commit(variant, "hostile code")
-    build(variant, store_env)
-    proc = subprocess.Popen(  # another process of the cluster user (e.g. their login shell or an editor)
-        ["setpriv", f"--reuid={srv.user}", f"--regid={srv.user}", "--clear-groups", "sleep", "3600"],
-        cwd=victim, env={"PATH": SYSTEM_PATH, "VICTIM_SECRET": CANARIES["victim"]}, start_new_session=True,
-    )  # fmt: skip
     try:
+        git_commit(variant, "hostile code")
+        build(variant, store_env)
         yield {"variant": variant, "home": home, "tmp_canary": tmp_canary, "victim": victim}
     finally:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)  # the victim and its sleep (a session of their own)
         proc.wait()
         (home / ".ssh" / "canary.env").unlink(missing_ok=True)
         shutil.rmtree(tmp_canary.parent, ignore_errors=True)
@@ -330,5 +332,6 @@ def test_hostile_research_code_reaches_nothing_of_the_host_side(rt, hostile, pro
         assert not leaked, f"{rt}: the {name} canary reached {leaked}"
     # no host-side file outside the job's directories changed
     assert _snapshot(watched) == before
+    assert not [line for line in lines if "signal 0 to the victim" in line and ": GOT" in line], "a process outside"
     if rt != "charliecloud":  # ch-run binds read-write only (README): data/ is the model's to change
         assert "GOT 'WROTE'" not in "\n".join(line for line in findings.splitlines() if "data/series.csv" in line)

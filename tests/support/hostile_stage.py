@@ -3,7 +3,8 @@ in, could try from inside its container against the run's host side on the clust
 
 tests/e2e/test_runtimes_e2e.py copies this file into the stage folders of a project variant as
 hostile.py, with hostile_targets.json (the host paths an attacker can read from the repository's
-mlops.toml: the run directories, the cluster user's home, a file in the host's /tmp):
+mlops.toml: the run directories, the cluster user's home, a file in the host's /tmp; and the pid of
+another process of the user, as `ps` would show it):
 
     params  ENTRYPOINT python /app/hostile.py params   (runs the real `mlops params expand` first)
     data    prepare.py = `hostile.run("data")` + the real prepare (real_prepare.py)
@@ -82,6 +83,8 @@ def probe(stage: str, t: dict) -> list[str]:
         attempt(f"read {prefix}{home}/.ssh/canary.env", _read, f"{prefix}{home}/.ssh/canary.env")
         attempt(f"append {prefix}{home}/.bashrc", _append, f"{prefix}{home}/.bashrc")
         attempt(f"read {prefix}{t['tmp_canary']}", _read, f"{prefix}{t['tmp_canary']}")
+    # a process of the user outside (the test's victim): can this code signal it? (signal 0: no harm)
+    attempt(f"signal 0 to the victim {t['victim_pid']}", os.kill, t["victim_pid"], 0)
     attempt("ls /tmp", _ls, "/tmp")
     attempt("ls /home", _ls, "/home")
     attempt("ls /project", _ls, "/project")

@@ -93,7 +93,7 @@ def git_commit(project: Path, message: str):
     if not (project / ".git").exists():
         subprocess.run(["git", "init", "-q", "-b", "main"], cwd=project, check=True)
     subprocess.run(["git", "add", "-A"], cwd=project, check=True)
-    subprocess.run([*git, "commit", "-q", "-m", message], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", message], cwd=project, check=True)
 
 
 def set_toml(project: Path, section: str, key: str, value: str):

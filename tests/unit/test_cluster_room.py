@@ -90,6 +90,8 @@ def test_batch_scripts_take_every_value_from_settings_and_model_resources_only_f
             "mem": "8G",
             "cpus_per_task": 3,
             "notify_partition": "service",
+            "stage_time": "00:20:00",
+            "stage_mem": "1G",
         },
         project={"slug": "proj"},
     )
@@ -105,9 +107,10 @@ def test_batch_scripts_take_every_value_from_settings_and_model_resources_only_f
     for line in ("--time=02:00:00", "--mem=8G", "--cpus-per-task=3", "--partition=cpu", "--account=lab",
                  "--array=0-2%2", "--job-name=proj-p1-1-model"):  # fmt: skip
         assert f"#SBATCH {line}\n" in model, line
-    for stage in ("params", "data"):  # documented as per model task: the stages get the partition's defaults
+    for stage in ("params", "data"):  # time/mem/cpus are per model task: the stages have their own small ones
         text = files[f"{stage}.sbatch"]
-        assert "--time" not in text and "--mem" not in text and "--cpus-per-task" not in text, text
+        assert "#SBATCH --time=00:20:00\n" in text and "#SBATCH --mem=1G\n" in text, text
+        assert "--cpus-per-task" not in text and "02:00:00" not in text and "8G" not in text, text
         assert "#SBATCH --partition=cpu" in text and f"#SBATCH --job-name=proj-p1-1-{stage}" in text
     assert "#SBATCH --kill-on-invalid-dep=yes" in files["data.sbatch"]
     assert "kill-on-invalid-dep" not in files["params.sbatch"]

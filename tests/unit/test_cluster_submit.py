@@ -291,7 +291,8 @@ def test_launch_deploys_and_submits_over_one_login(cluster, monkeypatch):
     (root / "images" / "images.json").write_text(json.dumps(c["manifest"]))
     deployed = []
     monkeypatch.setattr(Session, "from_settings", classmethod(lambda cls, s: CountingSession(c["session"])))
-    monkeypatch.setattr(images, "deploy", lambda session, s, path: deployed.append(session) or {"images": {}})
+    monkeypatch.setattr(images, "local_images", lambda s, path: {})  # the build's layout (none here)
+    monkeypatch.setattr(images, "deploy", lambda session, s, path, images: deployed.append(session) or {"images": {}})
     monkeypatch.chdir(root)
     for name, value in c["env"].items():
         monkeypatch.setenv(name, value)
@@ -304,3 +305,37 @@ def test_launch_deploys_and_submits_over_one_login(cluster, monkeypatch):
     assert json.loads((root / "deploy" / "report.json").read_text()) == {"images": {}}
     assert cli.main(["launch"]) == 0, "a retried click submits nothing twice"
     assert CountingSession.logins == 2 and len(sbatch_calls(c["log"])) == 4
+
+
+def test_one_collect_verb_loads_the_settings_once_logs_in_once_and_reads_each_run_once(cluster, monkeypatch, tmp_path):
+    """`mlops collect --all-final --unattended` as the triggered pipeline runs it (issue 20 counted 2-4
+    of each in 0.2): mlops.toml read once, one login, each uncollected run's state read once, each
+    collected run's token removed once. Without HPC_TOTP_SECRET on a totp cluster: one line, exit 0,
+    no login at all."""
+    from mlops import cli
+    from mlops.ssh.session import Session
+
+    c = cluster
+    write_run(c, "p1", {"aaaaaaaaaa": ("completed", "COMPLETED")})
+    write_run(c, "p2", {"bbbbbbbbbb": ("completed", "COMPLETED"), "cccccccccc": ("cancelled", "TIMEOUT")})
+    root = c["cfg"].root
+    answers = answers_for({"hpc_workdir": str(c["run"].parents[2]), "container_runtime": "apptainer",
+                           "project_slug": "proj", "hpc_auth": "totp"})  # fmt: skip
+    (root / "mlops.toml").write_text(settings.fill_toml((PROJECT_TEMPLATE / "mlops.toml").read_text(), answers))
+    loads, real_load = [], settings.load
+    monkeypatch.setattr(settings, "load", lambda *a, **k: loads.append(1) or real_load(*a, **k))
+    monkeypatch.setattr(Session, "from_settings", classmethod(lambda cls, s: CountingSession(c["session"])))
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("HPC_TOTP_SECRET", raising=False)
+    CountingSession.logins = 0
+    out = tmp_path / "results"
+    assert cli.main(["collect", "--all-final", "--unattended", "--out", str(out)]) == 0
+    assert CountingSession.logins == 0 and not out.exists(), "skipped before any login"
+    monkeypatch.setenv("HPC_TOTP_SECRET", CANARY)
+    session = c["session"]
+    session.commands.clear()
+    loads.clear()
+    assert cli.main(["collect", "--all-final", "--unattended", "--out", str(out)]) == 0
+    assert len(loads) == 1 and CountingSession.logins == 1
+    assert session.count(" -- run ") == 2 and session.count("trigger-token") == 2, session.commands
+    assert sorted(p.name for p in out.glob("*/p*")) == ["p1", "p2"]

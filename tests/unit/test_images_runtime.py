@@ -145,8 +145,12 @@ def test_apptainer_builds_the_lower_sif_from_oci_dir_without_a_reference_and_ove
     assert proc.returncode == 0, proc.stderr
     assert said == {"form": "sif", "built": "1"}
     calls = (c["bin"] / "calls.log").read_text().splitlines()
-    assert calls[0] == f"build --disable-cache {c['store']}/{c['base']}.sif.part oci:{c['store']}/refs/{c['base']}"
-    assert calls[1].startswith("exec --containall --overlay ") and calls[1].endswith(f"{c['base']}.sif /bin/sh -c :")
+    assert calls[:2] == [  # can this runtime mount images here? (a probe image of a few KB)
+        f"build --disable-cache {c['store']}/probe/probe.sif {c['store']}/probe/root",
+        f"exec --containall --overlay {c['store']}/probe/probe.sqfs:ro {c['store']}/probe/probe.sif /bin/true",
+    ]
+    assert calls[2] == f"build --disable-cache {c['store']}/{c['base']}.sif.part oci:{c['store']}/refs/{c['base']}"
+    assert calls[3].startswith("exec --containall --overlay ") and calls[3].endswith(f"{c['base']}.sif /bin/sh -c :")
     assert os.readlink(c["store"] / f"{c['key']}.sif") == f"{c['base']}.sif"
     assert (c["store"] / f"{c['key']}.code.sqfs").is_file()
     proc, said = c["run"]("apptainer", str(c["store"]), c["key"], c["base"], c["code"], "0")
@@ -158,7 +162,10 @@ def test_without_a_usable_dev_fuse_apptainer_falls_back_to_a_sandbox_and_says_wh
     c = cluster
     c["run"]("apptainer", str(c["store"]), c["key"], c["base"], c["code"], "0")  # the sif form first
     (c["bin"] / "nofuse").touch()
+    done = len((c["bin"] / "calls.log").read_text().splitlines())
     proc, said = c["run"]("apptainer", str(c["store"]), c["key"], c["base"], c["code"], "0")
+    calls = (c["bin"] / "calls.log").read_text().splitlines()[done:]
+    assert not [line for line in calls if ".sif.part" in line], "no SIF is built where none can be mounted"
     assert proc.returncode == 0, proc.stderr
     assert said["form"] == "sandbox" and said["built"] == "1" and "/dev/fuse: Permission denied" in said["nofuse"]
     assert not (c["store"] / f"{c['key']}.sif").exists(), "the sif form cannot run here: runs take the sandbox"
@@ -337,3 +344,57 @@ def test_params_writes_into_the_envs_mount_point_and_nothing_beside_it(tmp_path)
     assert out.stat().st_ino == inode and sorted(p.name for p in tmp_path.joinpath("run").iterdir()) == ["envs"]
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([f"{c.config_id}.env" for c in configurations] + ["ids.txt", "index.json"])
+
+
+def test_one_build_serves_every_cluster_each_with_its_runtime_and_store(tmp_path):
+    """Issue 21: `mlops deploy --cluster NAME` ships the same images (the same digests) into that
+    cluster's own store, converted for that cluster's runtime."""
+    import json
+    import tomllib
+
+    import tomlkit
+
+    from mlops import settings
+    from mlops.images import layout
+    from support.results_settings import toml_text
+
+    text = toml_text({"uni": tmp_path / "uni-work", "state": tmp_path / "state-work"})
+    doc = tomlkit.parse(text)
+    doc["clusters"]["uni"]["runtime"], doc["clusters"]["state"]["runtime"] = "apptainer", "podman"
+    s = settings.from_data(tomllib.loads(tomlkit.dumps(doc)), tmp_path)
+    oci, entries = tmp_path / "images" / "oci", {}
+    for stage in ("params", "data", "model"):
+        archive = tmp_path / f"{stage}.tar"
+        digest = _docker_archive(archive, [b"base layer", f"code of {stage}".encode()], {"Env": [f"STAGE={stage}"]})
+        layout.import_docker_archive(archive, oci, stage)
+        entries[stage] = {"layout": "images/oci", "oci_ref": stage, "digest": digest}
+    manifest = tmp_path / "images" / "images.json"
+    manifest.write_text(json.dumps({"version": 2, "images": entries}))
+    uni = deployment.local_images(s.select("uni"), manifest)
+    state = deployment.local_images(s.select("state"), manifest)
+    for stage in ("params", "data", "model"):
+        a, b = uni[stage], state[stage]
+        assert a.image.digest == b.image.digest == entries[stage]["digest"]  # one build
+        assert (a.image.runtime, b.image.runtime) == ("apptainer", "podman")
+        assert a.image.store == f"{tmp_path / 'uni-work'}/proj/images" != b.image.store
+        assert a.split is not None and b.split is None  # apptainer: the lower image once + the code layer
+        assert len(a.ship) == len(b.ship) + 2  # plus the lower image's manifest and config
+
+
+def _docker_archive(path: Path, layers: list[bytes], config: dict) -> str:
+    """A docker-archive (`docker save` format, what every builder writes) of `layers`; its image id."""
+    import hashlib
+    import json
+
+    data = json.dumps({"config": config, "rootfs": {"type": "layers", "diff_ids": [
+        "sha256:" + hashlib.sha256(b).hexdigest() for b in layers]}}).encode()  # fmt: skip
+    members = {"config.json": data, **{f"l{n}/layer.tar": b for n, b in enumerate(layers)}}
+    members["manifest.json"] = json.dumps(
+        [{"Config": "config.json", "RepoTags": ["x:y"], "Layers": [f"l{n}/layer.tar" for n in range(len(layers))]}]
+    ).encode()
+    with tarfile.open(path, "w") as tar:
+        for name, blob in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return "sha256:" + hashlib.sha256(data).hexdigest()

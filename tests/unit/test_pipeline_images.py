@@ -260,6 +260,8 @@ def test_prune_keeps_the_last_commits_and_every_image_of_a_run_that_is_not_final
     new = image("model", [base, b"code v3"], "c3", "20260103T000000Z")
     (s / f"{old}.sif").write_bytes(b"sif")
     (s / f"{mid}.sif").write_bytes(b"sif")
+    (s / f"{mid}.sandbox" / "app").mkdir(parents=True)  # Apptainer without FUSE: a sandbox directory
+    (s / f"{old}.sandbox" / "app").mkdir(parents=True)
     # a queued run of commit c1 (no state record yet): its image must stay
     run = root / "runs" / "r1"
     (run / "envs").mkdir(parents=True)
@@ -274,6 +276,7 @@ def test_prune_keeps_the_last_commits_and_every_image_of_a_run_that_is_not_final
     assert (s / "refs" / old).is_dir() and (s / f"{old}.sif").exists()  # used by the queued run
     assert (s / "refs" / new).is_dir()  # the last commit
     assert not (s / "refs" / mid).exists() and not (s / f"{mid}.sif").exists()
+    assert not (s / f"{mid}.sandbox").exists() and (s / f"{old}.sandbox").is_dir()
     assert (s / "blobs/sha256" / hashlib.sha256(base).hexdigest()).exists()
     assert not (s / "blobs/sha256" / hashlib.sha256(b"code v2").hexdigest()).exists()
     assert "removed 3 blobs" in out.stdout  # mid's code layer, config and manifest

@@ -18,7 +18,6 @@ from mlops.errors import BadInput
 from mlops.results import caps, collect, compare, history, plot, read, table
 from support import good_run, results_settings
 from support.local_shell import LocalShell
-from support.render import PROJECT_TEMPLATE, answers_for
 
 
 def png_text(data: bytes) -> dict[str, str]:
@@ -127,29 +126,21 @@ def test_the_table_leads_with_the_varying_parameters_and_never_cuts_them(tmp_pat
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    """A project with a local run, and one commit's run collected from two clusters (state: +0.01)."""
+    """A project with a local run, and one commit's run collected from two clusters of its mlops.toml
+    ([clusters.uni] and [clusters.state]; on state every mae is 0.01 higher)."""
     root = tmp_path / "project"
     root.mkdir()
-    answers = {**answers_for({"project_name": "proj", "scheduler": "none"}), "hpc_workdir": str(tmp_path / "uni")}
-    (root / "mlops.toml").write_text(settings.fill_toml((PROJECT_TEMPLATE / "mlops.toml").read_text(), answers))
+    workdirs = {"uni": tmp_path / "uni", "state": tmp_path / "state"}
+    (root / "mlops.toml").write_text(results_settings.toml_text(workdirs))
     cfg = settings.load(root)
     good_run.make(root / "runs" / "local-20261205-120000-ab12", commit="1" * 40, cluster="local")
-    for name, offset in (("uni", 0.0), ("state", 0.01)):
-        good_run.make(tmp_path / name / "proj" / "runs" / "p4242", offset=offset, cluster=name)
     monkeypatch.chdir(root)
     shell = LocalShell({"PATH": os.environ["PATH"]})
-    for name in ("uni", "state"):
-        one = results_settings.make(root, tmp_path / name)
-        one = _named(one, name)
+    for name, offset in (("uni", 0.0), ("state", 0.01)):
+        one = cfg.select(name)
+        good_run.make(Path(one.cluster_root) / "runs" / "p4242", offset=offset, cluster=name)
         collect.collect(shell, one, "p4242", Path("results"), out=io.StringIO())
     return cfg
-
-
-def _named(cfg, name: str):
-    """The settings with the selected cluster called `name` (as a [clusters.NAME] block would)."""
-    import dataclasses
-
-    return dataclasses.replace(cfg, cluster=dataclasses.replace(cfg.cluster, name=name, host=f"{name}.example.org"))
 
 
 def test_runs_lists_local_runs_and_collected_results_of_every_cluster(project, capsys):

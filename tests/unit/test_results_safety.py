@@ -301,19 +301,28 @@ def test_a_link_planted_at_the_temp_name_of_a_report_is_not_followed(tmp_path, m
 
 
 def test_two_clusters_of_one_commit_sit_side_by_side(project, tmp_path):
-    import dataclasses
+    """Contract E: one mlops.toml with [clusters.uni] and [clusters.state], the same run id on both."""
+    import tomllib
 
-    other = dataclasses.replace(project["cfg"], cluster=dataclasses.replace(project["cfg"].cluster, host="state.x"))
-    if other.cluster.name == project["cluster"]:
-        pytest.skip("the settings name their cluster explicitly")  # the multi-cluster Settings: see test_runs_compare
-    _collect(project)
-    collect.collect(LocalShell({"PATH": os.environ["PATH"]}), other, "p1", Path("results"), out=io.StringIO())
-    names = sorted(p.name for p in (project["root"] / "results").iterdir())
-    assert names == sorted([project["cluster"], "state"])
-    for name in names:
-        junit = (project["root"] / "results" / name / "p1" / "junit.xml").read_text()
-        assert f"sweep.{name}.p1" in junit
-        assert (project["root"] / "results" / name / "metrics.txt").read_text().startswith(f"{name}_")
+    from mlops import settings
+
+    workdirs = {"uni": tmp_path / "uni", "state": tmp_path / "state"}
+    both = settings.from_data(tomllib.loads(results_settings.toml_text(workdirs)), project["root"])
+    for name, offset in (("uni", 0.0), ("state", 0.5)):
+        good_run.make(Path(both.select(name).cluster_root) / "runs" / "p1", cluster=name, offset=offset)
+        collect.collect(LocalShell({"PATH": os.environ["PATH"]}), both.select(name), "p1", Path("results"),
+                        out=io.StringIO())  # fmt: skip
+    assert sorted(p.name for p in (project["root"] / "results").iterdir()) == ["state", "uni"]
+    for name in ("uni", "state"):
+        run = project["root"] / "results" / name / "p1"
+        assert f"sweep.{name}.p1" in (run / "junit.xml").read_text()
+        assert json.loads((run / "summary.json").read_text())["cluster"] == name
+        lines = (project["root"] / "results" / name / "metrics.txt").read_text().splitlines()
+        assert lines and all(line.startswith(f"{name}_") for line in lines)
+    uni, state = (
+        json.loads((project["root"] / "results" / n / "p1/summary.json").read_text()) for n in ("uni", "state")
+    )
+    assert uni["configurations"][0]["metrics"]["mae"] + 0.5 == state["configurations"][0]["metrics"]["mae"]
 
 
 # ------------------------------------------------------------------ disk full on the runner (18.8)

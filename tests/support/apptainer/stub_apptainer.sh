@@ -2,7 +2,7 @@
 # A stand-in `apptainer` for unit tests of images/convert.sh (tests/unit/test_images_runtime.py):
 # every call is logged to calls.log beside it. Files beside it switch behaviours on:
 #   nofuse  `exec` fails as unprivileged Apptainer 1.4.5 does when /dev/fuse cannot be opened
-#   broken  `exec` fails for another reason
+#   broken  `exec` of an image fails for another reason (the probe image still mounts)
 # `build` takes the OCI source as Apptainer >= 1.4 does (internal/pkg/ociimage/sourcesink.go
 # getOCIImage: oci:<dir>[@digest]) and fails with 1.4's message when <dir> is not a layout.
 here=$(dirname "$0")
@@ -16,6 +16,10 @@ build)
     if [ "$1" = --sandbox ]; then sandbox=1 && shift; fi
     out=$1 dir=${2#oci:}
     dir=${dir%@*}
+    if [ "$dir" = "$2" ] && [ -d "$dir" ]; then # a directory source (the probe image)
+        echo sif >"$out"
+        exit 0
+    fi
     if [ ! -f "$dir/index.json" ]; then
         echo "FATAL:   While performing build: conveyor failed to get: stat $dir/index.json: no such file or directory" >&2
         exit 255
@@ -33,6 +37,10 @@ exec)
         echo "INFO:    gocryptfs not found, will not be able to use gocryptfs" >&2
         echo "FATAL:   container creation failed: image driver mount failure: image driver squashfuse_ll" \
             "instance exited with error: squashfuse_ll exited: fuse: failed to open /dev/fuse: Permission denied" >&2
+        exit 255
+    fi
+    if [ "${*: -1}" = /bin/true ]; then # the probe image holds no program
+        echo "FATAL:   stat /bin/true: no such file or directory" >&2
         exit 255
     fi
     if [ -e "$here/broken" ]; then

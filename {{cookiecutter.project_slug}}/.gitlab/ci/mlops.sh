@@ -56,8 +56,9 @@ work=$(mktemp -d /tmp/mlops-job.XXXXXXXX)
 trap 'rm -rf "$work"' EXIT
 "$python" -I -m venv --without-pip "$work/venv"
 site=("$work"/venv/lib/python3*/site-packages)
+# --no-compile: no .pyc written up front (halves the collect set's 12 s; Python compiles what it imports)
 pip install --quiet --no-index --find-links "$tool/wheels" --require-hashes --only-binary :all: --no-deps \
-  --root-user-action=ignore --target "${site[0]}" --requirement "$locks/$need.txt"
+  --no-compile --root-user-action=ignore --target "${site[0]}" --requirement "$locks/$need.txt"
 printf '%s\n' "$src" >"${site[0]}/mlops-src.pth"
 mkdir "$work/home"
 HOME=$work/home "$work/venv/bin/python" -I -m mlops.jobenv "$@"

@@ -72,7 +72,7 @@ def collect_view(
 
     run_id = view["run_id"]
     print(
-        f"run {run_id}: started by pipeline {view['pipeline'] or 'unknown'}; notification "
+        f"run {run_id} on cluster {s.cluster.name}: started by pipeline {view['pipeline'] or 'unknown'}; notification "
         f"{state.format_notify(view['notify'])}",
         file=out,
     )

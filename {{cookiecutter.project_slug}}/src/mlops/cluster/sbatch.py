@@ -4,8 +4,8 @@ A batch script is data, as in submitit's `_make_sbatch_string`: one `#SBATCH --k
 option, then ONE command line that runs a shell file of mlops.cluster.shell with quoted arguments.
 Every value comes from Settings, which checked it once (mlops.options holds the defaults and rules);
 nothing here has a default or a rule of its own. Nothing secret is ever in a batch script.
-  params, data  partition and account only: `time`, `mem` and `cpus_per_task` are per MODEL TASK (as
-                documented), so the two stages get the partition's defaults
+  params, data  partition, account, stage_time and stage_mem: `time`, `mem` and `cpus_per_task` are
+                per MODEL TASK (as documented), the two stages run once per run and ask for little
   model         partition, account, time, cpus_per_task, mem (+ --gres=gpu:1 with use_gpu), the array
   notify        one small fixed request (NOTIFY): it runs one curl
 Job names are `<slug>-<run id>-<attempt>-<job>`: unique per attempt, so that a job sbatch created
@@ -50,6 +50,8 @@ def directives(s: Settings, job: str) -> dict[str, str]:
     d = {"partition": sc.partition, "account": sc.account}
     if job == "notify":
         d = {"partition": _notify_partition(s), "account": sc.account, **NOTIFY}
+    elif job in ("params", "data"):
+        d.update({"time": sc.stage_time, "mem": sc.stage_mem})
     elif job == "model":
         d.update({"time": sc.time, "cpus-per-task": str(sc.cpus_per_task), "mem": sc.mem})
         if s.cluster.use_gpu:

@@ -47,8 +47,9 @@ def _manifest(path: Path) -> dict:
 def deploy(s: Settings, manifest_path: Path, report: Path | None = DEPLOY_REPORT) -> None:
     """Upload and convert this commit's images on the selected cluster; write what was uploaded to `report`."""
     _manifest(manifest_path)
+    local = images.local_images(s, manifest_path)  # the build's layout checked before the login
     with _session(s) as session:
-        result = images.deploy(session, s, manifest_path)
+        result = images.deploy(session, s, manifest_path, images=local)
     if report:
         images.write_report(result, report)
 
@@ -76,9 +77,10 @@ def launch(
 ) -> None:
     """deploy + submit over ONE login (one click, one one-time code: the CI job of the click)."""
     manifest = _manifest(manifest_path)
+    local = images.local_images(s, manifest_path)  # the build's layout checked before the login
     chosen = _run_id(s, run_id, failed_only)
     with _session(s) as session:  # logged in first: a typed one-time code is used before any slow work
-        images.write_report(images.deploy(session, s, manifest_path), report)
+        images.write_report(images.deploy(session, s, manifest_path, images=local), report)
         _submit_over(session, s, manifest, chosen, failed_only, wait)
 
 
@@ -129,7 +131,8 @@ def status(
 
 def _status_lines(s: Settings, run_id: str, view: dict) -> list[str]:
     never = "" if view["submitted"] else " (never submitted: `mlops submit` submits it)"
-    lines = [f"run {run_id} ({view['run_dir']}): {rundir.format_counts(view['counts'])}{never}"]
+    where = f"cluster {s.cluster.name}, {view['run_dir']}"
+    lines = [f"run {run_id} ({where}): {rundir.format_counts(view['counts'])}{never}"]
     lines += [f"  stage {name:<6} {stage_state}" for name, stage_state in view["stages"].items()]
     lines += [
         f"  {c['index']:>4} {c['config_id']} {c['status']}"

@@ -17,7 +17,7 @@ runtime.py   per runtime: image forms, what each stage's container sees, the run
 from __future__ import annotations
 
 from .build import MANIFEST, build, keys, options, read_manifest
-from .deployment import deploy, deployed, write_report
+from .deployment import deploy, deployed, local_images, write_report
 from .errors import BuildError, DeployError, DeploySetupError
 from .options import BuildOptions
 from .store import prune
@@ -32,6 +32,7 @@ __all__ = [
     "deploy",
     "deployed",
     "keys",
+    "local_images",
     "options",
     "prune",
     "read_manifest",

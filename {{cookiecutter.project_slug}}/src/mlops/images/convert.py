@@ -7,10 +7,10 @@ and refuses (DeploySetupError, exit 2) what mlops cannot run contained:
                   `singularity` (>= 1.0)
     charliecloud  ch-run >= 0.25 (creates a bind's mount point), ch-convert, podman, unshare
     podman        podman
-Apptainer/Singularity: `convert` probes whether the runtime can mount the SIF with its squashfs
-overlay here (unprivileged Apptainer needs a /dev/fuse the user can open; a setuid install does not).
-When it cannot, the image is converted to a sandbox directory instead and deploy says why and how
-to fix it (report "form": "sandbox").
+Apptainer/Singularity: `convert` first asks whether the runtime can mount a SIF with a squashfs
+overlay here, with a probe image of a few KB (unprivileged Apptainer needs a /dev/fuse the user can
+open; a setuid install does not). When it cannot, the image is converted to a sandbox directory
+instead (no SIF is built) and deploy says why and how to fix it (report "form": "sandbox").
 """
 
 from __future__ import annotations
@@ -100,10 +100,11 @@ def convert(session: Remote, image: runtime.Image, split: runtime.Split | None, 
         args = [rt, image.store, image.key, split.base_key, split.code_hex, str(int(gpu))]
     rc, out, err = scripts.run(session, "convert.sh", *args, check=False)
     said = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
-    if rc != 0 or "form" not in said:
+    form = said.get("form", "").strip()
+    if rc != 0 or form not in runtime.FORMS[rt]:
         raise DeployError(f"{image.stage}: converting for {rt} failed (exit {rc}):\n{err[-2000:]}")
-    return Converted(image.with_form(said["form"].strip()), said.get("built", "0").strip() == "1",
-                     said.get("nofuse", "").strip())  # fmt: skip
+    nofuse = "".join(c for c in said.get("nofuse", "") if c.isprintable()).strip()[:300]  # the cluster's words
+    return Converted(image.with_form(form), said.get("built", "0").strip() == "1", nofuse)
 
 
 def locate(session: Remote, images: dict[str, runtime.Image]) -> dict[str, runtime.Image | None]:
@@ -120,5 +121,5 @@ def locate(session: Remote, images: dict[str, runtime.Image]) -> dict[str, runti
     found: dict[str, runtime.Image | None] = {}
     for key, name in keys.items():
         form = forms.get(key, "missing").strip()
-        found[name] = None if form == "missing" else images[name].with_form(form)
+        found[name] = images[name].with_form(form) if form in runtime.FORMS[images[name].runtime] else None
     return found

@@ -7,7 +7,8 @@
 #   apptainer, singularity  sif:     KEY.sif -> BASE.sif (built once per lower image) + KEY.code.sqfs,
 #                                    run with --overlay KEY.code.sqfs:ro (needs FUSE or a setuid install)
 #                           sandbox: KEY.sandbox/, a hard-linked copy of BASE.sandbox/ with the code layer
-#                                    unpacked (where the sif form cannot be mounted, e.g. no /dev/fuse)
+#                                    unpacked (where a SIF cannot be mounted, e.g. no /dev/fuse: asked
+#                                    with a tiny probe image, STORE/probe/, before anything is built)
 #   podman                  podman:  localhost/SLUG-STAGE:<hex[:20]> in the user's podman store
 #   charliecloud            dir:     KEY.ch/, a hard-linked copy of BASE.ch/ + the code layer
 # Usage: convert.sh apptainer|singularity STORE KEY BASE CODE GPU
@@ -87,30 +88,48 @@ apptainer_sandbox() { # the sandbox form: a tree the runtime runs without mounti
     built=1
 }
 
+# Can this runtime mount a SIF with a squashfs overlay here? Unprivileged Apptainer needs a /dev/fuse
+# the user can open (squashfuse); a setuid install mounts them with the kernel. Asked with a probe of
+# a few KB (STORE/probe/, made once), so a store without FUSE never builds a SIF it cannot run.
+fuse_probe() { # RUNTIME; prints "nofuse <what the runtime said>" and returns 1 when it cannot
+    local rt=$1 p=$store/probe err
+    if [[ ! -e $p/probe.sif || ! -e $p/probe.sqfs ]]; then
+        rm -rf "$p"
+        mkdir -p "$p/root" "$p/overlay"
+        "$rt" build --disable-cache "$p/probe.sif" "$p/root" >&2
+        mksquashfs "$p/overlay" "$p/probe.sqfs" -noappend -no-progress -all-root >/dev/null
+    fi
+    # the probe image holds no program: a runtime that could mount it says so ("no such file")
+    err=$("$rt" exec --containall --overlay "$p/probe.sqfs:ro" "$p/probe.sif" /bin/true 2>&1 >/dev/null) || true
+    if grep -qi fuse <<<"$err"; then
+        echo "nofuse $(grep -i fuse <<<"$err" | tail -n 1 | cut -c1-300)"
+        return 1
+    fi
+}
+
 convert_apptainer() { # RUNTIME BASE CODE GPU
     local rt=$1 base_key=$2 code=$store/blobs/sha256/$3 gpu=$4 err
     local nv=()
     if [[ $gpu == 1 ]]; then nv=(--nv); fi
-    apptainer_sif "$rt" "$base_key" "$code"
-    # Can this runtime mount the SIF and its squashfs overlay here? Unprivileged Apptainer needs a
-    # /dev/fuse the user can open (squashfuse); a setuid install mounts them with the kernel.
-    if err=$("$rt" exec --containall ${nv[@]+"${nv[@]}"} --overlay "$store/$key.code.sqfs:ro" "$store/$base_key.sif" \
-        /bin/sh -c : 2>&1 >/dev/null); then
-        if [[ ! -e $store/$key.sif ]]; then
-            ln -sfn "$base_key.sif" "$store/$key.sif.part"
-            mv -Tf "$store/$key.sif.part" "$store/$key.sif"
-            built=1
-        fi
-        echo "form sif"
-    elif grep -qi fuse <<<"$err"; then
-        echo "nofuse $(grep -i fuse <<<"$err" | tail -n 1 | cut -c1-300)"
+    if ! fuse_probe "$rt"; then
         rm -f "$store/$key.sif" # the sif form cannot run here: runs take the sandbox
         apptainer_sandbox "$rt" "$base_key" "$code"
         echo "form sandbox"
-    else
+        return
+    fi
+    apptainer_sif "$rt" "$base_key" "$code"
+    # the image itself, with its overlay, as the runs start it
+    if ! err=$("$rt" exec --containall ${nv[@]+"${nv[@]}"} --overlay "$store/$key.code.sqfs:ro" "$store/$base_key.sif" \
+        /bin/sh -c : 2>&1 >/dev/null); then
         echo "$err" >&2
         exit 1
     fi
+    if [[ ! -e $store/$key.sif ]]; then
+        ln -sfn "$base_key.sif" "$store/$key.sif.part"
+        mv -Tf "$store/$key.sif.part" "$store/$key.sif"
+        built=1
+    fi
+    echo "form sif"
 }
 
 podman_pull() { # KEY REF: only the layers podman's store lacks are copied

@@ -45,8 +45,10 @@ class Local:
     base_manifest: layout.Blob | None = None
 
 
-def local_images(cfg: Settings, manifest_path: Path, store_dir: str) -> dict[str, Local]:
-    """Every stage image of the build, read and checked locally (DeploySetupError names the fix)."""
+def local_images(cfg: Settings, manifest_path: Path) -> dict[str, Local]:
+    """Every stage image of the build as the selected cluster gets it, read and checked locally
+    (DeploySetupError names the fix). Call it before the login; `deploy` takes the result."""
+    store_dir = f"{cfg.cluster_root}/images"
     manifest = read_manifest(manifest_path)
     rt = cfg.cluster.runtime
     try:
@@ -74,10 +76,17 @@ def local_images(cfg: Settings, manifest_path: Path, store_dir: str) -> dict[str
     return images
 
 
-def deploy(session: Remote, cfg: Settings, manifest_path: Path, out: TextIO = sys.stderr) -> dict:
-    """Make this commit's images present and converted on the selected cluster; returns the report:
+def deploy(
+    session: Remote,
+    cfg: Settings,
+    manifest_path: Path,
+    out: TextIO = sys.stderr,
+    images: dict[str, Local] | None = None,
+) -> dict:
+    """Make this commit's images present and converted on the selected cluster (`images`: what
+    local_images returned before the login; else it is read now); returns the report:
 
-    {"store": str, "runtime": str, "bytes_uploaded": int, "seconds": float, "nofuse": str,
+    {"cluster": str, "store": str, "runtime": str, "bytes_uploaded": int, "seconds": float, "nofuse": str,
      "images": {stage: {"stage", "digest", "target", "form", "size", "blobs", "bytes_uploaded",
                         "uploaded": bool, "converted": bool, "convert_seconds": float}}}
     Raises DeploySetupError (exit 2) before any upload for a missing build or a missing/old runtime,
@@ -86,8 +95,9 @@ def deploy(session: Remote, cfg: Settings, manifest_path: Path, out: TextIO = sy
     started = time.monotonic()
     root = cfg.cluster_root
     store_dir = f"{root}/images"
-    images = local_images(cfg, manifest_path, store_dir)  # before the first remote command
     rt = cfg.cluster.runtime
+    if images is None or {(local.image.store, local.image.runtime) for local in images.values()} != {(store_dir, rt)}:
+        images = local_images(cfg, manifest_path)  # (read for another cluster) before the first remote command
     convert.check_tools(session, rt)
     session.run(f"mkdir -p {shlex.quote(store_dir)} && chmod 700 {shlex.quote(root)} {shlex.quote(store_dir)}")
     results: dict[str, dict] = {}
@@ -139,9 +149,16 @@ def deploy(session: Remote, cfg: Settings, manifest_path: Path, out: TextIO = sy
             session, store_dir, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + commit, keys, list(wanted)
         )
     total = sum(r["bytes_uploaded"] for r in results.values())
-    print(f"deployed to {store_dir}: {total:,} bytes uploaded", file=out)
-    return {"store": store_dir, "runtime": rt, "images": results, "bytes_uploaded": total, "nofuse": nofuse,
-            "seconds": round(time.monotonic() - started, 2)}  # fmt: skip
+    print(f"deployed to {cfg.cluster.name} ({store_dir}): {total:,} bytes uploaded", file=out)
+    return {
+        "cluster": cfg.cluster.name,
+        "store": store_dir,
+        "runtime": rt,
+        "images": results,
+        "bytes_uploaded": total,
+        "nofuse": nofuse,
+        "seconds": round(time.monotonic() - started, 2),
+    }
 
 
 def deployed(session: Remote, images: dict[str, runtime.Image]) -> dict[str, runtime.Image]:

@@ -118,9 +118,10 @@ class Image:
         }[self.kind]
 
     def with_form(self, form: str) -> Image:
-        image = replace(self, form=form)
-        image.kind  # noqa: B018 (checks it)
-        return image
+        """The same image in `form` (ValueError when the runtime has no such form)."""
+        if form not in FORMS[check_runtime(self.runtime)]:
+            raise ValueError(f"{self.runtime}: no image form {form!r} (one of {', '.join(FORMS[self.runtime])})")
+        return replace(self, form=form)
 
 
 @dataclass(frozen=True)

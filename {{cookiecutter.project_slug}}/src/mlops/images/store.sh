@@ -141,7 +141,7 @@ prune)
         rm -f "$path" "$store/verified/$hex"
     done
     # 4. what the runtimes made of images no longer kept
-    for path in "$store"/refs/* "$store"/*.sif "$store"/*.sqfs "$store"/*.ch "$store"/*.tar.gz*; do
+    for path in "$store"/refs/* "$store"/*.sif "$store"/*.sqfs "$store"/*.sandbox "$store"/*.ch "$store"/*.tar.gz*; do
         [[ -e $path ]] || continue
         name=${path##*/}
         key=${name%%.*}

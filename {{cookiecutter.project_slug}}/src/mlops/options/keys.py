@@ -95,6 +95,11 @@ CLUSTER_KEYS: tuple[Key, ...] = (
     Key(CLUSTER, "parallel", int, 4, "at most this many model tasks at once (the %K of the array)", _at_least(1)),
     Key(CLUSTER, "notify_partition", str, "", "partition of the notification job (empty = partition)",
         _PARTITION_RULE),
+    # The params and data jobs run once per run, not per task: small requests of their own, so that a
+    # site without DefMemPerCPU does not give them a whole node (and no partition MaxTime is asked).
+    Key(CLUSTER, "stage_time", str, "00:30:00", "wall time of the params job and of the data job (SLURM --time)",
+        _TIME_RULE),
+    Key(CLUSTER, "stage_mem", str, "2G", "memory of the params job and of the data job (SLURM --mem)", _MEM_RULE),
 )
 
 # The project-wide sections' keys without a question.
