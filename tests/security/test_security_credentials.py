@@ -254,7 +254,7 @@ def test_missing_known_hosts_entry(project, good):
     local = project / ".gitlab-ci-local-variables.yml"
     try:
         res = mlops(project, good["env"], "variables", "local")
-        assert res.returncode == 0 and "known_hosts" not in local.read_text().lower(), res.stderr
+        assert res.returncode == 0 and "hpc_known_hosts" not in local.read_text().lower(), res.stderr
     finally:
         local.unlink(missing_ok=True)
 
