@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from mlops.results import caps
+from mlops.results.text import metric_name
 
 from . import hostile_results as hostile
 
@@ -107,7 +108,7 @@ def collected_run(out: Path, run_id: str) -> Path:
 
 def metrics_of(run: Path) -> dict[str, str]:
     """metrics.txt of a collected run as {name: value}, without the cluster prefix of every name."""
-    prefix = run.parent.name + "_"
+    prefix = metric_name(run.parent.name) + "_"  # a cluster named "127" (127.0.0.1) gives "m_127_"
     lines = (run / "metrics.txt").read_text().splitlines()
     assert all(line.startswith(prefix) for line in lines), lines
     return dict(line[len(prefix) :].split() for line in lines)

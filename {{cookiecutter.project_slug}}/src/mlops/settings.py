@@ -194,6 +194,10 @@ def find_root(start: Path | None = None) -> Path:
     raise errors.BadInput(f"no {FILENAME} found in {here} or above. Fix: run mlops inside a rendered project")
 
 
+# What `git merge` / `git apply -3` leave in a file with a conflict (not spelled out here: a test looks for them)
+_CONFLICT_MARKERS = ("<" * 7 + " ", ">" * 7 + " ")
+
+
 def read_data(path: Path) -> dict:
     """mlops.toml parsed by tomllib; errors.Problems for a syntax error (naming the line), and for the
     conflict markers a `cruft update` or `git merge` leaves (naming the way out)."""
@@ -203,7 +207,7 @@ def read_data(path: Path) -> dict:
     except UnicodeDecodeError as exc:
         raise errors.Problems(FILENAME, [f"not UTF-8 text ({exc}). Fix: save it as UTF-8"]) from None
     except tomllib.TOMLDecodeError as exc:
-        markers = [n for n, line in enumerate(text.splitlines(), 1) if line.startswith(("<<<<<<< ", ">>>>>>> "))]
+        markers = [n for n, line in enumerate(text.splitlines(), 1) if line.startswith(_CONFLICT_MARKERS)]
         if markers:
             raise errors.Problems(FILENAME, [
                 f"line {markers[0]}: a merge conflict (from `cruft update` or `git merge`) is not resolved. Fix: keep "
@@ -242,24 +246,6 @@ def build(parsed: Parsed, root: Path) -> Settings:
     first = next(b for b in blocks if b[0].name == parsed.default)
     return Settings(root=root, **sections, cluster=first[0], scheduler=first[1], cluster_blocks=tuple(blocks),
                     default_cluster=parsed.default, layout=parsed.layout)  # fmt: skip
-
-
-def summary(s: Settings) -> list[str]:
-    """What `mlops config check` says about a file that loads: its clusters and the default, and for a
-    file in the 0.2 layout how it is read and how to migrate it."""
-    lines = [f"{s.root / FILENAME}: ok"]
-    for cluster, scheduler in s.cluster_blocks:
-        default = " (default)" if cluster.name == s.default_cluster else ""
-        lines.append(f"  cluster {cluster.name}{default}: {cluster.user}@{cluster.host}:{cluster.port}, "
-                     f"{scheduler.kind}, {cluster.runtime}, {cluster.workdir}")  # fmt: skip
-    if s.layout == LAYOUT_0_2:
-        name = s.clusters[0]
-        lines.append(
-            f"  note: the file is in the {LAYOUT_0_2} layout ([cluster] + [scheduler]); it is read as one cluster "
-            f"named {name!r} after its host. Fix: `mlops config migrate` rewrites it as [clusters.{name}] "
-            "(comments kept), where more clusters can follow"
-        )
-    return lines
 
 
 SKELETON_BLOCK = "NAME"  # the template skeleton's one cluster block, renamed to the answer cluster_name

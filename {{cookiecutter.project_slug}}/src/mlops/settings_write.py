@@ -1,4 +1,5 @@
-"""Migrating mlops.toml from the 0.2 layout to 0.3 (the rendered file is mlops.settings.fill_toml's).
+"""`mlops config check|migrate`: what is said about mlops.toml, and its migration from the 0.2 layout
+to 0.3 (the rendered file is mlops.settings.fill_toml's).
 
 Through tomlkit (comments and the user's formatting kept; values serialized by tomlkit, never pasted
 into TOML text); a result that does not load back as the same settings is refused.
@@ -131,3 +132,21 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def summary(s: settings.Settings) -> list[str]:
+    """What `mlops config check` says about a file that loads: its clusters and the default, and for a
+    file in the 0.2 layout how it is read and how to migrate it."""
+    lines = [f"{s.root / settings.FILENAME}: ok"]
+    for cluster, scheduler in s.cluster_blocks:
+        default = " (default)" if cluster.name == s.default_cluster else ""
+        lines.append(f"  cluster {cluster.name}{default}: {cluster.user}@{cluster.host}:{cluster.port}, "
+                     f"{scheduler.kind}, {cluster.runtime}, {cluster.workdir}")  # fmt: skip
+    if s.layout == settings.LAYOUT_0_2:
+        name = s.clusters[0]
+        lines.append(
+            f"  note: the file is in the {settings.LAYOUT_0_2} layout ([cluster] + [scheduler]); it is read as "
+            f"one cluster named {name!r} after its host. Fix: `mlops config migrate` rewrites it as [clusters.{name}] "
+            "(comments kept), where more clusters can follow"
+        )
+    return lines

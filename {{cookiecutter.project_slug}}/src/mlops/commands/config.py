@@ -8,7 +8,7 @@ clusters is reported with the fix (`mlops ci write`). `migrate` rewrites a 0.2 f
 
 from __future__ import annotations
 
-from .. import ci, errors, settings, settings_write
+from .. import ci, errors, settings_write
 from . import NONE, Verbs
 
 
@@ -29,7 +29,7 @@ def _check(args, s) -> None:
     problem = ci.drift(s.root, s.clusters)  # the pipeline's jobs per cluster (`mlops ci write`)
     if problem:
         raise errors.BadInput(problem)
-    print("\n".join(settings.summary(s)))
+    print("\n".join(settings_write.summary(s)))
 
 
 def _migrate(args, s) -> None:
