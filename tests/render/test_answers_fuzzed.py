@@ -12,7 +12,7 @@ from cookiecutter.exceptions import FailedHookException, OutputDirExistsExceptio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops import options
+from mlops import options, retry_answers
 from mlops import settings as mlops_settings
 from support.render import render
 
@@ -68,9 +68,14 @@ def test_any_answer_is_refused_cleanly_or_round_trips(tmp_path_factory, capfd, f
         err = capfd.readouterr().err
         assert "nothing was generated" in err and "Fix:" in err, err
         assert f"{field}:" in err or "project_slug:" in err or "wandb_project:" in err, err  # derived ones name theirs
-        # No file is left. cookiecutter creates the project dir before the pre-gen hook and removes it when
-        # the hook fails; a slug with "/" leaves the empty parent dirs of that path (cookiecutter 2.7).
-        assert [p for p in out.rglob("*") if p.is_file() and ".cookiecutter-home" not in p.parts] == []
+        # No file of the project is left. cookiecutter creates the project dir before the pre-gen hook and
+        # removes it when the hook fails; a slug with "/" leaves the empty parent dirs of that path
+        # (cookiecutter 2.7). The one file written is the good answers for the next try (never a refused one).
+        left = [p for p in out.rglob("*") if p.is_file() and ".cookiecutter-home" not in p.parts]
+        assert [p.name for p in left] == [retry_answers.FILENAME], left
+        kept = left[0].read_text(encoding="utf-8")
+        if f"{field}:" in err:
+            assert field not in json.loads(kept[kept.index("{") :])["default_context"]
         return
     answers = mlops_settings.load(project).answers()
     assert answers[field] == value

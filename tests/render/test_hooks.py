@@ -1,8 +1,10 @@
-"""Bad answers are rejected by the pre-gen hook with the field and the fix, leaving nothing behind."""
+"""Bad answers are rejected by the pre-gen hook with the field and the fix, leaving nothing of the project
+behind (only the good answers, kept for the next try: mlops.retry_answers)."""
 
 import pytest
 from cookiecutter.exceptions import FailedHookException
 
+from mlops import retry_answers
 from support.render import render
 
 
@@ -31,7 +33,9 @@ def test_rejected_render_names_the_field_and_leaves_nothing(tmp_path, capfd, ans
     assert expected in err and "Fix:" in err
     assert "nothing was generated" in err
     leftovers = [p for p in out.iterdir() if p.name != ".cookiecutter-home"]
-    assert leftovers == []
+    assert [p.name for p in leftovers] == [retry_answers.FILENAME]
+    field = expected.split(":")[0]
+    assert f'"{field}"' not in leftovers[0].read_text()  # a refused answer is not kept
 
 
 def test_several_problems_are_reported_at_once(tmp_path, capfd):
@@ -70,8 +74,9 @@ def test_relative_template_path_is_validated_before_generation(tmp_path):
     )
     assert result.returncode != 0
     assert "hpc_port: '0' is not a TCP port" in result.stderr
-    assert "pre_gen_project hook" in result.stdout + result.stderr
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    # Refused by the pre-gen hook: only it stops the cookiecutter command (click's "Aborted!", no traceback).
+    assert "Aborted!" in result.stdout + result.stderr and "Traceback" not in result.stdout + result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [retry_answers.FILENAME]
 
 
 def test_a_name_with_punctuation_gives_a_valid_slug(tmp_path):

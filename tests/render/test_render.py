@@ -41,7 +41,8 @@ _Loader.add_constructor("!reference", lambda loader, node: loader.construct_sequ
 
 
 def files(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+    """The project's files, without .git/ (the repository the post-gen hook makes, checked on its own)."""
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0] != ".git"}
 
 
 def source_files() -> set[str]:
@@ -78,6 +79,7 @@ def test_exact_file_set(matrix):
     for vid, (_, project) in matrix.items():
         assert files(project) == expected, vid
         assert KEY_FILES <= files(project)
+        assert (project / ".git").is_dir(), vid  # with a first commit of exactly these files
 
 
 def test_no_template_syntax_survives_and_verbatim_files_are_untouched(matrix):

@@ -221,7 +221,7 @@ def test_every_tracked_file_of_a_rendered_project_passes_its_own_secret_scan(ren
         subprocess.run(["git", "add", "-A"], cwd=project, check=True)
         tracked = subprocess.run(["git", "ls-files"], cwd=project, capture_output=True, text=True, check=True)
         files = tracked.stdout.split()
-        assert "tests/test_local_sweep.py" in files and "src/mlops/ssh/codes.py" in files
+        assert "tests/test_smoke_sweep.py" in files and "src/mlops/ssh/codes.py" in files
         scan = subprocess.run(
             [hook, "--baseline", ".secrets.baseline", *files], cwd=project, capture_output=True, text=True
         )

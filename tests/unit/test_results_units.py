@@ -339,9 +339,9 @@ def test_wandb_sync_without_a_key_does_nothing(tmp_path):
 
 
 def test_local_run_passes_no_secret_to_research_code():
-    from mlops import local
+    from mlops import local_env
 
-    env = local.child_env(
+    env = local_env.child_env(
         {
             **CANARY_ENV,
             "HPC_SSH_PRIVATE_KEY": "/k",

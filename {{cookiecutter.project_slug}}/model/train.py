@@ -1,8 +1,9 @@
 """Train one forecasting configuration and write $RESULT_DIR/metrics.json.
 
 Parameters arrive as environment variables: the params stage writes one env file per
-configuration (runs/<run>/envs/<config-id>.env). To run one configuration by hand:
-    set -a; . ../runs/<run>/envs/<config-id>.env; set +a; python train.py
+configuration (runs/<run>/envs/<config-id>.env). To run one configuration by hand, in the
+foreground (print, breakpoint() and Ctrl-C work as usual):
+    mlops run --local --config <config-id> [--set window=48]
 W&B picks its project, group, run name and directory up from WANDB_* variables in that file.
 
 Put your own model into `fit_predict`; keep reading parameters from the environment.

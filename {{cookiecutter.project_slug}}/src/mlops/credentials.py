@@ -4,7 +4,7 @@ Where each one comes from (names in mlops.civars; the same names a CI job sees):
     SSH private key   $HPC_SSH_PRIVATE_KEY: a path (GitLab "File" variable) or the key text (a plain
                       "Variable" by mistake: read from memory, never written), else mlops.toml
                       cluster.ssh_key (the template answer hpc_ssh_key; a PATH, never the key)
-    known_hosts       the file at $HPC_KNOWN_HOSTS, else ~/.ssh/known_hosts
+    known_hosts       the project's .gitlab/known_hosts (versioned; never a variable)
     TOTP secret       $HPC_TOTP_SECRET, else a hidden prompt (only with a person at a terminal)
     W&B API key       $WANDB_API_KEY, else a hidden prompt (only with a person at a terminal)
     GitLab token      $GITLAB_TOKEN (only `mlops variables upload` needs it)
@@ -37,10 +37,9 @@ from .errors import BadInput
 from .ssh import codes, keys, known_hosts, sources
 from .ssh.known_hosts import fingerprint
 
-KEY_VAR, KNOWN_HOSTS_VAR, TOTP_VAR = civars.KEY, civars.KNOWN_HOSTS, civars.TOTP
+KEY_VAR, TOTP_VAR = civars.KEY, civars.TOTP
 PASSWORD_VAR, WANDB_VAR, GITLAB_TOKEN_VAR = civars.PASSWORD, civars.WANDB, civars.GITLAB_TOKEN
 STRICT_VAR = "MLOPS_STRICT_CREDENTIALS"  # "1": problems make the check (and the hook) exit non-zero
-DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
 PASS, MISSING, FAIL, SKIP = "PASS", "MISSING", "FAIL", "SKIP"
 
@@ -180,19 +179,9 @@ def check_ssh_key(answers: dict, env: Mapping[str, str] = os.environ, ci: bool =
 # ------------------------------------------------------------------ known_hosts (mlops.ssh.known_hosts)
 
 
-def known_hosts_path(env: Mapping[str, str] = os.environ) -> tuple[str, str]:
-    if env.get(KNOWN_HOSTS_VAR, "").strip():
-        return env[KNOWN_HOSTS_VAR].strip(), f"${KNOWN_HOSTS_VAR}"
-    return DEFAULT_KNOWN_HOSTS, "default"
-
-
-def known_hosts_name(host: str, port: int) -> str:
-    return known_hosts.host_name(host, port)
-
-
 def endpoints(answers: dict) -> list[tuple[str, str, int]]:
     """(role, host, port) of the login node and, when set, the jump host."""
-    from .ssh.session import Endpoint
+    from .ssh.endpoint import Endpoint
 
     port = str(answers.get("hpc_port") or 22)
     if not port.isdigit() or not 1 <= int(port) <= 65535:
@@ -208,77 +197,39 @@ def endpoints(answers: dict) -> list[tuple[str, str, int]]:
     return out
 
 
-def _load_known(env) -> tuple[known_hosts.KnownHosts | None, str]:
-    from .ssh.session import LoginFailed, load_known_hosts
+def check_known_hosts(answers: dict, root: Path) -> list[Result]:
+    """One line per host (login node, jump host): what `<root>/.gitlab/known_hosts` pins for it, read as the
+    login reads it (mlops.ssh.hostkeys.pinned)."""
+    from .ssh import hostkeys
 
+    path = known_hosts.pinned_path(root)
     try:
-        return load_known_hosts(env)
-    except LoginFailed:
-        return None, sources.describe(KNOWN_HOSTS_VAR, env) if env.get(
-            KNOWN_HOSTS_VAR, ""
-        ).strip() else f"{DEFAULT_KNOWN_HOSTS} (default)"
-
-
-def check_known_hosts(answers: dict, env: Mapping[str, str] = os.environ) -> list[Result]:
-    """One line per host (login node, jump host): what the file pins for it, read as the login reads it."""
-    known, label = _load_known(env)
+        known: known_hosts.KnownHosts | None = known_hosts.load(path)
+    except OSError:
+        known = None
     results = []
     for role, host, port in endpoints(answers):
         name = known_hosts.host_name(host, port)
-        item = f"known_hosts entry for the {role} {name} (in {label})"
+        item = f"known_hosts entry for the {role} {name} (in {known_hosts.PINNED})"
         fix = (
-            f"get the host key fingerprint from the cluster's documentation or admins, connect once by hand "
-            f"(ssh -o UserKnownHostsFile=FILE -p {port} {host}) and accept only a matching fingerprint; "
-            "never ssh-keyscan inside CI"
+            f"add the host's line to {known_hosts.PINNED} and commit it (public keys are reviewed with the code): "
+            f"take it from the cluster's documentation or a known_hosts you checked (ssh-keygen -F '{name}'), "
+            f"compare `ssh-keygen -lf {known_hosts.PINNED}` with the fingerprint the admins publish; never "
+            "ssh-keyscan inside CI"
         )
         if known is None:
             results.append(Result(item, MISSING, "the file does not exist", fix))
             continue
-        pins = known_hosts.lookup(known, host, port)
+        status, parts = hostkeys.pinned(known, host, port)
         skipped = f"; skipped: {'; '.join(known.warnings)}" if known.warnings else ""
-        if not pins.pinned_anywhere:
-            if pins.keys or pins.cas or (pins.fallback and pins.fallback.keys):
-                results.append(
-                    Result(
-                        item,
-                        FAIL,
-                        f"every key pinned for this host is marked @revoked{skipped}",
-                        "ask the admins for the current host key and add its line",
-                    )
-                )
-            else:
-                results.append(Result(item, MISSING, f"no line for this host{skipped}", fix))
-            continue
-        parts = [f"{e.keytype} {e.fingerprint}" for e in pins.usable]
-        parts += [f"host certificates signed by CA {e.keytype} {e.fingerprint}" for e in pins.usable_cas]
-        if not parts and pins.fallback is not None:  # OpenSSH falls back to the port-less name
-            parts = [f"{e.keytype} {e.fingerprint} (under the name {pins.fallback.name})" for e in pins.fallback.usable]
-        revoked = f"; {len(pins.revoked)} revoked key(s) refused" if pins.revoked else ""
-        results.append(Result(item, PASS, "pinned: " + ", ".join(parts) + revoked + skipped))
+        if status == "revoked":
+            detail = f"every key and CA pinned for this host is marked @revoked{skipped}"
+            results.append(Result(item, FAIL, detail, "ask the admins for the current host key and add its line"))
+        elif status == "missing":
+            results.append(Result(item, MISSING, f"no line for this host{skipped}", fix))
+        else:
+            results.append(Result(item, PASS, "pinned: " + ", ".join(parts) + skipped))
     return results
-
-
-def known_hosts_lines(answers: dict, env: Mapping[str, str] = os.environ) -> str:
-    """Only the lines for this project's hosts (what `mlops variables upload` sends as HPC_KNOWN_HOSTS)."""
-    known, label = _load_known(env)
-    if known is None:
-        raise CredentialError(
-            f"{KNOWN_HOSTS_VAR}: no known_hosts file ({label}); run `mlops check-credentials` for the fix"
-        )
-    lines: list[str] = []
-    for _, host, port in endpoints(answers):
-        pins = known_hosts.lookup(known, host, port)
-        if not pins.pinned_anywhere:
-            raise CredentialError(
-                f"{KNOWN_HOSTS_VAR}: {label} pins no usable key for "
-                f"{known_hosts.host_name(host, port)}; run `mlops check-credentials` for the fix"
-            )
-        fallback = pins.fallback.keys + pins.fallback.revoked if pins.fallback else []
-        for e in sorted(pins.keys + pins.cas + pins.revoked + fallback, key=lambda e: e.lineno):
-            line = " ".join(x for x in (e.marker, e.hosts, e.keytype, base64.b64encode(e.blob).decode()) if x)
-            if line not in lines:
-                lines.append(line)
-    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------ TOTP, W&B, GitLab
@@ -437,10 +388,11 @@ def check_gitlab_online(token: str, url: str, timeout: float = 10) -> Result:
     return Result(item, PASS, f"scopes {scopes}, no expiry date")
 
 
-def check_ssh_online(answers: dict, env: Mapping[str, str] = os.environ) -> Result:
+def check_ssh_online(answers: dict, root: Path, env: Mapping[str, str] = os.environ) -> Result:
     """Log in for real, through mlops.ssh.Session (the login of every cluster command), and run `true`."""
     from .errors import MlopsError
-    from .ssh.session import Endpoint, Session
+    from .ssh.endpoint import Endpoint
+    from .ssh.session import Session
 
     host, user = str(answers["hpc_host"]), str(answers["hpc_user"])
     port = str(answers.get("hpc_port") or 22)
@@ -451,6 +403,7 @@ def check_ssh_online(answers: dict, env: Mapping[str, str] = os.environ) -> Resu
         session = Session(
             Endpoint(host, port_i, user),
             str(answers.get("hpc_auth", "totp")),
+            known=known_hosts.pinned_path(root),
             jump=jump,
             ssh_key_setting=str(answers.get("hpc_ssh_key") or "") or None,
             env=env,
@@ -477,12 +430,18 @@ def _secret(name: str, env, prompt: bool) -> str | None:
 
 
 def check_all(
-    answers: dict, env: Mapping[str, str] = os.environ, interactive: bool = False, online: bool = False
+    answers: dict,
+    env: Mapping[str, str] = os.environ,
+    interactive: bool = False,
+    online: bool = False,
+    root: Path | None = None,
 ) -> list[Result]:
-    """Every check that applies to these answers (mlops.toml seen as template options)."""
+    """Every check that applies to these answers (mlops.toml seen as template options) in the project
+    at `root` (default: the current directory)."""
+    root = Path.cwd() if root is None else root
     ci = in_ci(env)
     results = [check_ssh_key(answers, env, ci=ci)]
-    results += check_known_hosts(answers, env)
+    results += check_known_hosts(answers, root)
     if answers.get("hpc_auth") in CODE_AUTH:
         results.append(check_totp(_secret(TOTP_VAR, env, interactive)))
     if answers.get("hpc_auth") == "totp+password":
@@ -500,7 +459,7 @@ def check_all(
     token = env.get(GITLAB_TOKEN_VAR, "").strip() or None
     results.append(check_gitlab_token(token))
     if online:
-        results.append(check_ssh_online(answers, env))
+        results.append(check_ssh_online(answers, root, env))
         if token and not results[-2].problem:
             host = str(answers.get("gitlab_host") or "gitlab.com")
             results.append(check_gitlab_online(token, f"https://{host}"))
@@ -530,8 +489,6 @@ def value_for(name: str, answers: dict, env: Mapping[str, str] = os.environ) -> 
         if result.problem:
             raise CredentialError(f"{result.item}: {result.detail}. Fix: {result.fix}")
         return keys.read_text(_key_source(answers, env))
-    if name == KNOWN_HOSTS_VAR:
-        return known_hosts_lines(answers, env)
     checks = {TOTP_VAR: check_totp, WANDB_VAR: lambda v: check_wandb_key(v, "online")}
     value = env.get(name, "").strip()
     if name in checks:

@@ -68,9 +68,22 @@ def _report(problems: list[options.Problem], out=sys.stderr) -> int:
     return 1
 
 
-def pre_gen(answers: dict) -> int:
-    """Before rendering: validate the answers; non-zero makes cookiecutter remove the output."""
-    return _report(options.validate(answers)) or _need_tomlkit()
+def pre_gen(answers: dict, project_dir: Path | None = None) -> int:
+    """Before rendering: validate the answers; non-zero makes cookiecutter remove the output.
+
+    Refused answers: one message, the good ones kept for the next try (mlops.retry_answers).
+    """
+    from . import retry_answers
+
+    problems = options.validate(answers)
+    project_dir = Path.cwd() if project_dir is None else Path(project_dir)
+    if problems and render_mode(project_dir, answers) == "update":
+        return _report(problems)  # cruft update: the answers of .cruft.json, nobody to ask again
+    if problems:
+        retry_answers.refuse(problems, answers, project_dir)
+        retry_answers.stop_parent_cli(project_dir)
+        return 1
+    return _need_tomlkit()
 
 
 def _need_tomlkit() -> int:
@@ -129,7 +142,12 @@ def post_gen(project_dir: Path, answers: dict) -> int:
     manifest, then check this machine's credentials (never fails the render unless strict mode is on)."""
     from . import credentials, variables
 
-    rc = _report(options.validate(answers)) or _need_tomlkit()
+    refused = options.validate(answers)
+    if refused and render_mode(Path(project_dir), answers) != "update":
+        from . import retry_answers
+
+        return retry_answers.refuse(refused, answers, Path(project_dir))
+    rc = _report(refused) or _need_tomlkit()
     if rc:
         return rc
     write_toml_files(Path(project_dir), answers)
@@ -137,6 +155,7 @@ def post_gen(project_dir: Path, answers: dict) -> int:
     mode = render_mode(Path(project_dir), answers)
     if mode == "update":
         return 0  # cruft re-renders in temp dirs: the output is a function of the answers alone
+    _git_first_commit(Path(project_dir), answers)
     interactive = mode == "interactive" and not _no_input_requested()
     print(
         "mlops-template: checking this machine's credentials (nothing is stored; "
@@ -151,3 +170,13 @@ def post_gen(project_dir: Path, answers: dict) -> int:
         )
         return 1
     return 0
+
+
+def _git_first_commit(project_dir: Path, answers: dict) -> None:
+    """Make the project a git repository with a first commit (mlops.gitrepo), and say so in one line."""
+    from . import gitrepo
+
+    said = gitrepo.first_commit(project_dir, answers["author_name"], answers["author_email"])
+    if "_commit" in answers and "_repo_dir" not in answers and said.startswith("made"):
+        said += "; cruft writes .cruft.json after it: git add .cruft.json && git commit -m 'Link to the template'"
+    print(f"mlops-template: {said}")

@@ -40,6 +40,12 @@ RESERVED_PREFIXES = ("WANDB_", "MLOPS_", "SLURM_", "APPTAINER", "SINGULARITY", "
 PASSED_THROUGH = ("RUN_ID", "WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_GROUP", "WANDB_TAGS")
 # Full-match only (re.fullmatch): `$` would also match before a final newline ("lr\n").
 SAFE_VALUE = re.compile(r"[A-Za-z0-9_.,:/+@%=-]*")
+# The run directory's paths (PROJECT_DIR, DATA_DIR, RESULT_DIR, WANDB_DIR) may hold any printable text:
+# in containers they are /project/..., and `mlops run --local` reads its env files itself
+# (read_env_file), so a project under "My Projects/" or "Übungen/" works (issue 18.8). Cluster env
+# files are checked by the stricter runenv.env_file_text.
+PATH_VALUE = re.compile(r"[^\x00-\x1f\x7f]*")
+PATH_NAMES = ("PROJECT_DIR", "DATA_DIR", "RESULT_DIR", "WANDB_DIR")
 SAFE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 # The same two rules as written in parameters.schema.json, to turn their errors into plain advice.
@@ -269,7 +275,8 @@ def env_lines(configuration: Configuration, project_dir: str, context: dict[str,
     }
     env.update({name.upper(): format_value(v) for name, v in configuration.parameters.items()})
     for name, value in env.items():
-        if not ENV_NAME.fullmatch(name) or not SAFE_VALUE.fullmatch(value):
+        rule = PATH_VALUE if name in PATH_NAMES else SAFE_VALUE
+        if not ENV_NAME.fullmatch(name) or not rule.fullmatch(value):
             raise ParamsError("env", [f"{name}={value!r}: characters an env file cannot carry portably"])
     return [f"{name}={value}" for name, value in env.items()]
 
@@ -296,7 +303,7 @@ def write_envs(
         index = []
         for i, (configuration, env) in enumerate(zip(configurations, lines)):
             fd = os.open(staging / f"{configuration.config_id}.env", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write("\n".join(env) + "\n")
             index.append({"index": i, "config_id": configuration.config_id, "parameters": configuration.parameters})
         (staging / "index.json").write_text(
@@ -328,7 +335,7 @@ def read_index(envs_dir: Path) -> list[dict]:
 def read_env_file(path: Path) -> dict[str, str]:
     """Parse an env file the way every runtime does: NAME=value, no quotes, no comments."""
     env = {}
-    for line in Path(path).read_text().splitlines():
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
         if line.strip():
             name, _, value = line.partition("=")
             env[name] = value

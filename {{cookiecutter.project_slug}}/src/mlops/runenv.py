@@ -32,7 +32,8 @@ def stage_env(s: Settings, run_id: str, project_dir: str, tags: list[str] | None
     if tags:
         env["WANDB_TAGS"] = ",".join(tags)
     for name, value in env.items():
-        if not params.SAFE_VALUE.fullmatch(value):
+        rule = params.PATH_VALUE if name == "PROJECT_DIR" else params.SAFE_VALUE  # a local path: see params
+        if not rule.fullmatch(value):
             raise errors.BadInput(f"{name}={value!r}: characters an env file cannot carry. Fix: mlops.toml [wandb] "
                                   "or the run id: letters, digits and _.,:/+@%=- only")  # fmt: skip
     return env

@@ -237,9 +237,6 @@ def write_local(project_dir: Path, answers: dict, env: Mapping[str, str] = os.en
             if v.kind == "file" and v.name == credentials.KEY_VAR:
                 credentials.value_for(v.name, answers, env)  # validated, not copied
                 value = os.path.abspath(os.path.expanduser(credentials.key_path(answers, env)[0]))
-            elif v.kind == "file":
-                credentials.value_for(v.name, answers, env)
-                value = os.path.abspath(os.path.expanduser(credentials.known_hosts_path(env)[0]))
             elif (v.manual or v.optional) and not env.get(v.name, "").strip():
                 continue
             else:

@@ -28,7 +28,7 @@ def register(verbs: Verbs) -> None:
 def _check(args, s) -> None:
     interactive = sys.stdin.isatty() and not credentials.in_ci()
     problems = credentials.report(
-        credentials.check_all(s.answers(s.cluster.name), interactive=interactive, online=args.online)
+        credentials.check_all(s.answers(s.cluster.name), interactive=interactive, online=args.online, root=s.root)
     )
     if problems and (args.strict or credentials.strict()):  # vars: move into mlops.credentials (one call)
         raise BadInput(f"{problems} credential problem(s) on this machine (the lines above say which and the fix)")

@@ -45,5 +45,6 @@ def _expand(args, s) -> None:
     if out is None:
         raise UsageError("--out: give the directory for the env files (or set PROJECT_DIR)")
     configurations = params.expand(params.validate(args.params, args.schema, args.max))
+    print(f"writing {len(configurations)} env files to {out}", flush=True)  # a huge grid takes a while
     params.write_envs(configurations, Path(out), args.project_dir or project or str(Path(out).resolve().parent))
     print(f"wrote {len(configurations)} env files and index.json to {out}")

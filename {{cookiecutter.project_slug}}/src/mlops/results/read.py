@@ -22,6 +22,9 @@ from ..settings import Collect
 from .reader import RunReader, Unreadable
 from .text import printable, visible
 
+# The reason given when a configuration's program ended well but left no metrics (the local runner and
+# task.sh both record such a task as failed with exit code 0).
+NO_METRICS = "exit 0 but no metrics.json was written: write RESULT_DIR/metrics.json"
 ID = re.compile(r"[0-9a-f]{10}")  # mlops.params.config_id: the first 10 hex digits of a sha256
 PARAM_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")  # mlops.params.NAME_PATTERN
 INDEX_MAX_BYTES = 64 << 20
@@ -211,6 +214,8 @@ def run_rows(run: int | str | os.PathLike, caps: Collect, view: dict | None = No
             }
             if status == "completed" and found is None and not problem:
                 problems.append(f"results/{cid}/metrics.json: missing although the task completed")
+            elif status == "failed" and found is None and not problem and state.get("exit_code") == 0:
+                problems.append(NO_METRICS)
             if (status in rundir.FINAL and status != "completed") or problems:
                 row["log"], problem = log_tail(reader, cid, caps)
                 if problem:

@@ -1,7 +1,9 @@
 """The cluster commands mlops builds, checked without a cluster: batch scripts, states, logins.
 
-The runtimes' argv and conversions are checked in the template's tests (tests/unit/test_images_runtime.py)
-and run for real (Apptainer, podman, charliecloud, SLURM) in its end-to-end tests.
+(Moved from the rendered project's tests/ in 0.3: the machinery is tested in the template.)
+
+The runtimes' argv and conversions are checked in tests/unit/test_images_runtime.py and run for real
+(Apptainer, podman, charliecloud, SLURM) in the end-to-end tests.
 """
 
 import base64
@@ -12,8 +14,7 @@ import pytest
 from mlops import stages
 from mlops.cluster import prepare, sbatch, slurm, state
 from mlops.images.runtime import Image
-from mlops.ssh import codes, known_hosts
-from mlops.ssh.session import Endpoint, LoginFailed, load_known_hosts
+from mlops.ssh import Endpoint, HostKeyRefused, LoginFailed, codes, hostkeys, known_hosts, load_known_hosts
 
 DIGEST = "sha256:" + "ab" * 32
 STORE = "/work/u/proj/images"
@@ -32,9 +33,9 @@ def test_bad_runtime_and_digest_are_named():
 
 
 def test_raw_entrypoint_is_the_dockerfiles():
-    from conftest import ROOT
+    from support.render import PROJECT_TEMPLATE  # the ENTRYPOINT line has no Jinja in it
 
-    assert stages.raw_entrypoint(ROOT, stages.BY_NAME["model"])[0] in ("python", "python3")
+    assert stages.raw_entrypoint(PROJECT_TEMPLATE, stages.BY_NAME["model"])[0] in ("python", "python3")
 
 
 @pytest.mark.parametrize(
@@ -52,6 +53,16 @@ def test_arrays_are_split_below_max_array_size(indices, size, expected):
     assert all(t < size for _, ids in chunks for t in ids)
 
 
+def _default_settings(tmp_path):
+    """The settings of a project rendered with the default answers (the post-gen hook's fill_toml)."""
+    from mlops import settings
+    from support.render import PROJECT_TEMPLATE, answers_for
+
+    text = (PROJECT_TEMPLATE / settings.FILENAME).read_text()
+    (tmp_path / settings.FILENAME).write_text(settings.fill_toml(text, answers_for({})))
+    return settings.load(tmp_path)
+
+
 def test_array_spec_compression_and_expansion():
     assert slurm.compress([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
     assert slurm.expand_array("0-2,5,7-9:2%4") == [0, 1, 2, 5, 7, 9]
@@ -59,13 +70,10 @@ def test_array_spec_compression_and_expansion():
     assert slurm.parse_max_array_size("") == 1001
 
 
-def test_batch_scripts_are_sbatch_lines_and_one_command():
+def test_batch_scripts_are_sbatch_lines_and_one_command(tmp_path):
     import dataclasses
 
-    from conftest import ROOT
-    from mlops import settings
-
-    s = settings.load(ROOT)
+    s = _default_settings(tmp_path)
     s = dataclasses.replace(
         s,
         scheduler=dataclasses.replace(
@@ -86,7 +94,9 @@ def test_batch_scripts_are_sbatch_lines_and_one_command():
         "#SBATCH --kill-on-invalid-dep=yes",
     ):
         assert line in model
-    assert "--gres" not in files["params.sbatch"] and "--time" not in files["params.sbatch"]
+    # params and data jobs get the stage limits (scheduler.stage_time, default 30 min), not the model task's
+    assert "--gres" not in files["params.sbatch"] and "--time=00:10:00" not in files["params.sbatch"]
+    assert f"#SBATCH --time={s.scheduler.stage_time}" in files["params.sbatch"]
     assert (
         files["model-1-1.sbatch"].splitlines()[-1]
         == f"exec bash {RUN}/state/jobs/task.sh {RUN} 1 $((4 + SLURM_ARRAY_TASK_ID))"
@@ -177,14 +187,13 @@ def test_host_key_must_match_the_pinned_line(tmp_path):
     pinned, other = ((tmp_path / f"{n}.pub").read_text().split()[:2] for n in ("k1", "k2"))
     blob, other_blob = (base64.b64decode(k[1]) for k in (pinned, other))
     known = known_hosts.parse(f"[hpc.example.org]:2222 {pinned[0]} {pinned[1]}\n")
-    pins = known_hosts.lookup(known, "hpc.example.org", 2222)
-    assert known_hosts.verify(pins, "hpc.example.org", "ssh-ed25519", blob)
-    with pytest.raises(known_hosts.HostKeyRefused, match="does NOT match"):
-        known_hosts.verify(pins, "hpc.example.org", "ssh-ed25519", other_blob)
-    with pytest.raises(known_hosts.HostKeyRefused, match="not in the pinned"):
-        known_hosts.verify(known_hosts.lookup(known, "other.example.org", 22), "other.example.org", "ssh-ed25519", blob)
-    with pytest.raises(LoginFailed, match="HPC_KNOWN_HOSTS"):
-        load_known_hosts({"HPC_KNOWN_HOSTS": str(tmp_path / "missing")})
+    assert hostkeys.verify(known, "hpc.example.org", 2222, "ssh-ed25519", blob)
+    with pytest.raises(HostKeyRefused, match="does NOT match"):
+        hostkeys.verify(known, "hpc.example.org", 2222, "ssh-ed25519", other_blob)
+    with pytest.raises(HostKeyRefused, match="not in the pinned"):
+        hostkeys.verify(known, "other.example.org", 22, "ssh-ed25519", blob)
+    with pytest.raises(LoginFailed, match=r"known_hosts: missing\. The cluster's host key is pinned in the repository"):
+        load_known_hosts(known_hosts.pinned_path(tmp_path))
 
 
 def test_jump_host_spec():

@@ -1,29 +1,36 @@
-"""`mlops run --local`: the whole sweep on this machine; a failing configuration loses nothing."""
+"""`mlops run --local`: the whole sweep on this machine; a failing configuration loses nothing.
+
+(Moved from the rendered project's tests/ in 0.3: the machinery is tested in the template. The
+project keeps one quick smoke sweep of its own, tests/test_smoke_sweep.py.)
+"""
 
 import base64
 import csv
 import json
-import os
 import secrets
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT
+from support.local_run import copy_of, env_for, rendered
+
+
+@pytest.fixture(scope="module")
+def template_project(tmp_path_factory):
+    return rendered(tmp_path_factory)
 
 
 @pytest.fixture
-def project(tmp_path):
-    """A copy of this project, so the sweep's runs/ directory lands in tmp."""
-    dst = tmp_path / "project"
-    shutil.copytree(ROOT, dst, ignore=shutil.ignore_patterns("runs", ".venv", ".git", "__pycache__", "*.egg-info"))
-    return dst
+def project(template_project, tmp_path):
+    """A copy of a rendered project, so the sweep's runs/ directory lands in tmp."""
+    return copy_of(template_project, tmp_path / "project")
 
 
 def mlops(project, *args):
-    return subprocess.run([sys.executable, "-m", "mlops", *args], cwd=project, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "mlops", *args], cwd=project, capture_output=True, text=True, env=env_for(project)
+    )
 
 
 def only_run(project):
@@ -46,6 +53,8 @@ def test_local_sweep_produces_every_result(project):
     assert f"[{len(index)}/{len(index)}]" in result.stderr
     provenance = json.loads((run / "run.json").read_text())
     assert provenance["mode"] == "local" and len(provenance["parameters_sha256"]) == 64
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True, check=True)
+    assert provenance["commit"] == head.stdout.strip()  # the render's first commit, not "unknown"
 
 
 def test_a_failing_configuration_does_not_stop_the_others(project):
@@ -119,7 +128,7 @@ def test_hostile_research_code_sees_no_secret_and_cannot_break_the_summary(proje
     secret.write_text(f"{KEY_HEADER}\n{KEY_BODY}\n")
     (project / "model" / "secret_path.txt").write_text(str(secret))
     (project / "model" / "train.py").write_text(HOSTILE_TRAIN)
-    env = {**os.environ, **CANARIES, "HPC_SSH_PRIVATE_KEY": str(secret)}
+    env = {**env_for(project), **CANARIES, "HPC_SSH_PRIVATE_KEY": str(secret)}
     result = subprocess.run(
         [sys.executable, "-m", "mlops", "run", "--local", "--jobs", "2"],
         cwd=project,
