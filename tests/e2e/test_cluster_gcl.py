@@ -4,7 +4,8 @@ deploy + submit over one login with a typed HPC_OTP), the sweep's notification, 
 
 The same real local cluster as test_cluster_e2e.py (sshd + PAM TOTP, SLURM, rootless podman on
 127.0.0.1), shared by the whole module (one render, one build, one click). The CI variables are what a
-project would store: the key and known_hosts as FILE variables, the trigger token; no TOTP secret: each
+project would store: the key as a FILE variable (host keys in the committed .gitlab/known_hosts), the trigger
+token; no TOTP secret: each
 cluster job gets a code typed at its start (the CodeBook's next step: valid >= 60 s, never reused).
 Needs root and gitlab-ci-local.
 """
@@ -84,18 +85,15 @@ def pipeline(ssh_server, rootless_podman, registry, tmp_path_factory):
     )
     assert cluster_yml.read_text().count(after) == 1
     cluster_yml.write_text(cluster_yml.read_text().replace(after, ""))
+    (project / ".gitlab" / "known_hosts").write_text(ssh_server.known_hosts_line + "\n")  # committed, reviewed
     # the tool job downloads the locked wheels from a package index on 127.0.0.1 (PyPI's files, hash-checked)
     index = ps.LocalIndex(ps.locked_wheels(project, cache)).__enter__()
     ps.use_index(project, index.url)
     ps.git_init(project)
     # The project's CI/CD variables (untracked; gitlab-ci-local reads this file like GitLab's settings).
-    known = ssh_server.known_hosts_line + "\n"
     # No stored TOTP secret: the one-time code is typed at the click (HPC_OTP), as a person would.
     (project / ".gitlab-ci-local-variables.yml").write_text(
-        "HPC_SSH_PRIVATE_KEY:\n  type: file\n  values:\n    '*': "
-        + _yaml_block(ssh_server.client_key_path.read_text())
-        + "HPC_KNOWN_HOSTS:\n  type: file\n  values:\n    '*': "
-        + _yaml_block(known)
+        "HPC_SSH_PRIVATE_KEY:\n  type: file\n  values:\n    '*': " + _yaml_block(ssh_server.client_key_path.read_text())
     )
     (project / ".gitlab-ci-local-variables.yml").chmod(0o600)
     yield {
@@ -245,14 +243,10 @@ def test_the_triggered_pipeline_runs_only_collect_triggered_with_every_configura
 
 def mlops_cli(p, *args) -> subprocess.CompletedProcess:
     """The project's own `mlops` from a laptop (the same cluster), with a fresh one-time code."""
-    secrets = p["home"] / "laptop"
-    secrets.mkdir(exist_ok=True)
-    (secrets / "known_hosts").write_text(p["server"].known_hosts_line + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CI_", "HPC_", "MLOPS_", "WANDB_"))}
     env.update(
         PYTHONPATH=str(p["project"] / "src"),
         HPC_SSH_PRIVATE_KEY=str(p["server"].client_key_path),
-        HPC_KNOWN_HOSTS=str(secrets / "known_hosts"),
         HPC_OTP=p["codes"].next(),
     )
     return subprocess.run(

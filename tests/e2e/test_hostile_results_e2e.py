@@ -93,9 +93,7 @@ def test_collect_of_a_hostile_run_over_ssh(server, hostile_cluster, tmp_path):
             "HPC_OTP": server.otp(),
         }
     )
-    known = tmp_path / "known_hosts"
-    server.write_known_hosts(known)
-    env["HPC_KNOWN_HOSTS"] = str(known)
+    server.write_known_hosts(project / ".gitlab" / "known_hosts")  # the project's pinned host keys
     t0 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "mlops", "collect", "--run-id", "p666", "--out", str(job / "results")],
@@ -150,11 +148,10 @@ def test_a_full_disk_on_the_runner_is_reported_as_local_over_ssh(server, hostile
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace').strip()}")
     try:
-        known = tmp_path / "known_hosts"
-        server.write_known_hosts(known)
+        server.write_known_hosts(project / ".gitlab" / "known_hosts")  # the project's pinned host keys
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CI_", "HPC_", "MLOPS_RUN", "WANDB_"))}
         env.update({"PYTHONPATH": str(project / "src"), "HPC_SSH_PRIVATE_KEY": str(server.client_key_path),
-                    "HPC_OTP": server.otp(), "HPC_KNOWN_HOSTS": str(known)})  # fmt: skip
+                    "HPC_OTP": server.otp()})  # fmt: skip
         proc = subprocess.run(
             [sys.executable, "-m", "mlops", "collect", "--run-id", "p777", "--out", str(out)],
             cwd=project, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,

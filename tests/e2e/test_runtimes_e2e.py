@@ -77,9 +77,9 @@ def project(cluster, store_env, gitlab, tmp_path_factory) -> Path:
                   hpc_user=srv.user, hpc_workdir=str(cluster["workdir"]), hpc_auth="totp", scheduler="slurm",
                   container_runtime="apptainer", wandb_mode="offline")  # fmt: skip
     (proj / "params" / "parameters.json").write_text(json.dumps(PARAMETERS, indent=1))
-    set_toml(proj, "scheduler", "cpus_per_task", "1")  # the single test node: 2 CPUs, 4000 MB
-    set_toml(proj, "scheduler", "mem", '"600M"')
-    set_toml(proj, "scheduler", "parallel", "2")
+    set_toml(proj, "cluster", "cpus_per_task", "1")  # the single test node: 2 CPUs, 4000 MB
+    set_toml(proj, "cluster", "mem", '"600M"')
+    set_toml(proj, "cluster", "parallel", "2")
     git_commit(proj, "e2e project")
     build(proj, store_env)
     return proj

@@ -1,13 +1,13 @@
-"""The login over a real sshd, decided the way OpenSSH decides (tier infra; needs root).
+"""Host keys and host certificates over a real sshd, decided the way OpenSSH decides (tier infra; needs root).
 
-* known_hosts table: a server with three host keys (ed25519, ecdsa, rsa) and an ed25519 host
-  certificate signed by a test CA (ssh-keygen -s). For each file, the decision of the OpenSSH 9.2
-  client (`ssh -F /dev/null -o UserKnownHostsFile=F ... StrictHostKeyChecking=yes BatchMode=yes`) must
-  equal the decision of the mlops login (mlops.ssh.Session) and of `mlops check-credentials --online`;
-  and the offline check never calls a file unusable that OpenSSH accepts.
-* PAM stacks asking code then password (bwHPC: "Your OTP:", "Password:") and password then code.
-* Two logins of one account in one 30 s step with the secret; a wrong secret; a typed code.
-* 50 logins under CPU load with the e2e fixture's codes and the product's code choice: none refused.
+A server with three host keys (ed25519, ecdsa, rsa) and a certificate on its ed25519 key, re-signed per
+group of rows: by an ed25519 CA, an RSA CA with rsa-sha2-512 and with SHA-1 ssh-rsa (ssh-keygen -s -t),
+ECDSA CAs with principals in another case or as a wildcard, and a FIDO (sk-ssh-ed25519) CA. For every
+known_hosts file of the table the decision of the OpenSSH 9.2 client (`ssh -F /dev/null -o
+UserKnownHostsFile=F -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o BatchMode=yes ...`)
+must equal the decision of the mlops login (mlops.ssh.Session) and of `mlops check-credentials --online`
+(reading the project's .gitlab/known_hosts); a refusal must be of the same kind (changed / revoked / not
+known) in both; and the offline check never calls a file unusable that OpenSSH accepts.
 """
 
 from __future__ import annotations
@@ -15,23 +15,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import multiprocessing
 import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pyotp
 import pytest
 
-from mlops.ssh import Session, codes, known_hosts, prompts
-from mlops.ssh.session import Endpoint, LoginFailed
-from support.infra.sshd_totp import CodeBook, TotpSshServer
+from mlops.ssh import Endpoint, HostKeyRefused, Session
+from support.infra.sshd_totp import TotpSshServer
 from support.render import render
+from support.sshcerts import sk_host_certificate
 
-pytestmark = [pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.timeout(1200)]
 
 
 def other_key(tmp: Path, kind: str = "ed25519") -> str:
@@ -55,10 +52,11 @@ def server():
         yield srv
 
 
-def table(srv, tmp: Path) -> dict[str, tuple[str, str]]:
-    """case -> (host to connect to, known_hosts text)."""
+def plain_rows(srv, tmp: Path) -> dict[str, tuple[str, str]]:
+    """case -> (host to connect to, known_hosts text), with the ed25519-CA certificate on the server."""
     n = f"[127.0.0.1]:{srv.port}"
     key = {k: srv.public_line(k).split(None, 1)[1] for k in ("ed25519", "ecdsa", "rsa")}
+    ed_type, ed_b64 = key["ed25519"].split()
     ca = srv.ca_public_line
     other = other_key(tmp)
     return {
@@ -71,15 +69,41 @@ def table(srv, tmp: Path) -> dict[str, tuple[str, str]]:
         "malformed line": ("127.0.0.1", f"{n} ssh-ed25519\nthis is not a key line\n{n} {key['ed25519']}\n"),
         "hashed": ("127.0.0.1", f"{hashed(n)} {key['ed25519']}\n"),
         "CRLF and tabs": ("127.0.0.1", f"{n}\t{key['ed25519'].replace(' ', '  ')}\r\n"),
+        "CR-only line ends (one line for OpenSSH)": ("127.0.0.1", f"{n} {key['ecdsa']}\r{n} {key['ed25519']}\r"),
+        "vertical tab between fields": ("127.0.0.1", f"{n}\x0b{ed_type}\x0b{ed_b64}\n"),
         "comma host list": ("127.0.0.1", f"login.example.org,{n},10.0.0.1 {key['ecdsa']}\n"),
         "wildcard": ("127.0.0.1", f"[127.0.0.*]:{srv.port} {key['ed25519']}\n"),
         "negation": ("127.0.0.1", f"*,!{n} {key['ed25519']}\n"),
         "upper case": ("localhost", f"[LOCALHOST]:{srv.port} {key['ed25519']}\n"),
         "[host]:port needed": ("127.0.0.1", f"127.0.0.1 {key['ed25519']}\n"),
+        "@revoked<TAB>, a space later (invalid marker: line skipped)": (
+            "127.0.0.1",
+            f"@revoked\t{n} {key['ed25519']}\n{n} {key['ed25519']}\n",
+        ),
+        "@revoked<TAB>, tabs only": ("127.0.0.1", f"@revoked\t{n}\t{ed_type}\t{ed_b64}\n{n} {key['ed25519']}\n"),
+        "@REVOKED in upper case (invalid marker)": (
+            "127.0.0.1",
+            f"@REVOKED {n} {key['ed25519']}\n{n} {key['ecdsa']}\n",
+        ),
         "cert-authority": ("127.0.0.1", f"@cert-authority {n} {ca}\n"),
         "cert-authority by wildcard": ("127.0.0.1", f"@cert-authority * {ca}\n"),
+        "@cert-authority<TAB>host, a space later (line skipped)": ("127.0.0.1", f"@cert-authority\t{n} {ca}\n"),
+        "@cert-authority<TAB>host<TAB>type<TAB>key": (
+            "127.0.0.1",
+            f"@cert-authority\t{n}\t{ca.replace(' ', chr(9))}\n",
+        ),
+        "@cert-authority<SPACE><TAB>host": ("127.0.0.1", f"@cert-authority \t{n} {ca}\n"),
+        "two markers": ("127.0.0.1", f"@cert-authority @revoked * {ca}\n"),
         "cert-authority, name not a principal": ("localhost", f"@cert-authority * {ca}\n"),
         "cert-authority, CA revoked": ("127.0.0.1", f"@cert-authority * {ca}\n@revoked * {ca}\n"),
+        "CA revoked, plain key pinned (no plain-key retry)": (
+            "127.0.0.1",
+            f"@cert-authority * {ca}\n@revoked * {ca}\n{n} {key['ed25519']}\n",
+        ),
+        "CA trusted, the certified key revoked": (
+            "127.0.0.1",
+            f"@cert-authority * {ca}\n@revoked * {key['ed25519']}\n",
+        ),
         "negation of both names": ("127.0.0.1", f"*,!{n},!127.0.0.1 {key['ed25519']}\n"),
         "wrong key at [host]:port, right at host": ("127.0.0.1", f"{n} {other}\n127.0.0.1 {key['ed25519']}\n"),
         "only ecdsa, under the port-less name": ("127.0.0.1", f"127.0.0.1 {key['ecdsa']}\n"),
@@ -95,64 +119,89 @@ def table(srv, tmp: Path) -> dict[str, tuple[str, str]]:
     }
 
 
-# Where mlops is deliberately stricter than the OpenSSH client: case -> the host-key algorithm mlops
-# negotiates there. A different ed25519 key under [host]:port and the right one under the bare name:
-# OpenSSH 9.2 accepts only because it negotiates the server's host CERTIFICATE (its default
-# HostKeyAlgorithms list the cert types first). Seen with ssh -vvv: "checking without port
-# identifier", "No matching CA found. Retry with plain key", "found matching key w/out port". In
-# sshconnect.c check_host_key (V_9_2_P1) the certificate's lookup under [host]:port looks only at
-# @cert-authority lines (hostfile.c check_hostkeys_by_key_or_type, want_marker MRK_CA): none, so
-# HOST_NEW, so the port-less recursion runs (case HOST_NEW); that recursion fails the certificate,
-# downgrades it to the plain key (label fail:, goto retry) and finds it under the bare name. The plain
-# key is never compared with the [host]:port pin. Negotiating the plain key (a server without a
-# certificate, or HostKeyAlgorithms=ssh-ed25519) the lookup under [host]:port is HOST_CHANGED, which
-# is final ("REMOTE HOST IDENTIFICATION HAS CHANGED"). mlops offers certificate algorithms only when a
-# @cert-authority line matches, so it negotiates the plain key and decides as OpenSSH does for it; the
-# test checks exactly that (the OpenSSH client limited to that algorithm must refuse).
-STRICTER = {"wrong key at [host]:port, right at host": "ssh-ed25519"}
+def variants(srv, tmp: Path):
+    """(name, how to re-sign the server's certificate, rows): rows = case -> (host, known_hosts text)."""
+    n = f"[127.0.0.1]:{srv.port}"
+    plain = srv.public_line("ed25519").split(None, 1)[1]
+
+    def ca(kind):
+        return lambda: srv.ca_line(kind)
+
+    sk_cert, sk_ca = sk_host_certificate(srv.host_public_blob("ed25519"), ("127.0.0.1",))
+    return [
+        ("ed25519 CA", None, lambda: plain_rows(srv, tmp)),
+        (
+            "RSA CA, rsa-sha2-512",
+            {"ca_kind": "rsa", "algorithm": "rsa-sha2-512"},
+            lambda: {
+                "RSA CA signing with rsa-sha2-512": ("127.0.0.1", f"@cert-authority * {ca('rsa')()}\n"),
+                "RSA CA (rsa-sha2-512), name not a principal": ("localhost", f"@cert-authority * {ca('rsa')()}\n"),
+            },
+        ),
+        (
+            "RSA CA, ssh-rsa (SHA-1)",
+            {"ca_kind": "rsa", "algorithm": "ssh-rsa"},
+            lambda: {
+                "RSA CA signing with ssh-rsa (SHA-1)": ("127.0.0.1", f"@cert-authority * {ca('rsa')()}\n"),
+                "RSA CA with ssh-rsa, plain key pinned": (
+                    "127.0.0.1",
+                    f"@cert-authority * {ca('rsa')()}\n{n} {plain}\n",
+                ),
+            },
+        ),
+        (
+            "ECDSA CA, principals LOCALHOST and 127.0.0.*",
+            {"ca_kind": "ecdsa", "principals": ("LOCALHOST", "127.0.0.*")},
+            lambda: {
+                "principal in upper case": ("localhost", f"@cert-authority * {ca('ecdsa')()}\n"),
+                "principal as a wildcard": ("127.0.0.1", f"@cert-authority * {ca('ecdsa')()}\n"),
+            },
+        ),
+        (
+            "ECDSA CA, principal localhost",
+            {"ca_kind": "ecdsa", "principals": ("localhost",)},
+            lambda: {"host name in upper case": ("LOCALHOST", f"@cert-authority * {ca('ecdsa')()}\n")},
+        ),
+        (
+            "sk-ssh-ed25519 CA",
+            {"cert": sk_cert},
+            lambda: {
+                "FIDO CA (sk-ssh-ed25519)": ("127.0.0.1", f"@cert-authority * {sk_ca}\n"),
+                "FIDO CA revoked": ("127.0.0.1", f"@cert-authority * {sk_ca}\n@revoked * {sk_ca}\n"),
+            },
+        ),
+    ]
 
 
-def openssh_accepts(srv, host: str, known: Path, *options: str) -> bool:
+KINDS = {  # OpenSSH's words -> mlops's words, per kind of refusal
+    "changed": ("REMOTE HOST IDENTIFICATION HAS CHANGED", "does NOT match"),
+    "revoked": ("marked as revoked", "@revoked"),
+    "not known": ("host key is known for", "is not in the pinned known_hosts"),
+}
+
+
+def kind_of(text: str, side: int) -> str:
+    return next((k for k, words in KINDS.items() if words[side] in text), "?")
+
+
+def openssh(srv, host: str, known: Path, *options: str) -> tuple[bool, str]:
     cp = subprocess.run(
-        [
-            "ssh",
-            *options,
-            "-F",
-            "/dev/null",
-            "-o",
-            f"UserKnownHostsFile={known}",
-            "-o",
-            "GlobalKnownHostsFile=/dev/null",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-i",
-            str(srv.client_key_path),
-            "-o",
-            "ConnectTimeout=10",
-            "-p",
-            str(srv.port),
-            f"{srv.user}@{host}",
-            "true",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+        ["ssh", *options, "-F", "/dev/null", "-o", f"UserKnownHostsFile={known}", "-o",
+         "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o",
+         "IdentitiesOnly=yes", "-i", str(srv.client_key_path), "-o", "ConnectTimeout=10", "-p", str(srv.port),
+         f"{srv.user}@{host}", "true"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
     assert cp.returncode == 0 or "Host key verification failed" in cp.stderr, cp.stderr
-    return cp.returncode == 0
+    return cp.returncode == 0, cp.stderr
 
 
-def mlops_accepts(srv, host: str, known: Path) -> tuple[bool, str]:
-    env = {"HPC_SSH_PRIVATE_KEY": str(srv.client_key_path), "HPC_KNOWN_HOSTS": str(known)}
+def mlops_login(srv, host: str, known: Path) -> tuple[bool, str]:
+    env = {"HPC_SSH_PRIVATE_KEY": str(srv.client_key_path)}
     try:
-        with Session(Endpoint(host, srv.port, srv.user), "key", env=env) as s:
+        with Session(Endpoint(host, srv.port, srv.user), "key", env=env, known=known) as s:
             s.run("true", timeout=30)
-    except known_hosts.HostKeyRefused as exc:
+    except HostKeyRefused as exc:
         return False, str(exc)
     return True, ""
 
@@ -170,12 +219,12 @@ def check_project(tmp_path_factory, server):
 
 
 def check_credentials(project: Path, srv, host: str, known: Path) -> str:
+    """`mlops check-credentials --online` with `known` as the project's .gitlab/known_hosts."""
     toml = project / "mlops.toml"
     toml.write_text(re.sub(r'(?m)^host = ".*"$', f'host = "{host}"', toml.read_text()))
+    (project / ".gitlab" / "known_hosts").write_bytes(known.read_bytes())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HPC_", "CI", "GITLAB", "WANDB"))}
-    env.update(
-        PYTHONPATH=str(project / "src"), HPC_SSH_PRIVATE_KEY=str(srv.client_key_path), HPC_KNOWN_HOSTS=str(known)
-    )
+    env.update(PYTHONPATH=str(project / "src"), HPC_SSH_PRIVATE_KEY=str(srv.client_key_path))
     cp = subprocess.run(
         [sys.executable, "-m", "mlops", "check-credentials", "--online"],
         cwd=project,
@@ -191,166 +240,59 @@ def check_credentials(project: Path, srv, host: str, known: Path) -> str:
 
 def test_known_hosts_decisions_equal_openssh(server, check_project, tmp_path):
     rows, wrong = [], []
-    for case, (host, text) in table(server, tmp_path).items():
-        known = tmp_path / f"kh-{len(rows)}"
-        known.write_bytes(text.encode())
-        oracle = openssh_accepts(server, host, known)
-        login, why = mlops_accepts(server, host, known)
-        out = check_credentials(check_project, server, host, known)
-        online = "[PASS] SSH login" in out
-        offline = re.search(r"\[(\w+)\] known_hosts entry for the cluster", out).group(1)
-        rows.append(f"{case:40} openssh={oracle!s:5} login={login!s:5} check --online={online!s:5} offline={offline}")
-        if case in STRICTER:  # documented above: OpenSSH accepts via the certificate, mlops refuses
-            plain = openssh_accepts(server, host, known, "-o", f"HostKeyAlgorithms={STRICTER[case]}")
-            rows[-1] += f" openssh({STRICTER[case]})={plain}"
-            if not (oracle and not plain and not login and not online):
-                wrong.append(f"{rows[-1]}\n    expected: OpenSSH accepts only with the certificate (see STRICTER)")
-        elif not (oracle == login == online) or (oracle and offline != "PASS"):
-            wrong.append(f"{rows[-1]}\n    {why}\n    {out}")
+    for variant, setup, make_rows in variants(server, tmp_path):
+        if setup is not None:
+            server.set_host_certificate(**setup)
+        for case, (host, text) in make_rows().items():
+            known = tmp_path / f"kh-{len(rows)}"
+            known.write_bytes(text.encode())
+            oracle, why_openssh = openssh(server, host, known)
+            login, why = mlops_login(server, host, known)
+            out = check_credentials(check_project, server, host, known)
+            online = "[PASS] SSH login" in out
+            offline = re.search(r"\[(\w+)\] known_hosts entry for the cluster", out).group(1)
+            kinds = "" if oracle else f" kind: openssh={kind_of(why_openssh, 0)} mlops={kind_of(why, 1)}"
+            rows.append(
+                f"{variant[:12]:12} {case[:52]:52} openssh={oracle!s:5} login={login!s:5} "
+                f"check --online={online!s:5} offline={offline}{kinds}"
+            )
+            if not (oracle == login == online) or (oracle and offline != "PASS"):
+                wrong.append(f"{rows[-1]}\n    {why}\n    {why_openssh[-600:]}\n    {out}")
+            elif not oracle and kind_of(why_openssh, 0) != kind_of(why, 1):
+                wrong.append(f"{rows[-1]}\n    mlops: {why}\n    openssh: {why_openssh[-600:]}")
     print("\n" + "\n".join(rows))
     assert not wrong, "\n".join(wrong)
-    assert sum("openssh=True" in r for r in rows) >= 15 and sum("openssh=False" in r for r in rows) >= 7
+    assert sum("openssh=True" in r for r in rows) >= 20 and sum("openssh=False" in r for r in rows) >= 15
 
 
-def test_only_the_pinned_type_is_negotiated(server, tmp_path):
+def test_the_algorithm_openssh_would_negotiate_is_negotiated(server, tmp_path):
+    """The order of offered host-key algorithms is OpenSSH's (order_hostkeyalgs): pinned types first."""
+    server.set_host_certificate("ed25519", principals=("127.0.0.1",))
     known = tmp_path / "kh"
-    for kind, algorithm in (("ecdsa", "ecdsa-sha2-nistp256"), ("rsa", "rsa-sha2-512"), ("ed25519", "ssh-ed25519")):
+    env = {"HPC_SSH_PRIVATE_KEY": str(server.client_key_path)}
+    cases = (
+        ("ecdsa", "ecdsa-sha2-nistp256"),
+        ("rsa", "rsa-sha2-512"),
+        ("ed25519", "ssh-ed25519-cert-v01@openssh.com"),  # an ed25519 pin keeps OpenSSH's list: certs first
+    )
+    for kind, algorithm in cases:
         known.write_text(server.public_line(kind) + "\n")
-        env = {"HPC_SSH_PRIVATE_KEY": str(server.client_key_path), "HPC_KNOWN_HOSTS": str(known)}
-        with Session(Endpoint("127.0.0.1", server.port, server.user), "key", env=env) as s:
+        with Session(Endpoint("127.0.0.1", server.port, server.user), "key", env=env, known=known) as s:
             assert s.transport.host_key_type == algorithm
+        _, debug = openssh(server, "127.0.0.1", known, "-v")
+        assert f"kex: host key algorithm: {algorithm}" in debug, debug
     known.write_text(f"@cert-authority * {server.ca_public_line}\n")
-    with Session(
-        Endpoint("127.0.0.1", server.port, server.user), "key", env={**env, "HPC_KNOWN_HOSTS": str(known)}
-    ) as s:
+    with Session(Endpoint("127.0.0.1", server.port, server.user), "key", env=env, known=known) as s:
         assert s.transport.host_key_type == "ssh-ed25519-cert-v01@openssh.com"
 
 
-# ------------------------------------------------------------------ PAM: code and password, any order
-
-
-def pam_env(srv, tmp: Path, **extra) -> dict:
-    known = tmp / "kh"
-    srv.write_known_hosts(known)
-    return {
-        "HPC_SSH_PRIVATE_KEY": str(srv.client_key_path),
-        "HPC_KNOWN_HOSTS": str(known),
-        "HPC_TOTP_SECRET": srv.totp_secret,
-        **extra,
-    }
-
-
-@pytest.mark.parametrize("order", ["totp+password", "password+totp"])
-def test_code_and_password_prompts_in_either_order(order, tmp_path):
-    with TotpSshServer(auth=order) as srv:
-        endpoint = Endpoint(srv.host, srv.port, srv.user)
-        env = pam_env(srv, tmp_path, HPC_PASSWORD=srv.password)
-        with Session(endpoint, "totp+password", env=env) as s:
-            assert s.run("whoami")[1].strip() == srv.user
-            answerer = s.answerers[0]
-            first = prompts.CODE if order == "totp+password" else prompts.PASSWORD
-            assert answerer.answered[0] == first and sorted(answerer.answered) == [prompts.CODE, prompts.PASSWORD]
-            # what OpenSSH's PAM bridge really does: one prompt per keyboard-interactive round
-            assert [n for n in answerer.rounds if n] == [1, 1], answerer.rounds
-        assert srv.count_failed() == 0 and srv.count_logins() == 1
-
-        # without HPC_PASSWORD (cluster.auth "totp"): the code never goes into the password prompt
-        failed_before = srv.count_failed()
-        s = Session(endpoint, "totp", env={k: v for k, v in env.items() if k != "HPC_PASSWORD"})
-        with pytest.raises(prompts.PromptRefused) as info:
-            s.open()
-        message = str(info.value)
-        assert "asked for a password ('Password:')" in message and 'cluster.auth = "totp+password"' in message
-        assert "HPC_PASSWORD" in message and srv.totp_secret not in message
-        answered = s.answerers[0].answered
-        assert prompts.PASSWORD not in answered
-        assert answered == ([prompts.CODE] if order == "totp+password" else [])
-        time.sleep(0.5)
-        # the exchange forces no failed attempt: mlops disconnects before answering the password prompt
-        assert srv.count_failed() == failed_before, srv.log_text()[-2000:]
-        # cluster.auth totp+password without the variable: refused before connecting
-        with pytest.raises(Exception, match=r"HPC_PASSWORD \(not set\)"):
-            Session(endpoint, "totp+password", env={k: v for k, v in env.items() if k != "HPC_PASSWORD"}).open()
-
-
-# ------------------------------------------------------------------ codes across logins of one account
-
-
-@pytest.fixture
-def totp_server():
-    with TotpSshServer(auth="totp") as srv:  # DISALLOW_REUSE, RATE_LIMIT 10 30, WINDOW_SIZE 3
-        yield srv
-
-
-def test_two_logins_in_one_step_both_succeed(totp_server, tmp_path):
-    srv = totp_server
-    env = pam_env(srv, tmp_path)
-    frozen = time.time()  # both logins compute their first code in the same 30 s step
-    key = codes.decode_secret(srv.totp_secret)
-    sessions = []
-    for _ in range(2):
-        s = Session(
-            Endpoint(srv.host, srv.port, srv.user),
-            "totp",
-            env=env,
-            code=lambda: codes.SecretCodes(key, "HPC_TOTP_SECRET", clock=lambda: frozen),
-        )
-        sessions.append(s.open())
-    try:
-        assert [s.attempts for s in sessions] == [1, 2]  # the second's first code is refused as reused
-        assert sessions[1].answerers[1].codes.sent_step == int(frozen // 30) + 1
-        assert all(s.run("true")[0] == 0 for s in sessions)
-    finally:
-        for s in sessions:
-            s.close()
-    time.sleep(0.5)
-    assert srv.count_logins() == 2 and srv.count_failed() == 1
-
-
-def test_wrong_secret_one_attempt_and_one_retry(totp_server, tmp_path):
-    srv = totp_server
-    env = pam_env(srv, tmp_path, HPC_TOTP_SECRET=pyotp.random_base32())
-    with pytest.raises(LoginFailed, match="refused the one-time code .* twice") as info:
-        Session(Endpoint(srv.host, srv.port, srv.user), "totp", env=env).open()
-    assert "wrong secret or a wrong clock" in str(info.value) and env["HPC_TOTP_SECRET"] not in str(info.value)
-    time.sleep(0.5)
-    assert srv.count_failed() == 2 and srv.count_logins() == 0
-
-    typed = pam_env(srv, tmp_path, HPC_OTP=srv.wrong_otp())
-    del typed["HPC_TOTP_SECRET"]
-    with pytest.raises(LoginFailed, match="Not retrying a typed code"):
-        Session(Endpoint(srv.host, srv.port, srv.user), "totp", env=typed).open()
-    time.sleep(0.5)
-    assert srv.count_failed() == 3
-
-
-# ------------------------------------------------------------------ no clock dependence under load
-
-
-def _busy(stop):
-    while not stop.is_set():
-        pass
-
-
-def test_fifty_logins_under_cpu_load_refuse_no_code(tmp_path):
-    """The e2e fixture's codes (CodeBook) and the product's choice (SecretCodes), 25 logins each, with two
-    busy-loop processes on the 2 cores. The server has no DISALLOW_REUSE (50 logins with it would need 50
-    distinct steps, 25 minutes): what is tested is that no handed-out code expires before it is used."""
-    with TotpSshServer(auth="totp", disallow_reuse=False) as srv:
-        env = pam_env(srv, tmp_path)
-        book = CodeBook(srv.totp_secret, distinct=False)
-        stop = multiprocessing.Event()
-        load = [multiprocessing.Process(target=_busy, args=(stop,)) for _ in range(2)]
-        for p in load:
-            p.start()
-        try:
-            for i in range(50):
-                code = codes.TypedCode(book.next(), "the e2e fixture") if i % 2 else None
-                with Session(Endpoint(srv.host, srv.port, srv.user), "totp", env=env, code=code) as s:
-                    assert s.attempts == 1
-        finally:
-            stop.set()
-            for p in load:
-                p.join(10)
-        time.sleep(0.5)
-        assert srv.count_failed() == 0 and srv.count_logins() == 50
+def test_login_without_the_pinned_file_names_the_fix(server, tmp_path):
+    env = {"HPC_SSH_PRIVATE_KEY": str(server.client_key_path)}
+    missing = tmp_path / ".gitlab" / "known_hosts"
+    with pytest.raises(Exception, match=r"known_hosts: missing\. The cluster's host key is pinned in the repository"):
+        Session(Endpoint("127.0.0.1", server.port, server.user), "key", env=env, known=missing).open()
+    missing.parent.mkdir()
+    missing.write_text("# only comments\n")
+    with pytest.raises(HostKeyRefused, match="is not in the pinned known_hosts") as info:
+        Session(Endpoint("127.0.0.1", server.port, server.user), "key", env=env, known=missing).open()
+    assert f"ssh-keygen -F '[127.0.0.1]:{server.port}' >> {missing}" in str(info.value)

@@ -77,13 +77,12 @@ def world(tmp_path_factory):
             ps.LocalIndex(root / "empty") as attacker_http,
         ):
             ps.use_index(project, index.url)
+            pinned = f"[127.0.0.1]:{cluster.port} {key.with_suffix('.pub').read_text()}"
+            (project / ".gitlab" / "known_hosts").write_text(pinned)  # host keys are committed (contract D)
             ps.git_init(project)
             variables = project / ".gitlab-ci-local-variables.yml"
             variables.write_text(
                 _scoped("HPC_SSH_PRIVATE_KEY", key.read_text(), "file")
-                + _scoped(
-                    "HPC_KNOWN_HOSTS", f"[127.0.0.1]:{cluster.port} {key.with_suffix('.pub').read_text()}", "file"
-                )
                 + "".join(_scoped(name, value) for name, value in CANARIES.items())
             )
             variables.chmod(0o600)

@@ -65,3 +65,11 @@ def test_render_smoke_and_results_table(tmp_path):
     assert any(r.startswith("| render | `cookiecutter --no-input`") for r in rows), rows
     assert any("sbatch calls for the model stage" in r and r.endswith("| yes |") for r in rows), rows
     assert any("`mlops collect` of 200 result dirs" in r for r in rows), rows
+
+
+def test_state_read_smoke_reads_every_record():
+    out = bench("state_read")
+    found = re.search(
+        rf"state read of 200 task records .*: {NUMBER} s, ([\d,]+) bytes sent, 200 records, 0 problems", out
+    )
+    assert found and int(found.group(1).replace(",", "")) > 0, out

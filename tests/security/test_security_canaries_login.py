@@ -131,7 +131,7 @@ def test_no_piece_of_any_canary_in_any_output_or_file(project, tmp_path, shape):
     marks = pieces(canaries)
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
-    known = home / ".ssh" / "known_hosts"
+    known = project / ".gitlab" / "known_hosts"  # the project's pinned host keys
     host = (
         ed25519.Ed25519PrivateKey.generate()
         .public_key()

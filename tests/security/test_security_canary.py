@@ -45,16 +45,8 @@ def canaries(tmp: Path) -> tuple[dict, dict]:
     (keys / "id.pub").write_bytes(
         key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b"\n"
     )
-    host = (
-        ed25519.Ed25519PrivateKey.generate()
-        .public_key()
-        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-        .decode()
-    )
-    (keys / "known_hosts").write_text(f"hpc.example.org {host}\n")
     env = {
         "HPC_SSH_PRIVATE_KEY": str(keys / "id"),
-        "HPC_KNOWN_HOSTS": str(keys / "known_hosts"),
         "HPC_TOTP_SECRET": base64.b32encode(secrets.token_bytes(20)).decode(),
         "WANDB_API_KEY": secrets.token_hex(20),
         "GITLAB_TOKEN": "glpat-" + secrets.token_hex(12),

@@ -78,7 +78,7 @@ def good(project, tmp_path):
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     key = make_key(home / ".ssh", "id_ed25519")
-    known = home / ".ssh" / "known_hosts"
+    known = project / ".gitlab" / "known_hosts"  # the project's pinned host keys (committed)
     known.write_text(host_key_line("[127.0.0.1]:2222"))
     env = {
         k: v
@@ -88,7 +88,6 @@ def good(project, tmp_path):
             "CI",
             "GITLAB_CI",
             "HPC_SSH_PRIVATE_KEY",
-            "HPC_KNOWN_HOSTS",
             "HPC_TOTP_SECRET",
             "HPC_OTP",
             "WANDB_API_KEY",
@@ -243,16 +242,21 @@ def test_encrypted_key_in_ci(project, good):
 
 
 def test_missing_known_hosts_entry(project, good):
+    """The project's .gitlab/known_hosts pins other hosts only: the strict check names the fix. The pinned file
+    is committed, not a CI variable, so `variables local` has nothing of it to write (and does not refuse)."""
     good["known"].write_text(host_key_line("[127.0.0.1]:2200") + host_key_line("hpc.example.org"))
-    assert_refused(
-        project,
-        good,
-        [
-            "[MISSING] known_hosts entry for the cluster [127.0.0.1]:2222",
-            "no line for this host",
-            "never ssh-keyscan inside CI",
-        ],
-    )
+    check = mlops(project, good["env"], "check-credentials", "--strict")
+    out = check.stdout + check.stderr
+    assert check.returncode == 2, out
+    expected = ["[MISSING] known_hosts entry for the cluster [127.0.0.1]:2222 (in .gitlab/known_hosts)"]
+    expected += ["no line for this host", "never ssh-keyscan inside CI", "ssh-keygen -F '[127.0.0.1]:2222'"]
+    assert all(text in out for text in expected), out
+    local = project / ".gitlab-ci-local-variables.yml"
+    try:
+        res = mlops(project, good["env"], "variables", "local")
+        assert res.returncode == 0 and "hpc_known_hosts" not in local.read_text().lower(), res.stderr
+    finally:
+        local.unlink(missing_ok=True)
 
 
 def test_bad_base32_totp_secret(project, good):
@@ -282,7 +286,7 @@ def test_host_unreachable_online(tmp_path, good):
 
     port = free_port()
     project = render(tmp_path / "p", hpc_host="127.0.0.1", hpc_port=str(port), hpc_user="mlopshpc", hpc_auth="key")
-    good["known"].write_text(host_key_line(f"[127.0.0.1]:{port}"))
+    (project / ".gitlab" / "known_hosts").write_text(host_key_line(f"[127.0.0.1]:{port}"))
     good["env"]["PYTHONPATH"] = str(project / "src")
     del good["env"]["GITLAB_TOKEN"]  # keep the GitLab half of --online (needs the internet) out of it
     assert_refused(
@@ -302,7 +306,7 @@ def sshd():
 
 
 def _online_env(server, good, project):
-    good["known"].write_text(server.known_hosts_line + "\n")
+    (project / ".gitlab" / "known_hosts").write_text(server.known_hosts_line + "\n")
     good["env"].update(
         PYTHONPATH=str(project / "src"),
         HPC_SSH_PRIVATE_KEY=str(server.client_key_path),

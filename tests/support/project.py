@@ -1,6 +1,7 @@
 """Drive a rendered project's own `mlops` against the real local cluster (e2e, gcl, benchmarks).
 
 mlops(project, cluster, *args)   the project's mlops in a subprocess with the cluster credentials
+pin_host_keys(project, path)     the project's .gitlab/known_hosts := the file at `path` (what a user commits)
 ok(proc)                         assert exit 0, with both streams in the failure
 build(project, store_env)        mlops build --no-push into the private container store
 git_commit / set_toml            the user's commit and an edit of one mlops.toml key
@@ -26,6 +27,14 @@ from .infra.baseimage import DEFAULT_IMAGE
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
+def pin_host_keys(project: Path, known_hosts) -> None:
+    """Write the lines of the known_hosts file `known_hosts` to the project's .gitlab/known_hosts (the only
+    place mlops reads host keys from), as a user does before committing it."""
+    pinned = project / ".gitlab" / "known_hosts"
+    pinned.parent.mkdir(parents=True, exist_ok=True)
+    pinned.write_bytes(Path(known_hosts).read_bytes())
+
+
 def mlops(
     project: Path,
     cluster: dict,
@@ -36,12 +45,12 @@ def mlops(
     env_extra=None,
     popen=False,
 ):
+    pin_host_keys(project, known_hosts or cluster["known_hosts"])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CI_", "HPC_", "MLOPS_RUN", "WANDB_"))}
     env.update(
         {
             "PYTHONPATH": str(project / "src"),
             "HPC_SSH_PRIVATE_KEY": str(cluster["server"].client_key_path),
-            "HPC_KNOWN_HOSTS": str(known_hosts or cluster["known_hosts"]),
             "HPC_OTP": code if code is not None else cluster["codes"].next(),
             **(env_extra or {}),
         }

@@ -69,7 +69,7 @@ KEY, CODES, TOKEN = {"HPC_SSH_PRIVATE_KEY"}, {"HPC_TOTP_SECRET", "HPC_OTP"}, {"M
     ],
 )
 def test_needed_follows_auth_and_wandb(auth, wandb, expected):
-    assert {v.name for v in civars.needed(auth, wandb)} - {civars.KNOWN_HOSTS} == expected
+    assert {v.name for v in civars.needed(auth, wandb)} == expected
 
 
 def test_scopes_per_cluster_and_shared():

@@ -14,8 +14,7 @@ import pytest
 from mlops import stages
 from mlops.cluster import prepare, sbatch, slurm, state
 from mlops.images.runtime import Image
-from mlops.ssh import codes, known_hosts
-from mlops.ssh.session import Endpoint, LoginFailed, load_known_hosts
+from mlops.ssh import Endpoint, HostKeyRefused, LoginFailed, codes, hostkeys, known_hosts, load_known_hosts
 
 DIGEST = "sha256:" + "ab" * 32
 STORE = "/work/u/proj/images"
@@ -188,14 +187,13 @@ def test_host_key_must_match_the_pinned_line(tmp_path):
     pinned, other = ((tmp_path / f"{n}.pub").read_text().split()[:2] for n in ("k1", "k2"))
     blob, other_blob = (base64.b64decode(k[1]) for k in (pinned, other))
     known = known_hosts.parse(f"[hpc.example.org]:2222 {pinned[0]} {pinned[1]}\n")
-    pins = known_hosts.lookup(known, "hpc.example.org", 2222)
-    assert known_hosts.verify(pins, "hpc.example.org", "ssh-ed25519", blob)
-    with pytest.raises(known_hosts.HostKeyRefused, match="does NOT match"):
-        known_hosts.verify(pins, "hpc.example.org", "ssh-ed25519", other_blob)
-    with pytest.raises(known_hosts.HostKeyRefused, match="not in the pinned"):
-        known_hosts.verify(known_hosts.lookup(known, "other.example.org", 22), "other.example.org", "ssh-ed25519", blob)
-    with pytest.raises(LoginFailed, match="HPC_KNOWN_HOSTS"):
-        load_known_hosts({"HPC_KNOWN_HOSTS": str(tmp_path / "missing")})
+    assert hostkeys.verify(known, "hpc.example.org", 2222, "ssh-ed25519", blob)
+    with pytest.raises(HostKeyRefused, match="does NOT match"):
+        hostkeys.verify(known, "hpc.example.org", 2222, "ssh-ed25519", other_blob)
+    with pytest.raises(HostKeyRefused, match="not in the pinned"):
+        hostkeys.verify(known, "other.example.org", 22, "ssh-ed25519", blob)
+    with pytest.raises(LoginFailed, match=r"known_hosts: missing\. The cluster's host key is pinned in the repository"):
+        load_known_hosts(known_hosts.pinned_path(tmp_path))
 
 
 def test_jump_host_spec():

@@ -12,8 +12,7 @@ import time
 import paramiko
 import pytest
 
-from mlops.ssh import ConnectionLost, Session
-from mlops.ssh.session import Endpoint, LoginFailed
+from mlops.ssh import ConnectionLost, Endpoint, LoginFailed, Session, known_hosts
 
 
 class DroppingServer(paramiko.ServerInterface):
@@ -77,8 +76,13 @@ def serve(tmp_path):
         thread.start()
         threads.append(thread)
         client = paramiko.ECDSAKey.generate()
-        env = {"HPC_KNOWN_HOSTS": f"[127.0.0.1]:{port} {key.get_name()} {key.get_base64()}\n", "HPC_OTP": "123456"}
-        return {"endpoint": Endpoint("127.0.0.1", port, "u"), "env": env, "key": client}
+        known = known_hosts.parse(f"[127.0.0.1]:{port} {key.get_name()} {key.get_base64()}\n")
+        return {
+            "endpoint": Endpoint("127.0.0.1", port, "u"),
+            "env": {"HPC_OTP": "123456"},
+            "key": client,
+            "known": known,
+        }
 
     yield start
     listener.close()
@@ -90,14 +94,14 @@ def serve(tmp_path):
 def test_drop_during_keyboard_interactive_is_not_a_refused_code(serve, drop):
     s = serve(drop)
     with pytest.raises(LoginFailed) as info:
-        Session(s["endpoint"], "totp", key=s["key"], env=s["env"]).open()
+        Session(s["endpoint"], "totp", key=s["key"], env=s["env"], known=s["known"]).open()
     message = str(info.value)
     assert "connection closed by the server during" in message and "refused" not in message.split(";")[0], message
 
 
 def test_drop_after_login_is_a_clean_error(serve):
     s = serve("after")
-    session = Session(s["endpoint"], "totp", key=s["key"], env=s["env"])
+    session = Session(s["endpoint"], "totp", key=s["key"], env=s["env"], known=s["known"])
     with pytest.raises(ConnectionLost, match="closed by the server|lost"), session:
         session.run("true", timeout=20)
         session.run("true", timeout=20)
@@ -110,5 +114,7 @@ def test_key_text_is_read_from_memory(serve, tmp_path):
     s = serve("answer")
     env = {**s["env"], "HPC_SSH_PRIVATE_KEY": buf.getvalue()}
     with pytest.raises(LoginFailed, match="connection closed by the server during"):
-        Session(s["endpoint"], "totp", env=env).open()  # the key text was accepted: the login got to the code
+        Session(
+            s["endpoint"], "totp", env=env, known=s["known"]
+        ).open()  # the key text was accepted: the login got to the code
     assert not list(tmp_path.iterdir())

@@ -1,12 +1,16 @@
-"""The SSH room's pure parts, without a server: known_hosts semantics, prompt classes, code choice,
-credential sources in messages, the Endpoint parser. (The same decisions over a real sshd, against the
-OpenSSH client as the oracle, are in tests/test_ssh_login.py.)"""
+"""The SSH room's pure parts, without a server: known_hosts parsing and matching as OpenSSH 9.2's hostfile.c,
+the host-key decision and algorithm order (hostkeys.py), host certificates (certificates.py), code timing,
+credential sources in messages, output framing, the resolver scrub, the Endpoint parser. (The same
+decisions over a real sshd, against the OpenSSH client as the oracle, are in tests/infra/test_ssh_login.py;
+the prompt table in test_ssh_prompts.py.)"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import io
+import os
 import subprocess
 
 import pytest
@@ -14,10 +18,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from mlops.errors import BadInput
-from mlops.ssh import codes, known_hosts, prompts, sources
-from mlops.ssh.session import Endpoint
+from mlops.ssh import Endpoint, HostKeyRefused, certificates, codes, frame, hostkeys, known_hosts, resolver, sources
+from support.sshcerts import sk_host_certificate
 
 NAME = "[hpc.example.org]:2222"
+HOST, PORT = "hpc.example.org", 2222
+ED, ED_CERT = "ssh-ed25519", "ssh-ed25519-cert-v01@openssh.com"
 
 
 def pub(kind="ed25519") -> tuple[str, bytes]:
@@ -26,42 +32,42 @@ def pub(kind="ed25519") -> tuple[str, bytes]:
     return line, base64.b64decode(line.split()[1])
 
 
-def pins(text, host="hpc.example.org", port=2222):
-    return known_hosts.lookup(known_hosts.parse(text), host, port)
+def verify(text, algorithm, blob, host=HOST, port=PORT, now=None):
+    return hostkeys.verify(known_hosts.parse(text), host, port, algorithm, blob, now=now)
+
+
+def offer(text, supported=hostkeys.HOST_KEY_ALGORITHMS):
+    return hostkeys.offer(known_hosts.parse(text), HOST, PORT, supported)
 
 
 def test_every_key_of_every_matching_line_counts():
-    (a, blob_a), (b, blob_b) = pub(), pub("ecdsa")
-    p = pins(f"{NAME} {a}\n# comment\n\n{NAME} {b}\n")
-    assert [e.blob for e in p.usable] == [blob_a, blob_b]
-    assert p.algorithms({"ssh-ed25519", "ecdsa-sha2-nistp256"}) == ["ssh-ed25519", "ecdsa-sha2-nistp256"]
-    assert known_hosts.verify(p, "hpc.example.org", "ecdsa-sha2-nistp256", blob_b).startswith("pinned")
+    (a, _), (b, blob_b) = pub(), pub("ecdsa")
+    assert verify(f"{NAME} {a}\n# comment\n\n{NAME} {b}\n", "ecdsa-sha2-nistp256", blob_b).startswith("pinned")
 
 
-def test_only_pinned_types_are_offered():
-    line, _ = pub("ecdsa")
-    assert pins(f"{NAME} {line}\n").algorithms({"ssh-ed25519", "ecdsa-sha2-nistp256"}) == ["ecdsa-sha2-nistp256"]
-    rsa = "AAAAB3NzaC1yc2EAAAADAQABAAAAgQC" + "A" * 40
-    p = known_hosts.parse(f"{NAME} ssh-rsa {rsa}\n")
-    if p.entries:  # a syntactically valid rsa blob maps to the rsa-sha2 signature algorithms
-        assert pins(f"{NAME} ssh-rsa {rsa}\n").algorithms({"rsa-sha2-512", "rsa-sha2-256"})[0] == "rsa-sha2-512"
+def test_algorithms_are_offered_in_openssh_order():
+    """order_hostkeyalgs: an ed25519 pin keeps OpenSSH's list (certificates first); otherwise the pinned
+    types (and with a @cert-authority line, every certificate type) come first."""
+    (ed_line, _), (ec_line, _) = pub(), pub("ecdsa")
+    assert offer(f"{NAME} {ed_line}\n") == list(hostkeys.HOST_KEY_ALGORITHMS)
+    ecdsa_first = offer(f"{NAME} {ec_line}\n")
+    assert ecdsa_first[:2] == ["ecdsa-sha2-nistp256-cert-v01@openssh.com", "ecdsa-sha2-nistp256"]
+    assert sorted(ecdsa_first) == sorted(hostkeys.HOST_KEY_ALGORITHMS)
+    with_ca = offer(f"@cert-authority * {ed_line}\n{NAME} {ec_line}\n")
+    assert with_ca[:8] == [a for a in hostkeys.HOST_KEY_ALGORITHMS if a.endswith("-cert-v01@openssh.com")]
+    assert with_ca[8] == "ecdsa-sha2-nistp256"
+    revoked_ed = offer(f"{NAME} {ed_line}\n@revoked * {ed_line}\n{NAME} {ec_line}\n")  # a revoked pin is no pin
+    assert revoked_ed[1] == "ecdsa-sha2-nistp256"
+    assert offer(f"{NAME} {ec_line}\n", {"ssh-ed25519", "ecdsa-sha2-nistp256"}) == ["ecdsa-sha2-nistp256", ED]
 
 
-def test_port_less_name_only_when_host_port_pins_no_plain_key():
-    """OpenSSH's "checking without port identifier" runs only when [host]:port pins no plain key (HOST_NEW).
-    A pinned key there of any type that is not the server's is a changed key, whatever the bare name pins;
-    OpenSSH 9.2 refuses it too when it negotiates the plain key (see STRICTER in tests/test_ssh_login.py)."""
+def test_port_less_name_only_when_host_port_pins_nothing_for_the_key():
+    """OpenSSH's "checking without port identifier" runs only when [host]:port is HOST_NEW for the key."""
     (right, blob), (other, _), (ecdsa, _) = pub(), pub(), pub("ecdsa")
-    p = pins(f"hpc.example.org {right}\n")
-    assert known_hosts.verify(p, "hpc.example.org", "ssh-ed25519", blob).endswith("(under the name hpc.example.org)")
-    for pinned in (other, ecdsa):  # a different key, of the same type or of another type (HOST_CHANGED)
-        p = pins(f"{NAME} {pinned}\nhpc.example.org {right}\n")
-        with pytest.raises(known_hosts.HostKeyRefused, match=r"of \[hpc.example.org\]:2222 does NOT match"):
-            known_hosts.verify(p, "hpc.example.org", "ssh-ed25519", blob)
-    # no @cert-authority line: no certificate algorithm is offered, so OpenSSH's certificate path (which
-    # never compares the plain key with the [host]:port pin) cannot be taken
-    supported = {"ssh-ed25519", "ssh-ed25519-cert-v01@openssh.com"}
-    assert pins(f"{NAME} {other}\nhpc.example.org {right}\n").algorithms(supported) == ["ssh-ed25519"]
+    assert verify(f"{HOST} {right}\n", ED, blob).endswith("(under the name hpc.example.org)")
+    for pinned in (other, ecdsa):  # a different key, of the same type or another type: HOST_CHANGED
+        with pytest.raises(HostKeyRefused, match=r"of \[hpc.example.org\]:2222 does NOT match"):
+            verify(f"{NAME} {pinned}\n{HOST} {right}\n", ED, blob)
 
 
 @pytest.mark.parametrize(
@@ -76,147 +82,168 @@ def test_port_less_name_only_when_host_port_pins_no_plain_key():
         ("hpc.example.org", NAME, False),  # port 2222 is written [host]:port
         ("[hpc.example.org]:22", NAME, False),
         ("hpc.example.org", "hpc.example.org", True),
+        ("HPC.EXAMPLE.ORG", "hpc.example.org", True),
         ("[hpc.example.org]", NAME, False),
+        ("h[a-z]c.example.org", "hpc.example.org", False),  # brackets are literal, not a character class
+        ("hpc.example.org\x0bother", "hpc.example.org", False),  # \v is no separator
+        ("hpc.example.org,,", "hpc.example.org", True),
     ],
 )
 def test_host_patterns(field, name, hit):
     assert known_hosts.host_matches(field, name) is hit
 
 
-def test_hashed_names():
+def test_hashed_names_compare_as_openssh_encodes_them():
     salt = b"0123456789abcdefghij"
     digest = hmac.new(salt, NAME.encode(), hashlib.sha1).digest()
     field = f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
     assert known_hosts.host_matches(field, NAME)
     assert not known_hosts.host_matches(field, "[other]:2222")
     assert not known_hosts.host_matches("|1|not base64|x", NAME)
+    assert not known_hosts.host_matches(field.rstrip("="), NAME)  # not OpenSSH's encoding: no match
+    short = f"|1|{base64.b64encode(salt[:10]).decode()}|{base64.b64encode(digest).decode()}"
+    assert not known_hosts.host_matches(short, NAME)  # host_hash() wants a 20-byte salt
 
 
-def test_malformed_lines_are_skipped_with_a_warning_and_crlf_and_tabs_are_fine():
+def test_lines_are_read_as_hostfile_c_reads_them():
     line, blob = pub()
     kind, b64 = line.split()
-    text = f"garbage\r\n@bogus {NAME} {line}\r\n{NAME} ssh-ed25519 !!!notbase64\r\n{NAME}\t {kind}  \t{b64} comment\r\n"
+    lines = {
+        "garbage": "garbage",
+        "unknown marker": f"@bogus {NAME} {line}",
+        "upper-case marker": f"@Revoked {NAME} {line}",
+        "two markers": f"@cert-authority @revoked * {line}",
+        "not base64": f"{NAME} ssh-ed25519 !!!notbase64",
+        "no key": f"{NAME} ssh-ed25519",
+        "unknown type": f"{NAME} ssh-foo {b64}",
+        "wrong type for the blob": f"{NAME} ecdsa-sha2-nistp256 {b64}",
+        "marker ended by TAB, later space": f"@revoked\t{NAME} {line}",
+        "vertical tab separator": f"{NAME}\x0b{line}",
+    }
+    text = "\r\n".join(lines.values()) + f"\r\n{NAME}\t {kind}  \t{b64} comment\r\n"
     parsed = known_hosts.parse(text, "kh")
-    assert [e.blob for e in parsed.entries] == [blob]
-    assert len(parsed.warnings) == 3 and all(w.startswith("kh line ") for w in parsed.warnings)
-    assert b64[:20] not in " ".join(parsed.warnings)
+    assert [e.blob for e in parsed.entries] == [blob]  # CRLF: the CR stays in the line, base64 skips it
+    assert len(parsed.warnings) == len(lines)  # \v is part of the host field: the key type is then missing
+    assert all(w.startswith("kh line ") for w in parsed.warnings) and b64[:20] not in " ".join(parsed.warnings)
+    tabs_only = known_hosts.parse(f"@revoked\t{NAME}\t{kind}\t{b64}\n")  # the marker ends at the first TAB
+    assert [(e.marker, e.hosts) for e in tabs_only.entries] == [("@revoked", NAME)]
+    space_then_tab = known_hosts.parse(f"@revoked \t{NAME} {kind} {b64}\n")
+    assert [e.marker for e in space_then_tab.entries] == ["@revoked"]
+    cr_only = known_hosts.parse(f"{NAME} {line}\r{NAME} {line}\r")  # one line for OpenSSH (no \n) ...
+    assert cr_only.entries == [] and len(cr_only.warnings) == 1  # ... whose key runs into the next "line"
 
 
 def test_revoked_applies_wherever_it_appears():
     (a, blob_a), (b, blob_b) = pub(), pub()
-    p = pins(f"{NAME} {a}\n{NAME} {b}\n@revoked * {a}\n")
-    assert [e.blob for e in p.usable] == [blob_b]
-    with pytest.raises(known_hosts.HostKeyRefused, match="@revoked"):
-        known_hosts.verify(p, "hpc.example.org", "ssh-ed25519", blob_a)
-    assert known_hosts.verify(p, "hpc.example.org", "ssh-ed25519", blob_b)
+    text = f"{NAME} {a}\n{NAME} {b}\n@revoked * {a}\n"
+    with pytest.raises(HostKeyRefused, match="is marked @revoked in known_hosts line 3"):
+        verify(text, ED, blob_a)
+    assert verify(text, ED, blob_b)
 
 
-def test_refusals_name_the_case():
+def test_refusals_name_the_case_and_the_fix():
     (a, _), (_, other) = pub(), pub()
-    with pytest.raises(known_hosts.HostKeyRefused, match="does NOT match the pinned one"):
-        known_hosts.verify(pins(f"{NAME} {a}\n"), "hpc.example.org", "ssh-ed25519", other)
-    with pytest.raises(known_hosts.HostKeyRefused, match="is not in the pinned known_hosts"):
-        known_hosts.verify(pins(f"other {a}\n"), "hpc.example.org", "ssh-ed25519", other)
+    with pytest.raises(HostKeyRefused, match="does NOT match the one pinned in known_hosts line 1"):
+        verify(f"{NAME} {a}\n", ED, other)
+    with pytest.raises(HostKeyRefused, match="is not in the pinned known_hosts") as info:
+        verify(f"other {a}\n", ED, other)
+    assert "ssh-keygen -F '[hpc.example.org]:2222' >> known_hosts" in str(info.value)
 
 
-def test_certificates_are_parsed_and_checked(tmp_path):
-    for name in ("ca", "host"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)], check=True)
-    subprocess.run(
-        [
-            "ssh-keygen",
-            "-q",
-            "-s",
-            str(tmp_path / "ca"),
-            "-I",
-            "h",
-            "-h",
-            "-n",
-            "hpc.example.org",
-            "-V",
-            "-5m:+1h",
-            str(tmp_path / "host.pub"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+def keygen(*args, cwd):
+    subprocess.run(["ssh-keygen", "-q", *args], check=True, capture_output=True, cwd=cwd)
+
+
+def certificate(tmp_path, ca_kind="ed25519", sig="", principals="hpc.example.org", validity="-5m:+1h"):
+    """An ed25519 host key with a certificate from a CA of `ca_kind`, signed with `sig` (ssh-keygen -t)."""
+    ca = tmp_path / f"ca-{ca_kind}"
+    if not ca.exists():
+        keygen("-t", ca_kind, "-N", "", "-f", str(ca), cwd=tmp_path)
+    host = tmp_path / "host"
+    for p in (host, tmp_path / "host.pub", tmp_path / "host-cert.pub"):
+        p.unlink(missing_ok=True)
+    keygen("-t", "ed25519", "-N", "", "-f", str(host), cwd=tmp_path)
+    keygen("-s", str(ca), *(["-t", sig] if sig else []), "-I", "h", "-h", "-n", principals, "-V", validity,
+           str(tmp_path / "host.pub"), cwd=tmp_path)  # fmt: skip
     cert = base64.b64decode((tmp_path / "host-cert.pub").read_text().split()[1])
-    ca = " ".join((tmp_path / "ca.pub").read_text().split()[:2])
-    fields = known_hosts.parse_certificate(cert)
-    assert fields["type"] == 2 and fields["principals"] == ["hpc.example.org"]
-    p = pins(f"@cert-authority *.example.org,{NAME} {ca}\n")
-    alg = "ssh-ed25519-cert-v01@openssh.com"
-    assert alg in p.algorithms({alg, "ssh-ed25519"})
-    assert known_hosts.verify(p, "hpc.example.org", alg, cert).startswith("certificate signed by CA")
-    with pytest.raises(known_hosts.HostKeyRefused, match="not valid for the name"):
-        known_hosts.verify(p, "login2.example.org", alg, cert)
-    with pytest.raises(known_hosts.HostKeyRefused, match="expired or not yet valid"):
-        known_hosts.verify(p, "hpc.example.org", alg, cert, now=fields["valid_before"] + 1)
-    with pytest.raises(known_hosts.HostKeyRefused, match="no @cert-authority"):
-        known_hosts.verify(pins(f"@cert-authority other {ca}\n{NAME} {pub()[0]}\n"), "hpc.example.org", alg, cert)
-    with pytest.raises(known_hosts.HostKeyRefused, match="@revoked"):
-        known_hosts.verify(
-            pins(f"@cert-authority * {ca}\n@revoked * {ca}\n{NAME} {pub()[0]}\n"), "hpc.example.org", alg, cert
-        )
+    plain = " ".join((tmp_path / "host.pub").read_text().split()[:2])
+    return cert, " ".join(ca.with_suffix(".pub").read_text().split()[:2]), plain
+
+
+def test_certificates_are_parsed_and_checked_as_openssh_does(tmp_path):
+    cert, ca, plain = certificate(tmp_path)
+    fields = certificates.parse(cert)
+    assert fields.cert_type == 2 and fields.principals == ("hpc.example.org",) and fields.signature_type == ED
+    text = f"@cert-authority *.example.org,{NAME} {ca}\n"
+    assert verify(text, ED_CERT, cert).startswith("certificate signed by CA")
+    assert verify(text, ED_CERT, cert, host="HPC.example.org")  # ssh lower-cases the name, then compares exactly
+    with pytest.raises(HostKeyRefused, match="name is not a listed principal"):
+        verify(text.replace("*.example.org", "*"), ED_CERT, cert, host="login2.example.org")
+    with pytest.raises(HostKeyRefused, match="expired"):
+        verify(text, ED_CERT, cert, now=fields.valid_before + 1)
+    with pytest.raises(HostKeyRefused, match="not in the pinned known_hosts .*its CA is not trusted"):
+        verify(f"@cert-authority other {ca}\n", ED_CERT, cert)
+    assert verify(f"@cert-authority other {ca}\n{NAME} {plain}\n", ED_CERT, cert).startswith("pinned")  # plain key
+    with pytest.raises(HostKeyRefused, match="which is marked @revoked in known_hosts line 2: a revoked CA"):
+        verify(f"@cert-authority * {ca}\n@revoked * {ca}\n{NAME} {plain}\n", ED_CERT, cert)  # no plain-key retry
     forged = bytearray(cert)
-    forged[-5] ^= 1  # inside the CA signature
-    with pytest.raises(known_hosts.HostKeyRefused, match="does not verify"):
-        known_hosts.verify(p, "hpc.example.org", alg, bytes(forged))
+    forged[-5] ^= 1  # inside the CA signature: OpenSSH fails the key exchange, whatever else is pinned
+    with pytest.raises(HostKeyRefused, match="does not verify"):
+        verify(f"{text}{NAME} {plain}\n", ED_CERT, bytes(forged))
 
 
 @pytest.mark.parametrize(
-    "prompt, kind",
-    [
-        ("Verification code: ", prompts.CODE),
-        ("Your OTP: ", prompts.CODE),
-        ("Token:", prompts.CODE),
-        ("One-time password (OATH) for `jdoe': ", prompts.CODE),
-        ("OTP", prompts.CODE),
-        ("TOTP: ", prompts.CODE),
-        ("2FA code:", prompts.CODE),
-        ("Enter PASSCODE:", prompts.CODE),
-        ("Password: ", prompts.PASSWORD),
-        ("Service password: ", prompts.PASSWORD),
-        ("jdoe@hpc's password:", prompts.PASSWORD),
-        ("Do you accept the terms? (yes/no)", prompts.OTHER),
-        ("", prompts.OTHER),
-    ],
+    "ca_kind, sig, allowed",
+    [("rsa", "rsa-sha2-512", True), ("rsa", "rsa-sha2-256", True), ("rsa", "ssh-rsa", False), ("ecdsa", "", True)],
 )
-def test_prompt_classes(prompt, kind):
-    assert prompts.classify(prompt) == kind
+def test_ca_signature_algorithms_are_openssh_defaults(tmp_path, ca_kind, sig, allowed):
+    cert, ca, plain = certificate(tmp_path, ca_kind, sig)
+    parsed = certificates.parse(cert)
+    assert parsed.signature_type == (sig or "ecdsa-sha2-nistp256") and certificates.signature_verifies(parsed)
+    if allowed:
+        assert verify(f"@cert-authority * {ca}\n", ED_CERT, cert).startswith("certificate signed by CA")
+    else:
+        with pytest.raises(HostKeyRefused, match=r"signed with disallowed algorithm \(ssh-rsa\)"):
+            verify(f"@cert-authority * {ca}\n", ED_CERT, cert)
+        assert verify(f"@cert-authority * {ca}\n{NAME} {plain}\n", ED_CERT, cert).startswith("pinned")
 
 
-class FixedCodes(codes.Codes):
-    kind, retryable = "secret", True
-
-    def code(self):
-        return "123456"
-
-
-def test_answers_go_only_to_their_prompts():
-    ok = prompts.Answerer(lambda: FixedCodes("test"), "pw", "totp+password", "hpc")
-    assert ok("", "", [("Your OTP: ", False), ("Password: ", False)]) == ["123456", "pw"]
-    assert ok("", "", [("Password: ", False)]) == ["pw"] and ok("", "", []) == []
-    assert ok.answered == [prompts.CODE, prompts.PASSWORD, prompts.PASSWORD]
-    plain = prompts.Answerer(lambda: FixedCodes("test"), None, "totp", "hpc")
-    with pytest.raises(prompts.PromptRefused, match="asked for a password") as info:
-        plain("", "", [("Your OTP: ", False), ("Password:\x1b[31m ", False)])  # checked before typing anything
-    assert plain.answered == [] and "\x1b" not in str(info.value) and "totp+password" in str(info.value)
-    with pytest.raises(prompts.PromptRefused, match="neither a one-time code nor a password"):
-        plain("", "", [("Enter your mother's maiden name " + "x" * 500, False)])
-    assert len(str(plain.stopped)) < 500
+def test_principals_are_compared_exactly(tmp_path):
+    cert, ca, _ = certificate(tmp_path, principals="HPC.example.org,*.example.org")
+    for host in ("hpc.example.org", "HPC.example.org", "login.example.org"):
+        with pytest.raises(HostKeyRefused, match="name is not a listed principal"):
+            verify(f"@cert-authority * {ca}\n", ED_CERT, cert, host=host)
 
 
-def test_code_choice_never_sends_a_refused_step_again():
+def test_sk_ca_signature_verifies_per_protocol_u2f(tmp_path):
+    """A certificate signed by a FIDO (sk-ssh-ed25519) CA, made by support.sshcerts per PROTOCOL.u2f; ssh-keygen -L
+    (which verifies the CA signature when it loads a certificate) is the oracle that it is well-formed."""
+    _, host_blob = pub()
+    cert, ca_line = sk_host_certificate(host_blob, ("hpc.example.org",))
+    (tmp_path / "sk-cert.pub").write_text(f"{ED_CERT} {base64.b64encode(cert).decode()}\n")
+    out = subprocess.run(["ssh-keygen", "-L", "-f", str(tmp_path / "sk-cert.pub")], capture_output=True, text=True)
+    assert out.returncode == 0 and "Signing CA: ED25519-SK" in out.stdout, out.stderr
+    parsed = certificates.parse(cert)
+    assert parsed.signature_type == "sk-ssh-ed25519@openssh.com" and certificates.signature_verifies(parsed)
+    assert verify(f"@cert-authority * {ca_line}\n", ED_CERT, cert).startswith("certificate signed by CA")
+    broken = bytearray(cert)
+    broken[-1] ^= 1  # the counter is signed too
+    assert not certificates.signature_verifies(certificates.parse(bytes(broken)))
+
+
+def test_code_timing_makes_the_retry_able_to_succeed():
     assert codes.choose_step(100.0) == 3
-    assert codes.choose_step(119.9, refused_step=3) == 4  # retry in the same step: the next step's code
-    assert codes.choose_step(121.0, refused_step=3) == 4
-    assert codes.choose_step(185.0, refused_step=3) == 6
-    now = [29.9]
+    assert codes.choose_step(119.9, last_step=3) == 4  # never a step this process already sent
+    assert codes.choose_step(185.0, last_step=3) == 6
+    now = [89.0]  # first code in step 2, typed at 89.0
     src = codes.SecretCodes(b"12345678901234567890", "test", clock=lambda: now[0])
     first = src.code()
-    src.refused()
-    assert src.code() != first and src.sent_step == 1
+    now[0] = 92.0
+    assert src.retry_delay() == pytest.approx(27.0)  # the retry waits until 30 s after the refused code
+    now[0] += src.retry_delay()
+    assert src.code() != first and src.sent_step == 3  # 119.0: the next step's code, 30 s later
+    typed = codes.TypedCode("123456", "HPC_OTP")
+    assert not typed.retryable and typed.retry_delay() == 0
 
 
 def test_totp_matches_rfc6238():
@@ -257,6 +284,35 @@ def test_sources_never_show_a_value(tmp_path):
     )
     assert sources.describe("HPC_PASSWORD", {}) == "HPC_PASSWORD (not set)"
     assert sources.sanitize("a\x00b\x1b[2Jc" + "d" * 500, 20) == "a b [2Jcddddddddd..."
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 16])
+def test_frame_drops_shell_output_before_the_marker_at_any_chunk_size(chunk):
+    f = frame.Frame()
+    payload = os.urandom(5000) + f.marker.encode() + b"\n" + b"\x00\xff" * 100  # binary, even marker-like
+    raw = b"Disk quota: 95%\nModule intel loaded\n" + f.marker.encode() + b"\n" + payload
+    out = io.BytesIO()
+    unframe = f.stdout(out.write)
+    for i in range(0, len(raw), chunk):
+        unframe.write(raw[i : i + chunk])
+    unframe.close()
+    assert out.getvalue() == payload and unframe.found and unframe.noise == 36
+    assert f.stderr(b"module: warning\n" + f.marker.encode() + b"\nreal error\n") == b"real error\n"
+    assert f"printf '%s\\n' {f.marker};" in f.wrap("squeue -u x") and f.wrap("squeue -u x").endswith("; squeue -u x")
+
+
+def test_frame_without_marker_is_all_noise():
+    f = frame.Frame()
+    unframe = f.stdout(io.BytesIO().write)
+    unframe.write(b"This account is locked\n")
+    unframe.close()
+    assert not unframe.found and unframe.noise == 23 and unframe.noise_head == b"This account is locked\n"
+    assert frame.Frame().marker != f.marker
+
+
+def test_resolver_variables_are_removed():
+    env = {"LOCALDOMAIN": "attacker.test", "RES_OPTIONS": "ndots:9", "HOSTALIASES": "/tmp/x", "PATH": "/bin"}
+    assert resolver.scrub(env) == ["LOCALDOMAIN", "RES_OPTIONS", "HOSTALIASES"] and env == {"PATH": "/bin"}
 
 
 def test_endpoint_parser_refuses_without_a_traceback():

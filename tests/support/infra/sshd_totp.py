@@ -6,13 +6,24 @@ i.e. like real clusters: a code works once per 30 s window, so a client must
 authenticate ONCE and multiplex.  ``auth='key'``: publickey only.
 ``auth='totp+password'``: PAM asks the code ("Your OTP:", as bwHPC) then the
 account's password (pam_unix, a random password set with chpasswd: ``.password``);
-``auth='password+totp'``: the password first, then "Verification code:".
+``auth='password+totp'``: the password first, then "Verification code:";
+``auth='password&totp'``: ONE prompt for both, the password immediately followed by the
+code (pam_google_authenticator ``forward_pass`` + ``pam_unix use_first_pass``).
+``prompts``: the sites' wording, one text per question in the stack's order (None keeps the
+module's own): code prompts through pam_google_authenticator's ``authtok_prompt``, password
+prompts through ``pam_prompt.so`` (built here from pam_prompt.c) + ``pam_unix use_first_pass``.
 ``disallow_reuse=False`` drops DISALLOW_REUSE (and the rate limit) for load tests.
+
+``rc_noise=True``: the user's ~/.bashrc prints to stdout and stderr (a quota notice, a module
+message) as login nodes do; bash sources it for every ``ssh host cmd`` (Debian's bash reads
+~/.bashrc when started by sshd). Restored at stop.
 
 Host keys: ``host_key_types`` (default ``("ed25519",)``; e.g. ``("ed25519",
 "ecdsa", "rsa")``) and, with ``host_cert=True``, an ed25519 host certificate
 signed by a test CA (``ssh-keygen -s``; ``ca_public_line``, principals
-``cert_principals``), as sshd ``HostCertificate``.
+``cert_principals``), as sshd ``HostCertificate``; ``set_host_certificate(...)`` replaces it
+(CA of any type ssh-keygen makes, signature algorithm, principals, or a certificate made
+elsewhere) and restarts the listener.
 
 Isolation: the binary is started through a symlink ``sshd-mlops-<port>`` because
 sshd names its PAM service after argv[0]; so ``/etc/pam.d/sshd-mlops-<port>`` is
@@ -27,6 +38,7 @@ Environment for exec sessions (``ssh host cmd``, paramiko ``exec_command``):
 session type without relying on shell start-up files.
 """
 
+import base64
 import os
 import re
 import shutil
@@ -62,7 +74,7 @@ class TotpSshServer(Service):
     totp_secret (never log it), known_hosts_line, log_path, workdir.
     """
 
-    AUTHS = ("totp", "key", "totp+password", "password+totp")
+    AUTHS = ("totp", "key", "totp+password", "password+totp", "password&totp")
 
     def __init__(
         self,
@@ -76,12 +88,15 @@ class TotpSshServer(Service):
         host_cert: bool = False,
         cert_principals=("127.0.0.1",),
         disallow_reuse: bool = True,
+        prompts=None,
+        rc_noise: bool = False,
     ):
         if auth not in self.AUTHS:
             raise ValueError(f"auth must be one of {self.AUTHS}")
         self.host_key_types, self.host_cert = tuple(host_key_types), host_cert
         self.cert_principals, self.disallow_reuse = tuple(cert_principals), disallow_reuse
         self.password = None
+        self.prompts, self.rc_noise, self._bashrc = prompts, rc_noise, None
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else shared_tmpdir("mlops-sshd-")
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -110,23 +125,7 @@ class TotpSshServer(Service):
         for kind in self.host_key_types:
             self._keygen(self.host_key_file(kind), "mlops-test-host", kind)
         if self.host_cert:
-            self._keygen(self.workdir / "test_ca", "mlops-test-ca")
-            run(
-                [
-                    "ssh-keygen",
-                    "-q",
-                    "-s",
-                    str(self.workdir / "test_ca"),
-                    "-I",
-                    "mlops-test-host",
-                    "-h",
-                    "-n",
-                    ",".join(self.cert_principals),
-                    "-V",
-                    "-5m:+1d",
-                    f"{self.host_key_file('ed25519')}.pub",
-                ]
-            )
+            self._sign_host_key("ed25519", None, self.cert_principals)
         self._keygen(self.client_key_path, "mlops-test-client")
         # StrictModes rejects any path through /tmp (mode 1777), so the key
         # file lives in the user's ~/.ssh, but one file per instance/port.
@@ -137,18 +136,10 @@ class TotpSshServer(Service):
         self.authorized_keys_path.write_text(Path(f"{self.client_key_path}.pub").read_text())
         self.authorized_keys_path.chmod(0o644)  # root-owned, not writable by others: OK for sshd
         pam = ["account required pam_unix.so", "session required pam_unix.so"]
-        ga = f"auth required pam_google_authenticator.so secret={self.workdir}/ga/${{USER}}"
-        if self.auth == "totp":
-            self._write_totp_file()
-            pam[:0] = [ga]
-        elif self.auth in ("totp+password", "password+totp"):
-            self._write_totp_file()
-            self._set_password()
-            unix = "auth required pam_unix.so"
-            pam[:0] = [ga + " [authtok_prompt=Your OTP: ]", unix] if self.auth == "totp+password" else [unix, ga]
-        else:
-            pam.insert(0, "auth required pam_deny.so")  # keyboard-interactive never passes
+        pam[:0] = self._auth_stack()
         self.pam_path.write_text("# written by tests/infra/sshd_totp.py\n" + "\n".join(pam) + "\n")
+        if self.rc_noise:
+            self._write_noisy_bashrc()
         link = self.workdir / self.name
         if not link.is_symlink():
             link.symlink_to(SSHD)
@@ -156,6 +147,52 @@ class TotpSshServer(Service):
         run([str(link), "-t", "-f", str(self.config_path)], timeout=30)
         self._spawn()
         return self
+
+    def _auth_stack(self) -> list:
+        """The PAM auth lines for ``auth`` with ``prompts`` (see the module docstring)."""
+        if self.auth == "key":
+            return ["auth required pam_deny.so"]  # keyboard-interactive never passes
+        self._write_totp_file()
+        ga = f"auth required pam_google_authenticator.so secret={self.workdir}/ga/${{USER}}"
+        order = {"totp": "c", "totp+password": "cp", "password+totp": "pc", "password&totp": "b"}[self.auth]
+        default = {"totp+password": ("Your OTP: ", None)}.get(self.auth, (None,) * len(order))
+        texts = list(self.prompts or default)
+        if len(texts) != len(order):
+            raise ValueError(f"auth {self.auth!r} asks {len(order)} question(s); prompts={self.prompts!r}")
+        if "p" in order or "b" in order:
+            self._set_password()
+        lines = []
+        for question, text in zip(order, texts):
+            if question == "c":
+                lines.append(ga + (f" [authtok_prompt={text}]" if text else ""))
+            elif question == "b":
+                lines += [ga + " forward_pass" + (f" [authtok_prompt={text}]" if text else ""),
+                          "auth required pam_unix.so use_first_pass"]  # fmt: skip
+            elif text:
+                lines += [f"auth required {self._pam_prompt_module()} [prompt={text}]",
+                          "auth required pam_unix.so use_first_pass"]  # fmt: skip
+            else:
+                lines.append("auth required pam_unix.so")
+        return lines
+
+    def _pam_prompt_module(self) -> Path:
+        """pam_prompt.so built from pam_prompt.c (gcc, libpam0g-dev: .ci/run installs them)."""
+        out = self.workdir / "pam_prompt.so"
+        if not out.exists():
+            source = Path(__file__).with_name("pam_prompt.c")
+            run(["gcc", "-shared", "-fPIC", "-Wall", "-o", str(out), str(source), "-lpam"], timeout=120)
+            out.chmod(0o755)
+        return out
+
+    NOISE_OUT = "Disk quota: 93% of 100 GB used on /home (mlops test login node)"
+    NOISE_ERR = "module: loading intel/2024.1 (default); see: module avail"
+
+    def _write_noisy_bashrc(self):
+        """~/.bashrc that prints on stdout and stderr for every shell, interactive or not (issue 18.3)."""
+        rc = Path(self.home) / ".bashrc"
+        self._bashrc = rc.read_bytes() if rc.exists() else b""
+        rc.write_text(f"echo '{self.NOISE_OUT}'\necho '{self.NOISE_ERR}' >&2\n")
+        os.chown(rc, self.uid, self.gid)
 
     def host_key_file(self, kind: str) -> Path:
         return self.workdir / f"ssh_host_{kind}_key"
@@ -185,7 +222,40 @@ class TotpSshServer(Service):
     @property
     def ca_public_line(self) -> str:
         """``TYPE BASE64`` of the test CA (for an ``@cert-authority NAME`` line)."""
-        return " ".join(Path(self.workdir / "test_ca.pub").read_text().split()[:2])
+        return self.ca_line("ed25519")
+
+    def ca_file(self, kind: str) -> Path:
+        return self.workdir / ("test_ca" if kind == "ed25519" else f"test_ca_{kind}")
+
+    def ca_line(self, kind: str) -> str:
+        """``TYPE BASE64`` of the test CA of ``kind`` (ed25519, rsa, ecdsa, ...)."""
+        return " ".join(Path(f"{self.ca_file(kind)}.pub").read_text().split()[:2])
+
+    def _sign_host_key(self, ca_kind: str, algorithm, principals):
+        ca = self.ca_file(ca_kind)
+        if not ca.exists():
+            self._keygen(ca, "mlops-test-ca", ca_kind)
+        sig = ["-t", algorithm] if algorithm else []
+        host = f"{self.host_key_file('ed25519')}.pub"
+        run(["ssh-keygen", "-q", "-s", str(ca), *sig, "-I", "mlops-test-host", "-h", "-n", ",".join(principals),
+             "-V", "-5m:+1d", host])  # fmt: skip
+
+    def set_host_certificate(self, ca_kind: str = "ed25519", algorithm=None, principals=("127.0.0.1",), cert=None):
+        """Replace the ed25519 host key's certificate and restart: signed by the test CA of ``ca_kind`` with
+        ``algorithm`` (ssh-keygen -t, e.g. rsa-sha2-512 or ssh-rsa), or ``cert`` (a certificate blob made
+        elsewhere). Established connections keep the old listener."""
+        if cert is None:
+            self._sign_host_key(ca_kind, algorithm, principals)
+        else:
+            kind = cert[4 : 4 + int.from_bytes(cert[:4], "big")].decode()
+            path = Path(f"{self.host_key_file('ed25519')}-cert.pub")
+            path.write_text(f"{kind} {base64.b64encode(cert).decode()} mlops-test\n")
+        self.host_cert = True
+        self._write_config()
+        self._restart()
+
+    def host_public_blob(self, kind: str = "ed25519") -> bytes:
+        return base64.b64decode(Path(f"{self.host_key_file(kind)}.pub").read_text().split()[1])
 
     def _write_totp_file(self):
         # Fresh random secret per instance.  The file sits in a dir owned by
@@ -432,6 +502,9 @@ class TotpSshServer(Service):
                 pass
         self._orphans = []
         self.pam_path.unlink(missing_ok=True)
+        if self._bashrc is not None:
+            (Path(self.home) / ".bashrc").write_bytes(self._bashrc)
+            self._bashrc = None
         if self.password:  # lock the account's password again (no secret in argv: "!" is the lock)
             subprocess.run(["usermod", "-p", "!", self.user], capture_output=True, timeout=30)
             self.password = None

@@ -20,7 +20,6 @@ from . import options
 
 # The names, as constants (import these; never spell a name again elsewhere).
 KEY = "HPC_SSH_PRIVATE_KEY"
-KNOWN_HOSTS = "HPC_KNOWN_HOSTS"  # 0.2 only; goes away with the pinned .gitlab/known_hosts (contract D)
 TOTP = "HPC_TOTP_SECRET"
 OTP = "HPC_OTP"
 PASSWORD = "HPC_PASSWORD"  # a name, not a value  # pragma: allowlist secret
@@ -74,7 +73,6 @@ class Variable:
 
 VARIABLES: tuple[Variable, ...] = (
     Variable(KEY, "Private SSH key of the cluster account (unencrypted; rotate by replacing it).", "file"),
-    Variable(KNOWN_HOSTS, "known_hosts lines pinning the login node (and jump host) host keys.", "file", secret=False),
     Variable(
         TOTP,
         "Base32 TOTP secret of the cluster account, for the one-time code.",

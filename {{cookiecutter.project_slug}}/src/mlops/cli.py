@@ -13,6 +13,7 @@ import sys
 
 from . import commands, errors, settings
 from .errors import UsageError
+from .ssh import resolver
 
 __all__ = ["UsageError", "build_parser", "main"]
 
@@ -40,6 +41,7 @@ def _settings(args: argparse.Namespace) -> settings.Settings | None:
 
 def main(argv: list[str] | None = None) -> int:
     """The `mlops` command: parse, check mlops.toml, run the verb; an MlopsError becomes its exit code."""
+    resolver.scrub()  # before any name is resolved: no variable steers where the login goes (mlops.ssh.resolver)
     args = build_parser().parse_args(argv)
     try:
         args.handler(args, _settings(args))

@@ -15,42 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from ..errors import BadInput
-from ..ssh import Endpoint, known_hosts
+from ..ssh import Endpoint, hostkeys, known_hosts
 from .result import FAIL, MISSING, PASS, Result
 
 if TYPE_CHECKING:
     from ..settings import Cluster, Settings
 
 USER_FILE = Path("~/.ssh/known_hosts")
-# transitional until mlops.ssh pins .gitlab/known_hosts itself (contract D): then its PINNED, load, matching
-PINNED = Path(".gitlab") / "known_hosts"
-CA, REVOKED = "@cert-authority", "@revoked"
-
-
-def _load(path: Path) -> known_hosts.KnownHosts:
-    return known_hosts.parse(Path(path).read_bytes().decode("utf-8", "replace"), str(path))
-
-
-def _matching(known: known_hosts.KnownHosts, name: str) -> list[known_hosts.Entry]:
-    return [e for e in known.entries if known_hosts.host_matches(e.hosts, name)]
-
-
-def _pinned(known: known_hosts.KnownHosts, host: str, port: int) -> tuple[str, list[str]]:
-    out, hit = [], False
-    for name in dict.fromkeys([known_hosts.host_name(host, port), known_hosts.host_name(host, 22)]):
-        entries = _matching(known, name)
-        hit = hit or bool(entries)
-        revoked = {e.blob for e in entries if e.marker == REVOKED}
-        for e in entries:
-            if e.marker != REVOKED and e.blob not in revoked:
-                what = f"host certificates signed by CA {e.keytype}" if e.marker == CA else e.keytype
-                out.append(
-                    f"{what} {e.fingerprint}"
-                    + ("" if name == known_hosts.host_name(host, port) else f" (under {name})")
-                )
-        if out:
-            return "pinned", out
-    return ("revoked" if hit else "missing"), []
+PINNED = known_hosts.PINNED  # the project's file, relative to its root (mlops.ssh.known_hosts)
+CA = "@cert-authority"
 
 
 def endpoints(cluster: Cluster) -> list[tuple[str, str, int]]:
@@ -64,9 +37,8 @@ def endpoints(cluster: Cluster) -> list[tuple[str, str, int]]:
 
 def check(s: Settings) -> list[Result]:
     """One line per host of the selected cluster: what `<root>/.gitlab/known_hosts` pins for it."""
-    path = Path(s.root) / PINNED
     try:
-        known: known_hosts.KnownHosts | None = _load(path)
+        known: known_hosts.KnownHosts | None = known_hosts.load(known_hosts.pinned_path(s.root))
     except OSError:
         known = None
     results = []
@@ -75,13 +47,14 @@ def check(s: Settings) -> list[Result]:
         item = f"known_hosts entry for the {role} {name} of cluster {s.cluster.name} (in {PINNED})"
         fix = (
             f"`mlops known-hosts show --cluster {s.cluster.name}` shows the line your ~/.ssh/known_hosts has for "
-            f"it; compare its fingerprint with the one the cluster publishes, then `mlops known-hosts add --cluster "
-            f"{s.cluster.name}` and commit {PINNED}; never ssh-keyscan inside CI"
+            f"it (or `ssh-keygen -F '{name}'`); compare its fingerprint with the one the cluster publishes, "
+            f"then `mlops known-hosts add --cluster {s.cluster.name}` and commit {PINNED}; never ssh-keyscan "
+            "inside CI"
         )
         if known is None:
             results.append(Result(item, MISSING, "the file does not exist", fix))
             continue
-        status, parts = _pinned(known, host, port)
+        status, parts = hostkeys.pinned(known, host, port)  # as the login reads it
         skipped = f"; skipped: {'; '.join(known.warnings)}" if known.warnings else ""
         if status == "revoked":
             detail = f"every key and CA pinned for this host is marked @revoked{skipped}"
@@ -115,7 +88,7 @@ def discover(s: Settings, source: Path = USER_FILE) -> list[Found]:
     would use for it (`[host]:port`, else the port-less name). BadInput when the file cannot be read."""
     path = Path(os.path.expanduser(str(source)))
     try:
-        known = _load(path)
+        known = known_hosts.load(path)
     except OSError as exc:
         raise BadInput(
             f"{source}: cannot be read ({type(exc).__name__}). Fix: connect once by hand (ssh -p PORT USER@HOST), "
@@ -125,7 +98,7 @@ def discover(s: Settings, source: Path = USER_FILE) -> list[Found]:
     for role, host, port in endpoints(s.cluster):
         found = Found(role, known_hosts.host_name(host, port))
         for name in dict.fromkeys([known_hosts.host_name(host, port), known_hosts.host_name(host, 22)]):
-            entries = _matching(known, name)
+            entries = known_hosts.matching(known, name)
             for e in entries:
                 marker = f"{e.marker} " if e.marker else ""
                 found.lines.append(_line(e, name))
@@ -157,7 +130,7 @@ def add(s: Settings, source: Path = USER_FILE, out: TextIO | None = None) -> tup
             "connect once by hand (ssh -p PORT USER@HOST), compare the fingerprint ssh shows with the one the "
             "cluster publishes, accept it, then run this again"
         )
-    path = Path(s.root) / PINNED
+    path = known_hosts.pinned_path(s.root)
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     have = {line.strip() for line in text.splitlines()}
     new = [line for f in found for line in f.lines if line not in have]

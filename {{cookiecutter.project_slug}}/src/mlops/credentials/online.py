@@ -25,6 +25,7 @@ def check_login(s: Settings, env: Mapping[str, str] = os.environ) -> Result:
         session = Session(
             Endpoint(c.host, int(c.port), c.user),
             c.auth,
+            known=known_hosts.pinned_path(s.root),  # the project's pinned host keys, as every cluster command
             jump=Endpoint.parse(c.jump_host, c.user) if c.jump_host else None,
             ssh_key_setting=c.ssh_key or None,
             env=env,

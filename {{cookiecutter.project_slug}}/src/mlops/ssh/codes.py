@@ -1,14 +1,19 @@
-"""One-time codes: RFC 6238 TOTP, and which code a login sends.
+"""One-time codes: RFC 6238 TOTP, and which code a login sends when.
 
 pam_google_authenticator (the usual PAM module) with its default WINDOW_SIZE 3 accepts the codes of
-steps t-1, t, t+1 (30 s steps) and, with DISALLOW_REUSE, refuses a step that ANY earlier login of the
-account used. So:
-  * A code from HPC_TOTP_SECRET is computed at the moment the server's code prompt arrives, for the
-    current step s. The server accepts it while its clock is in steps s-1..s+1: at least 30 s after it
-    is sent (it cannot expire during the login) and with at least 30 s of clock skew either way.
-  * If the server refuses it, the ONE retry (a new connection) uses a later step: s+1 while the clock
-    is still in s (the server accepts s+1 as t+1), else the current step. Two logins of one account in
-    one step therefore both succeed: the second's first code is refused as reused, its retry is not.
+steps t-1, t, t+1 (30 s steps, t = the server's step) and, with DISALLOW_REUSE, refuses a step that ANY
+earlier login of the account used. So:
+  * A code from HPC_TOTP_SECRET is the code of the CURRENT step s of this machine's clock, computed when
+    the server's code prompt arrives: it is accepted while the server's clock is within about one step
+    of ours, and it cannot expire during the login.
+  * The server says only "refused". Of the three reasons, a wrong secret and a clock off by more than
+    a step cannot be helped by another try; a reused step (another login of the account in the same
+    30 s) can, with the next step's code. Sent immediately, that code (s+1) would be outside the
+    server's window whenever our clock is ahead (s = t+1): the retry can fail where the first code was
+    fine. So the one retry waits until 30 s after the refused code was typed and sends the then
+    current step's code (s+1): accepted for exactly the clock offsets the first code was accepted for.
+    It therefore succeeds whenever the first code failed only because it was reused, and is the only
+    attempt spent on a refusal. A code never repeats a step this process already sent.
   * A typed HPC_OTP is sent once and never retried (it is the only code a person gave).
 Budget per command: typed code 1 attempt; secret 2 attempts (RATE_LIMIT on clusters is ~3-10 per 30 s).
 """
@@ -70,10 +75,10 @@ def totp_now(secret: str, at: float | None = None, digits: int = 6) -> str:
     return totp(decode_secret(secret), int((time.time() if at is None else at) // STEP_S), digits)
 
 
-def choose_step(now: float, refused_step: int | None = None) -> int:
-    """The step whose code to send now: the current one; after a refusal, strictly later than the refused one."""
+def choose_step(now: float, last_step: int | None = None) -> int:
+    """The step whose code to send now: the current one, and always later than the last one sent."""
     step = int(now // STEP_S)
-    return step if refused_step is None or step > refused_step else refused_step + 1
+    return step if last_step is None or step > last_step else last_step + 1
 
 
 class Codes:
@@ -89,12 +94,13 @@ class Codes:
     def code(self) -> str:
         raise NotImplementedError
 
-    def refused(self) -> None:
-        """The server refused the last code: the next code() must come from a later step."""
+    def retry_delay(self) -> float:
+        """Seconds to wait before a retry can succeed (see the module docstring); 0 when none is owed."""
+        return 0.0
 
 
 class SecretCodes(Codes):
-    """Codes computed from HPC_TOTP_SECRET, one later step per retry (see the module docstring)."""
+    """Codes computed from HPC_TOTP_SECRET: the current step's, never a step twice (module docstring)."""
 
     kind = "secret"
     retryable = True
@@ -102,14 +108,17 @@ class SecretCodes(Codes):
     def __init__(self, key: bytes, source: str, clock: Callable[[], float] = time.time):
         super().__init__(source)
         self._key, self._clock = key, clock
-        self._refused: int | None = None
+        self.sent_at: float | None = None  # when the last code was computed (at the server's prompt)
 
     def code(self) -> str:
-        self.sent_step = choose_step(self._clock(), self._refused)
+        self.sent_at = self._clock()
+        self.sent_step = choose_step(self.sent_at, self.sent_step)
         return totp(self._key, self.sent_step)
 
-    def refused(self) -> None:
-        self._refused = self.sent_step
+    def retry_delay(self) -> float:
+        if self.sent_at is None:
+            return 0.0
+        return max(0.0, min(float(STEP_S), self.sent_at + STEP_S - self._clock()))
 
 
 class TypedCode(Codes):

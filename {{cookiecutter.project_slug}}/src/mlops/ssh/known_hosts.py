@@ -1,24 +1,21 @@
-"""OpenSSH known_hosts, read the way the OpenSSH client reads it (sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT",
-hostfile.c and match.c in openssh-portable). Used by the login AND by `mlops check-credentials`.
+"""OpenSSH known_hosts, read exactly as the OpenSSH 9.2 client reads it (openssh-portable V_9_2_P1:
+hostfile.c hostkeys_foreach_file and check_markers, sshkey.c sshkey_read, match.c match_hostname).
 
-  * Every key of every line whose host field matches counts (rotation, round-robin login nodes).
-  * Host field: comma list of patterns with `*` and `?`, `!` negation (a matching negated pattern
-    rejects the line), case-insensitive; `[host]:port` for ports other than 22; `|1|salt|hash` hashed
-    names (HMAC-SHA1 of the name).
-  * `@revoked` marks a key that is never accepted for the hosts the line matches, wherever the line is.
-  * `@cert-authority` trusts host certificates signed by that key for the matching hosts; the
-    certificate is verified here (type host, principal, validity, CA signature).
-  * Fields are separated by any whitespace; CRLF files and comments are fine; a malformed line is
-    skipped with a warning (its line number), never fatal.
-  * The login offers only the host-key algorithms pinned for the host (certificate algorithms when a CA
-    matches), so a file with only an ECDSA line makes the server prove ECDSA (OpenSSH prefers the
-    pinned types; a server without them fails either way).
-  * Off port 22, when `[host]:port` pins no plain key at all, the plain `host` name is tried (OpenSSH:
-    "checking without port identifier"); a pinned key of any type under `[host]:port` that is not the
-    server's is a changed key. A certificate that does not verify falls back to its plain key
-    (OpenSSH: "No matching CA found. Retry with plain key"). Found by the table test against the
-    OpenSSH client (tests/test_ssh_login.py), which also shows the one OpenSSH quirk not copied
-    (STRICTER there: a certificate lets OpenSSH skip a changed key pinned under `[host]:port`).
+The pinned file is `.gitlab/known_hosts` in the project (PINNED): public keys are not secrets, so they
+are versioned and reviewed with the code, the same file on a laptop and in CI; nothing else (no
+variable's text or path, no ~/.ssh/known_hosts) is ever used as host keys. Read by the login
+(mlops.ssh.hostkeys) and by `mlops check-credentials`.
+
+Parsing, byte for byte as hostfile.c does:
+  * lines end at "\\n" only (a CR stays in the line; base64 skips it); leading blanks, "#" comments and
+    empty lines are skipped; fields are separated by SPACE and TAB only (not \\v, \\f, NBSP ...);
+  * a marker (`@cert-authority`, `@revoked`) ends at the line's FIRST SPACE, else its first TAB: so
+    `@cert-authority<TAB>host key...` with a space later is an invalid marker and the line is skipped;
+    one marker at most;
+  * host field: comma list of patterns with `*` and `?`, `!` negation, compared lower-cased (ASCII);
+    `[host]:port` off port 22; `|1|salt|hash` hashed names (HMAC-SHA1, compared as OpenSSH encodes it);
+  * key: a type OpenSSH knows, then base64 of a well-formed key blob of that type; anything else makes
+    the line invalid (skipped, reported by number in `warnings`, never quoted).
 """
 
 from __future__ import annotations
@@ -28,41 +25,29 @@ import binascii
 import hashlib
 import hmac
 import re
-import struct
-import time
-from collections.abc import Collection
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from ..errors import BadInput
+from .certificates import RSA_MIN_BITS, read_string, strings
 
-# key type in a known_hosts line -> paramiko host-key algorithms that prove it (OpenSSH 9 order;
-# ssh-rsa means the rsa-sha2 signatures, SHA-1 "ssh-rsa" signatures are off in OpenSSH >= 8.8).
-ALGORITHMS = {
-    "ssh-ed25519": ("ssh-ed25519",),
-    "ecdsa-sha2-nistp256": ("ecdsa-sha2-nistp256",),
-    "ecdsa-sha2-nistp384": ("ecdsa-sha2-nistp384",),
-    "ecdsa-sha2-nistp521": ("ecdsa-sha2-nistp521",),
-    "ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256"),
-}
-CERT_ALGORITHMS = (
-    "ssh-ed25519-cert-v01@openssh.com",
-    "ecdsa-sha2-nistp256-cert-v01@openssh.com",
-    "ecdsa-sha2-nistp384-cert-v01@openssh.com",
-    "ecdsa-sha2-nistp521-cert-v01@openssh.com",
-    "rsa-sha2-512-cert-v01@openssh.com",
-    "rsa-sha2-256-cert-v01@openssh.com",
+PINNED = Path(".gitlab") / "known_hosts"
+CA, REVOKED = "@cert-authority", "@revoked"
+_CURVE_OF = {"ecdsa-sha2-nistp256": b"nistp256", "ecdsa-sha2-nistp384": b"nistp384", "ecdsa-sha2-nistp521": b"nistp521"}
+KEY_TYPES = (  # the plain key types sshkey_read knows (certificate types never pin a host)
+    "ssh-ed25519",
+    *_CURVE_OF,
+    "ssh-rsa",
+    "ssh-dss",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
 )
-MARKERS = ("@revoked", "@cert-authority")
-
-
-class HostKeyRefused(BadInput):
-    """The server's host key is not accepted for this host; nothing was sent (exit 2)."""
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 @dataclass(frozen=True)
 class Entry:
     lineno: int
-    marker: str  # "", "@revoked" or "@cert-authority"
+    marker: str  # "", REVOKED or CA
     hosts: str  # the host field as written (patterns or a hashed name)
     keytype: str
     blob: bytes
@@ -75,6 +60,7 @@ class Entry:
 @dataclass
 class KnownHosts:
     entries: list[Entry]
+    source: str = "known_hosts"
     warnings: list[str] = field(default_factory=list)  # one per skipped line, with its number
 
 
@@ -83,261 +69,146 @@ def fingerprint(blob: bytes) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
-def _string(buf: bytes, pos: int) -> tuple[bytes, int]:
-    if pos + 4 > len(buf):
-        raise ValueError("truncated")
-    (n,) = struct.unpack(">I", buf[pos : pos + 4])
-    if pos + 4 + n > len(buf):
-        raise ValueError("truncated")
-    return buf[pos + 4 : pos + 4 + n], pos + 4 + n
+def pinned_path(root: Path) -> Path:
+    """Where a project pins its host keys: `<root>/.gitlab/known_hosts`."""
+    return Path(root) / PINNED
 
 
-def parse(text: str, source: str = "known_hosts") -> KnownHosts:
-    """Every valid line of a known_hosts text; malformed ones become warnings (never quoting the line)."""
-    entries, warnings = [], []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        fields = line.split()  # any whitespace; strips a CR
-        if not fields or fields[0].startswith("#"):
-            continue
-        marker = ""
-        if fields[0].startswith("@"):
-            marker = fields.pop(0)
-            if marker not in MARKERS:
-                warnings.append(f"{source} line {lineno}: unknown marker, line skipped")
-                continue
-        if len(fields) < 3:
-            warnings.append(f"{source} line {lineno}: fewer than 3 fields (hosts, key type, key), line skipped")
-            continue
-        hosts, keytype, b64 = fields[:3]
-        try:
-            blob = base64.b64decode(b64, validate=True)
-            inner, _ = _string(blob, 0)
-        except (binascii.Error, ValueError):
-            warnings.append(f"{source} line {lineno}: the key is not valid base64 of an SSH key, line skipped")
-            continue
-        if inner.decode(errors="replace") != keytype:
-            warnings.append(f"{source} line {lineno}: key type {keytype} does not match the key, line skipped")
-            continue
-        if keytype not in ALGORITHMS:
-            warnings.append(f"{source} line {lineno}: key type {keytype} is not supported, line skipped")
-            continue
-        entries.append(Entry(lineno, marker, hosts, keytype, blob))
-    return KnownHosts(entries, warnings)
+def load(path: Path) -> KnownHosts:
+    """The known_hosts file at `path` (`pinned_path(root)`); FileNotFoundError when there is none."""
+    return parse(Path(path).read_bytes(), str(path))
+
+
+def parse(text: str | bytes, source: str = "known_hosts") -> KnownHosts:
+    """Every valid line of a known_hosts text; invalid ones become warnings (never quoting the line)."""
+    raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+    known = KnownHosts([], source)
+    for lineno, line_b in enumerate(raw.split(b"\n"), 1):
+        line = line_b.split(b"\0", 1)[0].decode("latin-1")  # C strings end at NUL
+        entry = _parse_line(line.lstrip(" \t"), lineno)
+        if isinstance(entry, Entry):
+            known.entries.append(entry)
+        elif entry:
+            known.warnings.append(f"{source} line {lineno}: {entry}, line skipped")
+    return known
+
+
+def _parse_line(cp: str, lineno: int) -> Entry | str:
+    """One line without its leading blanks: an Entry, "" (comment/empty) or why it is invalid."""
+    if not cp or cp.startswith("#"):
+        return ""
+    marker, cp = _markers(cp)
+    if marker is None:
+        return "invalid marker (one of @cert-authority or @revoked, followed by a space)"
+    end = min((i for i in (cp.find(" "), cp.find("\t")) if i >= 0), default=len(cp))
+    hosts, rest = cp[:end], cp[end:].lstrip(" \t")
+    if not rest or rest.startswith("#"):
+        return "no key type after the host names"
+    end = min((i for i in (rest.find(" "), rest.find("\t")) if i >= 0), default=-1)
+    keytype = rest[:end] if end >= 0 else rest
+    if end < 0 or keytype not in KEY_TYPES:
+        return "unknown key type" if end >= 0 else "no key after the key type"
+    rest = rest[end:].lstrip(" \t")
+    end = min((i for i in (rest.find(" "), rest.find("\t")) if i >= 0), default=len(rest))
+    blob = _b64(rest[:end])
+    if blob is None or not _well_formed(keytype, blob):
+        return f"the key is not base64 of a {keytype} key"
+    return Entry(lineno, marker, hosts, keytype, blob)
+
+
+def _markers(cp: str) -> tuple[str | None, str]:
+    """hostfile.c check_markers: (marker or "", the rest), or (None, ...) for an invalid marker."""
+    found = ""
+    while cp.startswith("@"):
+        if found:
+            return None, cp  # only one marker is allowed
+        sp = cp.find(" ")
+        if sp < 0:
+            sp = cp.find("\t")
+        if sp <= 1 or sp >= 32 or cp[:sp] not in (CA, REVOKED):
+            return None, cp
+        found, cp = cp[:sp], cp[sp:].lstrip(" \t")
+    return found, cp
+
+
+def _b64(text: str) -> bytes | None:
+    """b64_pton as OpenSSH uses it: white space (C isspace) skipped, padding required."""
+    try:
+        return base64.b64decode(re.sub(r"[ \t\n\v\f\r]", "", text), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _well_formed(keytype: str, blob: bytes) -> bool:
+    """sshkey_fromb: the blob is a key of exactly `keytype` with nothing after it."""
+    try:
+        name, pos = read_string(blob, 0)
+        if name.decode("latin-1") != keytype:
+            return False
+        counts = {"ssh-ed25519": 1, "ssh-rsa": 2, "ssh-dss": 4, "sk-ssh-ed25519@openssh.com": 2}
+        parts, end = strings(blob, counts.get(keytype, 3 if keytype.startswith("sk-") else 2), pos)
+    except ValueError:
+        return False
+    if end != len(blob):
+        return False
+    if keytype.endswith("ed25519") or keytype.startswith("sk-ssh-ed25519"):
+        return len(parts[0]) == 32
+    if keytype == "ssh-rsa":
+        return int.from_bytes(parts[1], "big").bit_length() >= RSA_MIN_BITS
+    if "ecdsa" in keytype:
+        return parts[0] == _CURVE_OF.get(keytype, b"nistp256") and _on_curve(parts[0], parts[1])
+    return True
+
+
+def _on_curve(curve: bytes, point: bytes) -> bool:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    curves = {b"nistp256": ec.SECP256R1(), b"nistp384": ec.SECP384R1(), b"nistp521": ec.SECP521R1()}
+    try:
+        ec.EllipticCurvePublicKey.from_encoded_point(curves[curve], point)
+    except ValueError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------ names and host patterns (match.c)
 
 
 def host_name(host: str, port: int) -> str:
     """How OpenSSH names a host in known_hosts: `host`, or `[host]:port` off port 22 (lower case)."""
-    host = host.lower()
-    return host if int(port) == 22 else f"[{host}]:{port}"
+    host = host.translate(_ASCII_LOWER)
+    return host if int(port) in (0, 22) else f"[{host}]:{port}"
 
 
 def _pattern(pattern: str, name: str) -> bool:
+    """match.c match_pattern: `*` any run, `?` one character, everything else literal."""
     regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, name, re.IGNORECASE | re.DOTALL) is not None
+    return re.fullmatch(regex, name, re.DOTALL) is not None
 
 
 def host_matches(hosts: str, name: str) -> bool:
-    """Does a known_hosts host field match `name` (OpenSSH match_hostname / hashed-name semantics)?"""
-    if hosts.startswith("|1|"):
-        try:
-            salt_b64, digest_b64 = hosts[3:].split("|", 1)
-            salt, digest = base64.b64decode(salt_b64, validate=True), base64.b64decode(digest_b64, validate=True)
-        except (binascii.Error, ValueError):
+    """Does a host field match `name` (match_maybe_hashed: hashed names, else match_hostname)?"""
+    name = name.translate(_ASCII_LOWER)
+    if hosts.startswith("|"):  # host_hash(): the salt after "|1|" must be 20 bytes; compared re-encoded
+        salt_b64, sep, _ = hosts[3:].partition("|")
+        salt = _b64(salt_b64) if sep else None
+        if salt is None or len(salt) != 20:
             return False
-        return hmac.compare_digest(hmac.new(salt, name.lower().encode(), hashlib.sha1).digest(), digest)
+        digest = hmac.new(salt, name.encode("latin-1", "replace"), hashlib.sha1).digest()
+        return hosts == f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
     hit = False
-    for pattern in hosts.split(","):
-        if pattern.startswith("!"):
-            if _pattern(pattern[1:], name):
+    for pattern in hosts.split(","):  # match_pattern_list(name, hosts, dolower=1)
+        negated = pattern.startswith("!")
+        sub = pattern[1:] if negated else pattern
+        if len(sub) >= 1023:
+            return False  # OpenSSH: a subpattern that long fails the whole list
+        if _pattern(sub.translate(_ASCII_LOWER), name):
+            if negated:
                 return False
-        elif _pattern(pattern, name):
             hit = True
     return hit
 
 
-@dataclass
-class HostPins:
-    """What a known_hosts file says about one host."""
-
-    name: str  # `host` or `[host]:port`
-    keys: list[Entry]  # plain pins (revoked ones included; see usable)
-    cas: list[Entry]  # @cert-authority keys
-    revoked: list[Entry]
-    fallback: HostPins | None = None  # the port-less name, consulted as OpenSSH does (see the docstring)
-
-    @property
-    def pinned_anywhere(self) -> bool:
-        """Is some key or CA usable for this host, under `[host]:port` or the port-less name?"""
-        return bool(self.usable or self.usable_cas or (self.fallback and self.fallback.usable))
-
-    @property
-    def revoked_blobs(self) -> set[bytes]:
-        return {e.blob for e in self.revoked}
-
-    @property
-    def usable(self) -> list[Entry]:
-        return [e for e in self.keys if e.blob not in self.revoked_blobs]
-
-    @property
-    def usable_cas(self) -> list[Entry]:
-        return [e for e in self.cas if e.blob not in self.revoked_blobs]
-
-    def algorithms(self, supported: Collection[str]) -> list[str]:
-        """Host-key algorithms to offer: certificate ones if a CA matches, then the pinned types."""
-        out = list(CERT_ALGORITHMS) if self.usable_cas else []
-        for entry in self.usable:
-            out += [a for a in ALGORITHMS[entry.keytype] if a not in out]
-        return [a for a in out if a in supported]
-
-
-def lookup(known: KnownHosts, host: str, port: int) -> HostPins:
-    name = host_name(host, port)
-    hits = [e for e in known.entries if host_matches(e.hosts, name)]
-    return HostPins(
-        name,
-        keys=[e for e in hits if not e.marker],
-        cas=[e for e in hits if e.marker == "@cert-authority"],
-        revoked=[e for e in hits if e.marker == "@revoked"],
-        fallback=lookup(known, host, 22) if int(port) != 22 else None,
-    )
-
-
-# ------------------------------------------------------------------ deciding on the server's key
-
-
-def verify(pins: HostPins, host: str, algorithm: str, blob: bytes, now: float | None = None) -> str:
-    """Accept the server's host key (`blob`, negotiated `algorithm`) or raise HostKeyRefused.
-
-    Returns a short description of what matched (for a verbose line). `host` is the name the
-    certificate's principals must contain (the host name, without port).
-    """
-    where = pins.name
-    if algorithm.endswith("-cert-v01@openssh.com"):
-        try:
-            return _verify_certificate(pins, host, blob, time.time() if now is None else now)
-        except HostKeyRefused as refused:
-            # OpenSSH: "No matching CA found. Retry with plain key" (not after a revocation)
-            if "@revoked" in str(refused) or not (pins.usable or (pins.fallback and pins.fallback.usable)):
-                raise
-            try:
-                plain = parse_certificate(blob)["key_blob"]
-                return verify(pins, host, algorithm.replace("-cert-v01@openssh.com", ""), plain, now)
-            except (ValueError, HostKeyRefused):
-                raise refused from None
-    offered = f"{algorithm} {fingerprint(blob)}"
-    if blob in pins.revoked_blobs:
-        raise HostKeyRefused(
-            f"the host key of {where} ({offered}) is marked @revoked in the pinned known_hosts. "
-            "Refusing to connect: ask the cluster admins for the current key"
-        )
-    if any(e.blob == blob for e in pins.usable):
-        return f"pinned {offered}"
-    # OpenSSH tries the port-less name only when [host]:port pins no plain key at all (HOST_NEW): a
-    # pin there of any type that is not this key is a changed key (hostfile.c check_hostkeys_by_key_or_type)
-    if pins.fallback is not None and not pins.keys:
-        try:  # OpenSSH: "checking without port identifier"
-            return verify(pins.fallback, host, algorithm, blob, now) + f" (under the name {pins.fallback.name})"
-        except HostKeyRefused:
-            pass
-    if not pins.keys and not pins.cas:
-        raise HostKeyRefused(
-            f"host {where} is not in the pinned known_hosts (it offered {offered}); add its line "
-            "after checking the fingerprint out-of-band. Refusing to connect."
-        )
-    raise HostKeyRefused(
-        f"the host key of {where} does NOT match the pinned one (it offered {offered}). This is "
-        "either a re-installed server or someone in the middle: confirm the new key with the "
-        "cluster admins before updating the known_hosts file. Refusing to connect."
-    )
-
-
-def _verify_certificate(pins: HostPins, host: str, blob: bytes, now: float) -> str:
-    import paramiko
-
-    where = pins.name
-    try:
-        cert = parse_certificate(blob)
-    except ValueError as exc:
-        raise HostKeyRefused(f"the host certificate of {where} is malformed ({exc}). Refusing to connect.") from None
-    ca_print = fingerprint(cert["signature_key"])
-    if cert["signature_key"] in pins.revoked_blobs or cert["key_blob"] in pins.revoked_blobs:
-        raise HostKeyRefused(f"the host certificate of {where} uses a key marked @revoked (CA {ca_print}). Refusing.")
-    if not any(e.blob == cert["signature_key"] for e in pins.usable_cas):
-        raise HostKeyRefused(
-            f"the host certificate of {where} is signed by CA {ca_print}, which no @cert-authority "
-            "line trusts for this host. Refusing to connect."
-        )
-    if cert["type"] != 2:
-        raise HostKeyRefused(f"the certificate of {where} is a user certificate, not a host certificate. Refusing.")
-    principals = [p.lower() for p in cert["principals"]]
-    if principals and host.lower() not in principals:
-        raise HostKeyRefused(
-            f"the host certificate of {where} is not valid for the name {host!r} (principals: "
-            f"{', '.join(p[:60] for p in principals[:5])}). Refusing to connect."
-        )
-    if not cert["valid_after"] <= now < cert["valid_before"]:
-        raise HostKeyRefused(f"the host certificate of {where} is expired or not yet valid. Refusing to connect.")
-    if cert["critical"]:
-        raise HostKeyRefused(f"the host certificate of {where} has critical options mlops does not know. Refusing.")
-    try:
-        ca_type, _ = _string(cert["signature_key"], 0)
-        ca = paramiko.Transport._key_info[ca_type.decode()](paramiko.Message(cert["signature_key"]))
-        good = ca.verify_ssh_sig(cert["signed"], paramiko.Message(cert["signature"]))
-    except Exception:  # an unknown CA key type or a damaged signature: not verified
-        good = False
-    if not good:
-        raise HostKeyRefused(f"the CA signature on the host certificate of {where} does not verify. Refusing.")
-    return f"certificate signed by CA {ca_print}"
-
-
-_CERT_KEY_FIELDS = {  # public key fields between the nonce and the serial, per certificate type
-    "ssh-ed25519-cert-v01@openssh.com": 1,
-    "ecdsa-sha2-nistp256-cert-v01@openssh.com": 2,
-    "ecdsa-sha2-nistp384-cert-v01@openssh.com": 2,
-    "ecdsa-sha2-nistp521-cert-v01@openssh.com": 2,
-    "ssh-rsa-cert-v01@openssh.com": 2,
-}
-
-
-def parse_certificate(blob: bytes) -> dict:
-    """The fields of an OpenSSH certificate (PROTOCOL.certkeys); ValueError when malformed."""
-    kind, pos = _string(blob, 0)
-    kind_s = kind.decode(errors="replace")
-    if kind_s not in _CERT_KEY_FIELDS:
-        raise ValueError(f"unsupported certificate type {kind_s[:60]}")
-    _nonce, pos = _string(blob, pos)
-    key_fields = []
-    for _ in range(_CERT_KEY_FIELDS[kind_s]):
-        value, pos = _string(blob, pos)
-        key_fields.append(value)
-    if pos + 12 > len(blob):
-        raise ValueError("truncated")
-    _serial, cert_type = struct.unpack(">QI", blob[pos : pos + 12])
-    _key_id, pos = _string(blob, pos + 12)
-    packed, pos = _string(blob, pos)
-    principals, p = [], 0
-    while p < len(packed):
-        name, p = _string(packed, p)
-        principals.append(name.decode(errors="replace"))
-    if pos + 16 > len(blob):
-        raise ValueError("truncated")
-    valid_after, valid_before = struct.unpack(">QQ", blob[pos : pos + 16])
-    critical, pos = _string(blob, pos + 16)
-    _extensions, pos = _string(blob, pos)
-    _reserved, pos = _string(blob, pos)
-    signature_key, pos = _string(blob, pos)
-    signed = blob[:pos]
-    signature, pos = _string(blob, pos)
-    plain = kind_s.replace("-cert-v01@openssh.com", "")
-    key_blob = b"".join(struct.pack(">I", len(x)) + x for x in [plain.encode(), *key_fields])
-    return {
-        "type": cert_type,
-        "principals": principals,
-        "valid_after": valid_after,
-        "valid_before": valid_before,
-        "critical": critical,
-        "signature_key": signature_key,
-        "signed": signed,
-        "signature": signature,
-        "key_blob": key_blob,
-    }
+def matching(known: KnownHosts, name: str) -> list[Entry]:
+    """The entries whose host field matches `name` (`host` or `[host]:port`), in file order."""
+    return [e for e in known.entries if host_matches(e.hosts, name)]

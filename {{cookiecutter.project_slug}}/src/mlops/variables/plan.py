@@ -60,8 +60,6 @@ def plan(
             if codes == "typed":
                 out.notes.append(f"{v.name}: typed by whoever starts a job of cluster {name} (never stored)")
             continue
-        if v.name == civars.KNOWN_HOSTS:
-            continue  # 0.2 only: host keys are pinned in .gitlab/known_hosts
         if v.name == civars.KEY:
             try:
                 if local:
