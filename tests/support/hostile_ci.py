@@ -24,7 +24,10 @@ from pathlib import Path
 
 # Runs a shell command: writes the environment (which holds the job's secrets if they reached the
 # process) and the SSH key file's content to markers/<what>-<pid>.
-_PAYLOAD = 'env > "{m}/{what}-$$"; cat "$HPC_SSH_PRIVATE_KEY" >> "{m}/{what}-$$" 2>/dev/null; true'
+# The file is named <what>--<job>--<pid>, so a run payload is attributed to the job it ran in.
+_PAYLOAD = (
+    'f="{m}/{what}--${{CI_JOB_NAME:-none}}--$$"; env > "$f"; cat "$HPC_SSH_PRIVATE_KEY" >> "$f" 2>/dev/null; true'
+)
 _PY_PAYLOAD = "import subprocess\nsubprocess.run(['sh', '-c', {cmd!r}], check=False)\n"
 
 
@@ -97,9 +100,15 @@ class Plant:
         subprocess.run([cc, "-shared", "-fPIC", "-o", str(out), str(src)], check=True, capture_output=True)
         return out
 
-    def ran(self) -> list[str]:
-        """The payloads that ran: names of the files in markers/."""
-        return sorted(p.name for p in self.markers.iterdir())
+    def ran(self, jobs: set[str] | None = None) -> list[str]:
+        """The payloads that ran (names of the files in markers/), only those of `jobs` if given."""
+        names = sorted(p.name for p in self.markers.iterdir())
+        return [n for n in names if jobs is None or (n.split("--") + ["", ""])[1] in jobs]
+
+    def clear(self) -> None:
+        """Forget what ran before (one pipeline run per test)."""
+        for path in self.markers.iterdir():
+            path.unlink()
 
 
 def _hostile_wheel(dest: Path, name: str, version: str, code: str) -> Path:
