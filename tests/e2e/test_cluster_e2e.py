@@ -344,7 +344,7 @@ def test_changed_or_unknown_host_key_is_refused_before_login(project, cluster, s
     unknown.write_text(f"[{srv.host}]:1 {kind} {b64}\n")
     before = srv.count_auth_attempts()
     proc = mlops(project, cluster, "status", "--run-id", "p101", code="000000", known_hosts=changed)
-    assert proc.returncode == 2 and "does NOT match the pinned one" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "does NOT match the one pinned in" in proc.stderr, proc.stderr
     proc = mlops(project, cluster, "status", "--run-id", "p101", code="000000", known_hosts=unknown)
     assert proc.returncode == 2 and "is not in the pinned known_hosts" in proc.stderr, proc.stderr
     assert srv.count_auth_attempts() == before, "no credential may be sent to an unverified host"

@@ -247,7 +247,9 @@ def mlops_cli(p, *args) -> subprocess.CompletedProcess:
     env.update(
         PYTHONPATH=str(p["project"] / "src"),
         HPC_SSH_PRIVATE_KEY=str(p["server"].client_key_path),
-        HPC_OTP=p["codes"].next(),
+        # the next step's code: the pipeline's own logins (HPC_TOTP_SECRET) take the current step, and the
+        # server refuses a step twice (DISALLOW_REUSE), so the current one may be spent already
+        HPC_OTP=p["codes"].next(ahead=True),
     )
     return subprocess.run(
         [sys.executable, "-m", "mlops", *args],
