@@ -4,7 +4,7 @@
              single-node SLURM, rootless podman (support/infra/fixtures.py, with auth overridden here)
   cluster b  a second sshd on another 127.0.0.1 port: key-only login (its own host key and client key,
              both pinned in the project's .gitlab/known_hosts), scheduler = "none" (the sweep runs on the
-             login host), runtime charliecloud (converted with ch-convert from the user's podman store),
+             login host), runtime charliecloud (converted with ch-convert from b's own podman store),
              its own workdir; the same Unix user. It also OFFERS keyboard-interactive and records every
              answer typed there (support/infra/sshd_recording.py: pam_exec expose_authtok), so whatever
              a client would send it is seen.
@@ -38,6 +38,7 @@ import pytest
 
 from support.infra._util import shared_tmpdir
 from support.infra.fixtures import TEST_USER
+from support.infra.podman import RootlessPodmanStore
 from support.infra.sshd_recording import RecordingKeySshServer
 from support.infra.sshd_totp import TotpSshServer
 from support.project import build, git_commit, ok, set_toml
@@ -62,11 +63,12 @@ def ssh_server(slurm_cluster, rootless_podman):
 
 
 @pytest.fixture(scope="module")
-def cluster_b(rootless_podman):
-    """Cluster b's login (key only, answers recorded) and its own workdir; no SLURM in its sessions."""
+def cluster_b():
+    """Cluster b's login (key only, answers recorded), its own workdir and its own podman store (the one
+    ch-convert reads: another machine's); no SLURM in its sessions."""
     workdir = shared_tmpdir("mlops-e2e-hpc-b-")
     shutil.chown(workdir, TEST_USER, TEST_USER)
-    with RecordingKeySshServer(user=TEST_USER, setenv=dict(rootless_podman.env)) as srv:
+    with RootlessPodmanStore(TEST_USER) as store, RecordingKeySshServer(user=TEST_USER, setenv=store.env) as srv:
         shown = srv.probe(PROBE)
         assert shown and srv.answers() == [PROBE], (shown, srv.answers())
         yield {"server": srv, "workdir": workdir}
