@@ -1,6 +1,8 @@
 """Bad answers are rejected by the pre-gen hook with the field and the fix, leaving nothing of the project
 behind (only the good answers, kept for the next try: mlops.retry_answers)."""
 
+import signal
+
 import pytest
 from cookiecutter.exceptions import FailedHookException
 
@@ -71,6 +73,9 @@ def test_relative_template_path_is_validated_before_generation(tmp_path):
         capture_output=True,
         text=True,
         env={**os.environ, "PWD": str(tmp_path)},
+        # SIGINT handled, as in a terminal, whatever this test run inherited (a background job ignores it;
+        # tests/unit/test_retry_answers_signal.py covers that case)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert result.returncode != 0
     assert "hpc_port: '0' is not a TCP port" in result.stderr

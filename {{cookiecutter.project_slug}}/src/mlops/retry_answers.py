@@ -98,14 +98,31 @@ def stop_parent_cli(project_dir: Path, pid: int | None = None) -> bool:
     project folder, so that it ends with "Aborted!" instead of tracebacks. False (nothing done) when the
     parent is something else or the folder is not empty (cookiecutter's own failure path then runs)."""
     pid = pid or os.getppid()
-    if not _is_cli(pid):
+    stop = _stop_signal(pid)
+    if stop is None or not _is_cli(pid):
         return False
     try:
         os.rmdir(project_dir)  # only an empty folder: never one that held files before (-f/--overwrite)
     except OSError:
         return False
-    os.kill(pid, signal.SIGINT)
+    os.kill(pid, stop)
     return True
+
+
+def _stop_signal(pid: int) -> signal.Signals | None:
+    """SIGINT where the parent handles it (Python's KeyboardInterrupt: click prints "Aborted!"); SIGTERM
+    where it ignores SIGINT, as a command started in the background by a non-interactive shell does
+    (a CI script): SIGINT would then be lost and the parent's own clean-up would trip over the removed
+    folder. None when both are ignored. The masks are /proc/<pid>/status's SigIgn (proc(5))."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        ignored = int(next(line.split()[1] for line in lines if line.startswith("SigIgn:")), 16)
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    for candidate in (signal.SIGINT, signal.SIGTERM):
+        if not ignored & (1 << (candidate - 1)):
+            return candidate
+    return None
 
 
 def _is_cli(pid: int) -> bool:
