@@ -46,7 +46,7 @@ from support.render import render
 
 pytestmark = [pytest.mark.timeout(2400)]
 
-PARAMETERS = {"fixed": {"horizon": 24, "test_fraction": 0.2, "seed": 0}, "grid": {"window": [24, 48]}}
+PARAMETERS = {"fixed": {"horizon": 24, "test_fraction": 0.2, "seed": 0, "alpha": 1.0}, "grid": {"window": [24, 48]}}
 RUN = "p101"  # the pipeline's run on both clusters: p<CI_PIPELINE_ID> (mlops/runid.py)
 PROBE = "probe-answer-" + secrets.token_hex(6)  # typed by the test itself: the observation point is live
 TOKENS = {"a": "glptt-" + secrets.token_hex(10), "b": "glptt-" + secrets.token_hex(10)}  # per-cluster variable
