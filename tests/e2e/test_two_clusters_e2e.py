@@ -234,7 +234,7 @@ def test_no_secret_of_cluster_a_reaches_cluster_b(two_sweeps, cluster_b, project
     # b was asked nothing and typed at nothing: only the test's own probe was ever recorded
     assert srv_b.answers() == [PROBE], srv_b.answers()
     log = srv_b.log_text()
-    assert srv_b.count_logins() >= 3, "b was logged in to with its key (launch, collect)"
+    assert srv_b.count_logins() >= 2, "b was logged in to with its key (launch, collect)"
     assert srv_b.count_failed() == 1 and "Accepted keyboard-interactive" not in log, "only the probe typed there"
     places = [Path(cluster_b["workdir"]), project / "results" / "b"]
     for canary in canaries:
