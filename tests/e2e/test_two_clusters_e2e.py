@@ -221,6 +221,7 @@ def test_runs_and_compare_show_both_clusters(two_sweeps, project):
     assert {("a", RUN), ("b", RUN)} <= seen, runs
     doc = json.loads(ok(run_mlops(project, "compare", f"a/{RUN}", f"b/{RUN}", "--json", env=env)).stdout)
     assert doc["a"]["cluster"] == "a" and doc["b"]["cluster"] == "b", doc
+    assert doc["a"]["commit"] == doc["b"]["commit"] and doc["a"]["commit"], "one commit ran on both clusters"
     assert len(doc["same"]) == 2 and not doc["only_a"] and not doc["only_b"], doc
     assert all(s["a"] is not None and s["b"] is not None for s in doc["same"]), doc["same"]
     text = ok(run_mlops(project, "compare", f"a/{RUN}", f"b/{RUN}", env=env)).stdout
