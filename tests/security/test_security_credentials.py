@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -153,7 +154,7 @@ def test_complete_credentials_pass_strict_and_write_the_local_file(project, good
     out = check.stdout
     assert "[PASS] SSH key, cluster.ssh_key in mlops.toml (~/.ssh/id_ed25519)" in out and "no passphrase" in out
     assert "matches ~/.ssh/id_ed25519.pub" in out
-    assert "[PASS] known_hosts entry for the cluster [127.0.0.1]:2222" in out
+    assert "[PASS] known_hosts entry for the login node [127.0.0.1]:2222 of cluster 127" in out
     assert "[PASS] TOTP secret" in out and "yields 6-digit codes" in out
     assert "[PASS] W&B API key" in out and "[PASS] GitLab token" in out
     assert "credentials: all set" in out
@@ -166,7 +167,9 @@ def test_complete_credentials_pass_strict_and_write_the_local_file(project, good
         assert local.returncode == 0, local.stderr
         assert oct(path.stat().st_mode & 0o777) == "0o600"
         text = path.read_text()
-        assert f'HPC_SSH_PRIVATE_KEY: "{good["key"]}"' in text  # a path: the key is not copied
+        doc = yaml.safe_load(text)  # gitlab-ci-local reads it with js-yaml: values keyed by environment scope
+        assert doc["HPC_SSH_PRIVATE_KEY"] == {"values": {"hpc/127": str(good["key"])}}  # a path: not copied
+        assert doc["HPC_TOTP_SECRET"]["values"] == {"hpc/127": good["env"]["HPC_TOTP_SECRET"]}
         assert good["key"].read_text() not in text
         assert good["env"]["HPC_TOTP_SECRET"] in text  # env variables need their value
         assert good["env"]["HPC_TOTP_SECRET"] not in local.stdout + local.stderr
@@ -180,8 +183,10 @@ def test_complete_credentials_pass_strict_and_write_the_local_file(project, good
 def test_dry_run_upload_lists_flags_and_never_values(project, good):
     dry = mlops(project, good["env"], "variables", "upload", "--project", "group/proj")
     assert dry.returncode == 0, dry.stderr
-    assert "would set HPC_TOTP_SECRET (env_var, protected, masked and hidden, scope hpc/*) on group/proj" in dry.stdout
-    assert "would set HPC_SSH_PRIVATE_KEY (file, protected, not masked, scope hpc/*)" in dry.stdout
+    assert (
+        "would set HPC_TOTP_SECRET (env_var, protected, masked and hidden, scope hpc/127) on group/proj" in dry.stdout
+    )
+    assert "would set HPC_SSH_PRIVATE_KEY (file, protected, not masked, scope hpc/127)" in dry.stdout
     assert "HPC_OTP" not in dry.stdout  # typed at job start, never stored
     assert "dry run: nothing was sent" in dry.stdout
     for value in (good["env"]["HPC_TOTP_SECRET"], good["env"]["WANDB_API_KEY"], good["key"].read_text()):
@@ -206,8 +211,10 @@ def test_non_strict_check_reports_missing_and_exits_zero(project, good):
     res = mlops(project, env, "check-credentials")
     assert res.returncode == 0, res.stderr
     assert "[MISSING] TOTP secret ($HPC_TOTP_SECRET): not set" in res.stdout
-    assert "[MISSING] known_hosts entry for the cluster [127.0.0.1]:2222" in res.stdout
-    assert "credentials: 3 problem(s)" in res.stdout
+    assert "[MISSING] known_hosts entry for the login node [127.0.0.1]:2222 of cluster 127" in res.stdout
+    # wandb.mode offline (the default): no key is fine, the runs stay in the artifacts; not a problem
+    assert "[SKIP] W&B API key ($WANDB_API_KEY): not set: fine for wandb.mode offline" in res.stdout
+    assert "credentials: 2 problem(s)" in res.stdout
     strict = mlops(project, {**env, "MLOPS_STRICT_CREDENTIALS": "1"}, "check-credentials")
     assert strict.returncode == 2
 
@@ -248,7 +255,9 @@ def test_missing_known_hosts_entry(project, good):
     check = mlops(project, good["env"], "check-credentials", "--strict")
     out = check.stdout + check.stderr
     assert check.returncode == 2, out
-    expected = ["[MISSING] known_hosts entry for the cluster [127.0.0.1]:2222 (in .gitlab/known_hosts)"]
+    expected = [
+        "[MISSING] known_hosts entry for the login node [127.0.0.1]:2222 of cluster 127 (in .gitlab/known_hosts)"
+    ]
     expected += ["no line for this host", "never ssh-keyscan inside CI", "ssh-keygen -F '[127.0.0.1]:2222'"]
     assert all(text in out for text in expected), out
     local = project / ".gitlab-ci-local-variables.yml"
@@ -334,6 +343,8 @@ def test_right_user_online_logs_in_once(tmp_path, good, sshd):
     before = sshd.count_logins()
     res = mlops(project, good["env"], "check-credentials", "--online", "--strict")
     assert res.returncode == 0, res.stdout + res.stderr
-    assert f"[PASS] SSH login {sshd.user}@[127.0.0.1]:{sshd.port}: logged in and ran a command" in res.stdout
+    assert (
+        f"[PASS] SSH login {sshd.user}@[127.0.0.1]:{sshd.port} (cluster 127): logged in and ran a command" in res.stdout
+    )
     assert sshd.count_logins() == before + 1
     assert sshd.totp_secret not in res.stdout + res.stderr

@@ -6,15 +6,19 @@ strict mode turns problems into a failed render, and the secret scan / pre-commi
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
-from mlops import civars, variables
+from mlops import civars
+from mlops.credentials import shapes
 from support.render import answers_for, render
 
 VARIANTS = [
@@ -101,80 +105,188 @@ def test_definitions_respect_gitlab_rules():
         assert v.auth and set(v.auth) <= set(civars.ALL_AUTH), v.name
     # the secrets of one cluster's account are per cluster; only the W&B key is shared by every cluster job
     assert {v.name for v in civars.VARIABLES if not v.per_cluster} == {civars.WANDB}
-    assert variables.masking_problem("short") and variables.masking_problem("with space inside")
-    assert variables.masking_problem("two\nlines here") and variables.masking_problem("A" * 32) is None
+    assert shapes.masking_problem("short") and shapes.masking_problem("with space inside")
+    assert shapes.masking_problem("two\nlines here") and shapes.masking_problem("A" * 32) is None
 
 
-def test_manifest_lists_exactly_the_variables_of_the_options(rendered_variants):
+ENTRY_KEYS = {
+    "name",
+    "cluster",
+    "environment_scope",
+    "description",
+    "type",
+    "protected",
+    "masked",
+    "hidden",
+    "raw",
+    "manual",
+    "optional",
+    "secret",
+    "jobs",
+}
+# A second and a third cluster, as a user adds them (README "Several clusters"): key login, and code + password.
+MORE_CLUSTERS = (
+    '\n[clusters.state]\nhost = "uc3.scc.kit.edu"\nuser = "ab_cd1234"\nworkdir = "/pfs/ws"\nauth = "key"\n'
+    'runtime = "podman"\nscheduler = "none"\n'
+    '\n[clusters.bw]\nhost = "bwunicluster.example.org"\nuser = "ab_cd1234"\nworkdir = "/pfs/ws"\n'
+    'auth = "totp+password"\nruntime = "apptainer"\nscheduler = "slurm"\n'
+)
+
+
+def add_clusters(project: Path) -> Path:
+    """Append MORE_CLUSTERS to mlops.toml and regenerate the pipeline's include list and the manifest."""
+    with (project / "mlops.toml").open("a") as f:
+        f.write(MORE_CLUSTERS)
+    for argv in (["ci", "write"], ["variables", "write"]):
+        subprocess.run(
+            [sys.executable, "-m", "mlops", *argv],
+            cwd=project,
+            check=True,
+            capture_output=True,
+            env={**os.environ, "PYTHONPATH": str(project / "src")},
+        )
+    return project
+
+
+def clusters_of(project: Path) -> dict[str, str]:
+    """name -> auth of every cluster block of the project's mlops.toml (read by tomllib, the oracle)."""
+    blocks = tomllib.loads((project / "mlops.toml").read_text())["clusters"]
+    return {name: block["auth"] for name, block in blocks.items() if isinstance(block, dict)}
+
+
+def test_manifest_lists_each_cluster_secret_once_per_cluster_and_shared_ones_once(rendered_variants):
     for variant, project in rendered_variants:
         doc = yaml.safe_load((project / ".gitlab" / "ci-variables.yml").read_text())
-        expected = variables.for_answers(answers_for(variant))
-        assert [e["name"] for e in doc["variables"]] == [v.name for v in expected], variant
-        for entry, v in zip(doc["variables"], expected):
-            assert set(entry) == {
-                "name",
-                "description",
-                "type",
-                "protected",
-                "masked",
-                "hidden",
-                "raw",
-                "environment_scope",
-                "manual",
-                "optional",
-                "secret",
-                "jobs",
-            }  # never a value
-            assert (entry["type"], entry["masked"], entry["hidden"], entry["protected"]) == (
+        toml = tomllib.loads((project / "mlops.toml").read_text())
+        wandb = toml["wandb"]["mode"]
+        expected = []
+        for name, auth in clusters_of(project).items():
+            expected += [(v.name, name, f"hpc/{name}") for v in civars.needed(auth, wandb) if v.per_cluster]
+        expected += [(civars.WANDB, "*", "hpc/*")] if wandb != "disabled" else []
+        assert [(e["name"], e["cluster"], e["environment_scope"]) for e in doc["variables"]] == expected, variant
+        for entry in doc["variables"]:
+            assert set(entry) == ENTRY_KEYS  # never a value
+            v = civars.BY_NAME[entry["name"]]
+            assert (entry["type"], entry["masked"], entry["hidden"], entry["protected"], entry["manual"]) == (
                 v.kind,
                 v.masked,
                 v.hidden,
                 v.protected,
+                v.manual,
             )
+            clusters = clusters_of(project) if entry["cluster"] == "*" else [entry["cluster"]]
+            assert entry["jobs"] == [f"{job}-{c}" for c in clusters for job in v.jobs]
         names = {e["name"] for e in doc["variables"]}
-        assert ("HPC_TOTP_SECRET" in names) == (answers_for(variant)["hpc_auth"] == "totp"), variant
-        assert ("WANDB_API_KEY" in names) == (answers_for(variant)["wandb_mode"] != "disabled"), variant
+        auth = answers_for(variant)["hpc_auth"]
+        assert ("HPC_TOTP_SECRET" in names) == ("HPC_OTP" in names) == (auth in ("totp", "totp+password")), variant
+        assert ("HPC_PASSWORD" in names) == (auth == "totp+password"), variant
+        assert ("WANDB_API_KEY" in names) == (wandb != "disabled"), variant
+
+
+def test_two_more_clusters_get_their_own_scopes(rendered_variants, tmp_path):
+    project = add_clusters(shutil.copytree(rendered_variants[0][1], tmp_path / "p", symlinks=True))
+    doc = yaml.safe_load((project / ".gitlab" / "ci-variables.yml").read_text())
+    by_scope: dict[str, set] = {}
+    for e in doc["variables"]:
+        by_scope.setdefault(e["environment_scope"], set()).add(e["name"])
+    first = next(iter(clusters_of(project)))
+    own = {"HPC_SSH_PRIVATE_KEY", "HPC_TOTP_SECRET", "HPC_OTP", "MLOPS_TRIGGER_TOKEN"}
+    assert by_scope[f"hpc/{first}"] == own  # host keys are the committed .gitlab/known_hosts, not a variable
+    assert "HPC_TOTP_SECRET" not in by_scope["hpc/state"] and "HPC_OTP" not in by_scope["hpc/state"]
+    assert {"HPC_TOTP_SECRET", "HPC_OTP", "HPC_PASSWORD"} <= by_scope["hpc/bw"]
+    assert by_scope["hpc/*"] == {"WANDB_API_KEY"}
+    check_pipeline_reads_the_manifest("three clusters", project)
+
+
+def check_pipeline_reads_the_manifest(variant, project: Path) -> set:
+    """No more: every CI variable the YAML or the mlops code reads is in the manifest. And every manifest
+    entry names jobs that exist (cluster.yml included once per cluster with its `cluster` input), whose
+    environment lies in the entry's scope. Returns the names read."""
+    manifest = yaml.safe_load((project / ".gitlab" / "ci-variables.yml").read_text())["variables"]
+    names = {e["name"] for e in manifest}
+    yaml_reads = read_by_yaml(project)
+    assert yaml_reads <= names, f"{variant}: the pipeline reads {yaml_reads - names} which the manifest does not list"
+    code_reads = read_by_code(project) - {"GITLAB_TOKEN"}  # local-only: `mlops variables upload`
+    assert code_reads <= {v.name for v in civars.VARIABLES}, code_reads
+    templates: dict = {}
+    for doc in pipeline_docs(project):
+        templates.update({k: v for k, v in doc.items() if isinstance(v, dict)})
+    included = [
+        inc["inputs"]["cluster"]
+        for inc in yaml.load((project / ".gitlab-ci.yml").read_text(), Loader=_Loader)["include"]
+        if inc.get("local") == ".gitlab/ci/cluster.yml"
+    ]
+    assert sorted(included) == sorted(clusters_of(project)), "mlops ci write: one include per cluster"
+    jobs = {}
+    for cluster in included:
+        for name, job in templates.items():
+            jobs[name.replace("$[[ inputs.cluster ]]", cluster)] = (job, cluster)
+    for entry in manifest:
+        for name in entry["jobs"]:
+            assert name in jobs, f"{entry['name']} names job {name!r}, which the pipeline does not have"
+            job, cluster = jobs[name]
+            env = job.get("environment") or templates.get(job.get("extends", ""), {}).get("environment")
+            env_name = (env["name"] if isinstance(env, dict) else env).replace("$[[ inputs.cluster ]]", cluster)
+            scope = entry["environment_scope"]
+            assert re.fullmatch(scope.replace("*", ".*"), env_name), f"job {name} ({env_name}) cannot see {scope}"
+            if entry["cluster"] != "*":
+                assert env_name == f"hpc/{entry['cluster']}", f"{entry['name']} of {entry['cluster']} in {name}"
+    return yaml_reads | code_reads
 
 
 def test_pipeline_reads_exactly_the_manifest_variables(rendered_variants):
-    """No more: every CI variable the YAML or the mlops code reads is in the manifest of its options.
-    No fewer: every manifest variable is read, by jobs that exist and whose environment is in its scope."""
+    """No more (check_pipeline_reads_the_manifest); no fewer: every variable of the table is read somewhere."""
     all_read = set()
     for variant, project in rendered_variants:
-        manifest = {
-            e["name"]: e for e in yaml.safe_load((project / ".gitlab" / "ci-variables.yml").read_text())["variables"]
-        }
-        yaml_reads = read_by_yaml(project)
-        assert yaml_reads <= set(manifest), (
-            f"{variant}: the pipeline reads {yaml_reads - set(manifest)} which the manifest does not list"
-        )
-        code_reads = read_by_code(project) - {"GITLAB_TOKEN"}  # local-only: `mlops variables upload`
-        assert code_reads <= {v.name for v in civars.VARIABLES}, code_reads
-        all_read |= yaml_reads | code_reads
-        jobs = {}
-        for doc in pipeline_docs(project):
-            jobs.update({k: v for k, v in doc.items() if isinstance(v, dict)})
-        for entry in manifest.values():
-            for job in entry["jobs"]:
-                assert job in jobs, f"{entry['name']} names job {job!r}, which the pipeline does not have"
-                env = jobs[job].get("environment") or jobs.get(jobs[job].get("extends", ""), {}).get("environment")
-                name = env["name"] if isinstance(env, dict) else env
-                assert name and re.fullmatch(
-                    entry["environment_scope"].replace("*", ".*"), re.sub(r"\$\[\[.*?\]\]", "x", name)
-                ), f"job {job} (environment {name!r}) cannot see {entry['name']} (scope {entry['environment_scope']})"
+        all_read |= check_pipeline_reads_the_manifest(variant, project)
     assert {v.name for v in civars.VARIABLES} <= all_read, (
         f"listed but never read: {({v.name for v in civars.VARIABLES}) - all_read}"
     )
 
 
-def test_hook_output_is_deterministic_and_never_prompts(tmp_path, capfd, monkeypatch):
-    monkeypatch.delenv("CI", raising=False)
+def _no_credentials(monkeypatch, home: Path) -> None:
+    """A machine with no account anywhere (the demo, a CI render): empty HOME, no HPC_* or token variable."""
+    home.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("CI", "GITLAB_CI", "MLOPS_STRICT_CREDENTIALS", *civars.BY_NAME, civars.GITLAB_TOKEN):
+        monkeypatch.delenv(name, raising=False)
+
+
+def without_first_commit(out: str) -> str:
+    """The hook's output less the line of the render's first commit (its hash differs per render)."""
+    return "".join(line for line in out.splitlines(True) if "a git repository with a first commit" not in line)
+
+
+def test_hook_is_one_quiet_line_without_any_credential(tmp_path, capfd, monkeypatch):
+    """Issue 19: a render on a machine without an account (the demo) is not a list of problems."""
+    _no_credentials(monkeypatch, tmp_path / "home")
     outputs = []
     for i in range(2):
         render(tmp_path / str(i))
-        outputs.append(capfd.readouterr().out)
+        captured = capfd.readouterr()
+        outputs.append(captured._replace(out=without_first_commit(captured.out)))
+    assert outputs[0].out == outputs[1].out
+    assert outputs[0].out.strip() == (
+        "mlops-template: no credentials of cluster hpc on this machine (nothing checked); when you have them: "
+        "`mlops check-credentials` (README: Credentials)"
+    )
+    assert "problem" not in outputs[0].out + outputs[0].err
+
+
+def test_hook_checks_when_a_credential_is_there_deterministic_and_never_prompts(tmp_path, capfd, monkeypatch):
+    _no_credentials(monkeypatch, tmp_path / "home")
+    key = tmp_path / "home" / "id_ci"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    monkeypatch.setenv("HPC_SSH_PRIVATE_KEY", str(key))
+    outputs = []
+    for i in range(2):
+        render(tmp_path / str(i))
+        outputs.append(without_first_commit(capfd.readouterr().out))
     assert outputs[0] == outputs[1]
-    assert "checking this machine's credentials" in outputs[0] and "credentials:" in outputs[0]
+    out = outputs[0]
+    assert "checking this machine's credentials for cluster hpc" in out and "[PASS] SSH key" in out
+    assert "[MISSING] TOTP secret ($HPC_TOTP_SECRET): not set" in out  # no prompt: nobody at a terminal
+    assert "credentials: 2 problem(s)" in out  # the TOTP secret and the pinned host key
 
 
 def test_update_mode_writes_the_manifest_without_checking(tmp_path, capfd, monkeypatch):

@@ -15,7 +15,7 @@ from support.render import PROJECT_TEMPLATE, answers_for
 COMMANDS = PROJECT_TEMPLATE / "src" / "mlops" / "commands"
 SKELETON = (PROJECT_TEMPLATE / "mlops.toml").read_text()
 CLUSTER_VERBS = ["deploy", "submit", "launch", "status", "collect", "cancel", "images prune", "check-credentials",
-                 "variables upload", "variables local"]  # fmt: skip
+                 "variables upload", "variables local", "known-hosts show", "known-hosts add"]  # fmt: skip
 SECOND = '\n[clusters.bw]\nhost = "uc3.scc.kit.edu"\nuser = "ab_cd1234"\nworkdir = "/pfs/ws"\nauth = "key"\n' \
          'runtime = "podman"\nscheduler = "none"\n'  # fmt: skip
 

@@ -28,7 +28,11 @@ WANDB = "WANDB_API_KEY"
 # Local only (never a CI variable): the API token `mlops variables upload` and `check-credentials --gitlab` use.
 GITLAB_TOKEN = "GITLAB_TOKEN"
 
-CLUSTER_JOBS = ("deploy", "status", "collect", "cancel")
+# The jobs of one cluster (.gitlab/ci/cluster.yml, named `<job>-<cluster>`): the manual ones a person starts
+# (where a typed HPC_OTP can be given) and the unattended collects of a trigger or a schedule.
+MANUAL_JOBS = ("deploy", "status", "collect", "cancel")
+CLUSTER_JOBS = (*MANUAL_JOBS, "collect-triggered", "collect-scheduled")
+COLLECT_JOBS = ("collect", "collect-triggered", "collect-scheduled")
 ENVIRONMENT_PREFIX = "hpc/"  # a cluster job's environment is hpc/<cluster name>
 SHARED_SCOPE = ENVIRONMENT_PREFIX + "*"
 CODE_AUTH = options.TOTP_METHODS  # cluster.auth values whose login asks for a one-time code
@@ -83,6 +87,7 @@ VARIABLES: tuple[Variable, ...] = (
         "env_var",
         protected=False,
         manual=True,
+        jobs=MANUAL_JOBS,
         auth=CODE_AUTH,
     ),
     Variable(
@@ -109,7 +114,7 @@ VARIABLES: tuple[Variable, ...] = (
         "env_var",
         masked=True,
         hidden=True,
-        jobs=("collect",),
+        jobs=COLLECT_JOBS,
         wandb=True,
         per_cluster=False,
     ),

@@ -140,7 +140,10 @@ def _no_input_requested(pid: int | None = None) -> bool:
 def post_gen(project_dir: Path, answers: dict) -> int:
     """After rendering: validate again (cruft renders without a pre-gen template path), write the variable
     manifest, then check this machine's credentials (never fails the render unless strict mode is on)."""
-    from . import credentials, variables
+    from . import settings
+    from .credentials import checks
+    from .errors import MlopsError
+    from .variables import manifest
 
     refused = options.validate(answers)
     if refused and render_mode(Path(project_dir), answers) != "update":
@@ -151,23 +154,17 @@ def post_gen(project_dir: Path, answers: dict) -> int:
     if rc:
         return rc
     write_toml_files(Path(project_dir), answers)
-    variables.write_manifest(Path(project_dir), answers)
+    s = settings.load(Path(project_dir))
+    manifest.write_manifest(s)
     mode = render_mode(Path(project_dir), answers)
     if mode == "update":
         return 0  # cruft re-renders in temp dirs: the output is a function of the answers alone
     _git_first_commit(Path(project_dir), answers)
     interactive = mode == "interactive" and not _no_input_requested()
-    print(
-        "mlops-template: checking this machine's credentials (nothing is stored; "
-        "run `mlops check-credentials` again any time):"
-    )
-    problems = credentials.report(credentials.check_all(answers, interactive=interactive))
-    if problems and credentials.strict():
-        print(
-            f"mlops-template: {credentials.STRICT_VAR} is set and {problems} credential problem(s) remain: "
-            "failing the render",
-            file=sys.stderr,
-        )
+    try:
+        checks.hook_report(s, interactive=interactive)
+    except MlopsError as exc:  # strict mode: the hook's exit status is cookiecutter's only signal
+        print(f"mlops-template: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,62 +1,45 @@
-"""`mlops variables write|upload|local`: the CI/CD variable manifest and its values (room: mlops.variables).
-Never shows a value."""
+"""`mlops variables write|upload|local`: the CI/CD variable manifest and one cluster's values
+(room: mlops.variables). Never shows a value."""
 
 from __future__ import annotations
 
-import os
-import sys
-
-from .. import variables
-from ..errors import BadInput, UsageError
+from ..credentials import checks
+from ..variables import localfile, manifest, plan, upload
 from . import Verbs
+from .credentials import CODES_HELP, add_gitlab_target
 
 
 def register(verbs: Verbs) -> None:
     group = verbs.group("variables", "the CI/CD variable manifest .gitlab/ci-variables.yml and its values")
-    group.add("write", _write, "regenerate .gitlab/ci-variables.yml from mlops.toml")
+    group.add("write", _write, "regenerate .gitlab/ci-variables.yml from mlops.toml (every cluster)")
     p = group.add(
         "upload",
         _upload,
-        "set the variables on the GitLab project (dry run unless --apply; token from $GITLAB_TOKEN)",
+        "set one cluster's variables (scope hpc/NAME) and the shared ones on the GitLab project (dry run unless "
+        "--apply; values from your environment, token from $GITLAB_TOKEN)",
         cluster=True,
     )
-    p.add_argument("--project", default=None, help="GitLab project path or id (default: $CI_PROJECT_PATH)")
-    p.add_argument("--url", default=None, help="GitLab URL (default: https://<project.gitlab_host>)")
+    add_gitlab_target(p)
     p.add_argument("--apply", action="store_true", help="really send them (default: only say what would be set)")
+    p.add_argument("--codes", choices=plan.CODES, default="stored", help=CODES_HELP)
     p = group.add(
-        "local", _local, "write the untracked 0600 .gitlab-ci-local-variables.yml for gitlab-ci-local", cluster=True
+        "local",
+        _local,
+        "write one cluster's values into the untracked 0600 .gitlab-ci-local-variables.yml (other clusters kept)",
+        cluster=True,
     )
-    p.add_argument("--remove", action="store_true", help="delete the file instead")
+    p.add_argument("--codes", choices=plan.CODES, default="stored", help=CODES_HELP)
+    p.add_argument("--remove", action="store_true", help="delete the file (every cluster's values) instead")
 
 
 def _write(args, s) -> None:
-    print(f"wrote {variables.write_manifest(s.root, s.answers())}")
+    print(f"wrote {manifest.write_manifest(s)}")
 
 
-# vars: the two handlers below still translate mlops.variables' return values into errors; once
-# upload/write_local raise themselves, each becomes one call.
 def _upload(args, s) -> None:
-    project = args.project or os.environ.get("CI_PROJECT_PATH")
-    if not project:
-        raise UsageError(
-            f"variables upload: --project: give the GitLab project path, e.g. group/{s.project.slug} "
-            "(or its numeric id)"
-        )
-    url = args.url or f"https://{s.project.gitlab_host}"
-    token = os.environ.get("GITLAB_TOKEN")
-    if variables.upload(s.answers(s.cluster.name), project, url, token, apply=args.apply):
-        raise BadInput("nothing was changed on GitLab (the lines above say why)")
+    target = checks.GitLabTarget.of(s, args.project, args.url, args.click_role)
+    upload.upload(s, target, apply=args.apply, codes=args.codes)
 
 
 def _local(args, s) -> None:
-    path = s.root / variables.LOCAL_FILE
-    if args.remove:
-        path.unlink(missing_ok=True)
-        print(f"removed {path}")
-        return
-    written, problems = variables.write_local(s.root, s.answers(s.cluster.name))
-    for problem in problems:
-        print(f"mlops variables local: {problem}", file=sys.stderr)
-    if problems:
-        raise BadInput("nothing was written")
-    print(f"wrote {written} (mode 0600, gitignored; values are not shown)")
+    localfile.local(s, codes=args.codes, remove=args.remove)
