@@ -1,3 +1,3 @@
 """mlops: the machinery behind this project's pipeline (one module per concern, one CLI over them)."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
