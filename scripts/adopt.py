@@ -163,7 +163,8 @@ def plan(repo: Path, rendered: Path) -> tuple[list[tuple[str, str]], list[str], 
     if theirs.exists():
         ours = set()
         for f in files_under(rendered, ".gitlab/ci"):
-            ours |= job_names(ci_documents(rendered / f))
+            if f.endswith(".yml"):  # beside them: job.sh, mlops.sh and the lock files (not YAML)
+                ours |= job_names(ci_documents(rendered / f))
         clash = sorted(ours & job_names(ci_documents(theirs)))
         if clash:
             problems.append(
@@ -313,6 +314,10 @@ def _derive(answers: dict) -> dict:
         a["hpc_workdir"] = f"/home/{a['hpc_user']}/mlops"
     if "{{" in str(a.get("wandb_project", "")):
         a["wandb_project"] = a["project_slug"]
+    if "{{" in str(a.get("cluster_name", "")):  # the template's Jinja default, as cookiecutter derives it
+        from mlops.options.questions import cluster_name_of
+
+        a["cluster_name"] = cluster_name_of(str(a.get("hpc_host", "")))
     return a
 
 
