@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from support.infra._util import shared_tmpdir
+from support.infra._util import shared_tmpdir, wait_for
 from support.infra.fixtures import rootless_podman, slurm_cluster, ssh_server  # noqa: F401 (fixtures)
 from support.infra.sshd_totp import exec_command
 from support.local_cluster import FAKE_PYTHON36
@@ -491,13 +491,7 @@ def test_variant_runs_end_to_end(project, cluster, fixed, setting, tmp_path):
 
 def wait_until(predicate, timeout: float, what: str):
     """Poll (bounded, generous: SLURM checks time limits every 30 s or so, a requeued job waits ~2 min)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    return wait_for(predicate, timeout, what, interval=2)
 
 
 def test_a_time_limit_and_a_requeue_are_reported_as_slurm_says(project, cluster, fixed, slurm_cluster, tmp_path):

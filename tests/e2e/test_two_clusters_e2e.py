@@ -37,6 +37,7 @@ from pathlib import Path
 import pytest
 
 from support.infra._util import shared_tmpdir
+from support.infra._util import wait_for as infra_wait_for
 from support.infra.fixtures import TEST_USER
 from support.infra.podman import RootlessPodmanStore
 from support.infra.sshd_recording import RecordingKeySshServer
@@ -128,14 +129,8 @@ def run_mlops(project: Path, *args, env: dict | None = None, timeout: float = 12
 
 
 def wait_for(predicate, what: str, timeout: float = WAIT_S):
-    """Bounded polling (generous: both sweeps share 2 busy cores)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(2)
-    raise AssertionError(f"gave up after {timeout:.0f}s waiting for {what}")
+    """Bounded polling (generous: both sweeps share 2 busy cores): support.infra's, every 2 s."""
+    return infra_wait_for(predicate, timeout, what, interval=2)
 
 
 def triggered_env(env: dict, pipeline: int) -> dict:
