@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from mlops.results.read import NO_METRICS
-from support.local_run import copy_of, env_for, mlops, only_run, rendered, set_parameters, summary
+from support.local_run import copy_of, env_for, mlops, only_run, set_parameters, summary
 
 CONTROL_TRAIN = r"""
 import json, os, pathlib, subprocess, sys, time
@@ -46,16 +46,6 @@ if mode != "nometrics":
     (res / "metrics.json").write_text(json.dumps({"mae": float(os.environ["N"])}))
 print("done", mode)
 """
-
-
-@pytest.fixture(scope="module")
-def template_project(tmp_path_factory):
-    return rendered(tmp_path_factory)
-
-
-@pytest.fixture
-def project(template_project, tmp_path):
-    return copy_of(template_project, tmp_path / "project")
 
 
 def controlled(project: Path, modes: list[str], n: list[int] | None = None, **fixed) -> Path:

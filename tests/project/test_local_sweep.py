@@ -13,18 +13,7 @@ import sys
 
 import pytest
 
-from support.local_run import copy_of, env_for, rendered
-
-
-@pytest.fixture(scope="module")
-def template_project(tmp_path_factory):
-    return rendered(tmp_path_factory)
-
-
-@pytest.fixture
-def project(template_project, tmp_path):
-    """A copy of a rendered project, so the sweep's runs/ directory lands in tmp."""
-    return copy_of(template_project, tmp_path / "project")
+from support.local_run import env_for
 
 
 def mlops(project, *args):
