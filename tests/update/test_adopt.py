@@ -201,6 +201,10 @@ def test_repo_with_its_own_package_gets_the_tool_beside_it(legacy):
         env,
         timeout=300,
     )
+    # Before the printed lines are in .gitlab-ci.yml the check names what is missing; after, it passes.
+    early = run([str(venv / "bin" / "mlops"), "config", "check"], repo, env, check=False)
+    assert early.returncode == 2 and "cluster block is missing" in early.stderr, early.stderr
+    (repo / ".gitlab-ci.yml").write_text(merge(LEGACY_CI, printed_ci(result.stdout)))
     checked = run([str(venv / "bin" / "mlops"), "config", "check"], repo, env)
     assert "mlops.toml: ok" in checked.stdout
 

@@ -51,7 +51,7 @@ def register(verbs: Verbs) -> None:
     p.add_argument(
         "--all-final",
         action="store_true",
-        help="every final run not yet collected, each into OUT/<run id>/ (the triggered and scheduled pipelines)",
+        help="every final run not yet collected, each into OUT/<cluster>/<run id>/ (triggered, scheduled pipelines)",
     )
     p.add_argument(
         "--unattended",
