@@ -20,8 +20,8 @@ import shlex
 import tarfile
 import zlib
 from importlib import resources
-from typing import IO
 
+from ..capped import CappedReader
 from ..errors import WorkFailed
 from ..remote import Remote
 from . import slurm
@@ -48,21 +48,6 @@ class _CappedBuffer:
             self.cut = True
             chunk = chunk[: max(room, 0)]
         return self.buffer.write(chunk)
-
-
-class _CappedReader:
-    """A read-only stream that stops (OSError) after `limit` bytes: a decompression bomb ends here."""
-
-    def __init__(self, raw: IO[bytes] | gzip.GzipFile, limit: int):
-        self.raw, self.limit, self.count = raw, limit, 0
-
-    def read(self, size: int = -1) -> bytes:
-        want = self.limit - self.count + 1 if size is None or size < 0 else min(size, self.limit - self.count + 1)
-        data = self.raw.read(want)
-        self.count += len(data)
-        if self.count > self.limit:
-            raise OSError(f"the state stream passed {self.limit:,} bytes")
-        return data
 
 
 def _script() -> bytes:
@@ -101,7 +86,7 @@ def list_runs(session: Remote, runs_dir: str) -> list[tuple[str, bool]]:
 def _members(stream: bytes, bad: list[str]) -> dict[str, bytes]:
     """{name: content} of the regular files of the capped tar.gz stream; a cut stream keeps what came."""
     files: dict[str, bytes] = {}
-    raw = _CappedReader(gzip.GzipFile(fileobj=io.BytesIO(stream)), MAX_TAR_BYTES)
+    raw = CappedReader(gzip.GzipFile(fileobj=io.BytesIO(stream)), MAX_TAR_BYTES, "the state stream")
     try:
         with tarfile.open(fileobj=raw, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:

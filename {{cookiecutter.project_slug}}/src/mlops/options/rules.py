@@ -97,15 +97,7 @@ def _project_fields(a: dict) -> list[Problem]:
         )
     problem = host_problem("gitlab_host", a["gitlab_host"], allow_port=True)
     problems += [problem] if problem else []
-    for field in ("wandb_entity",):
-        if a[field] and not PLAIN.fullmatch(a[field]):
-            problems.append(
-                Problem(
-                    field,
-                    f"{a[field]!r} contains unexpected characters",
-                    "use letters, digits, '_', '.', '-' (or leave it empty)",
-                )
-            )
+    problems += _plain_if_set(a, ("wandb_entity",))
     if not PLAIN.fullmatch(a["wandb_project"]):
         problems.append(
             Problem(
@@ -140,16 +132,17 @@ def _cluster_fields(a: dict) -> list[Problem]:
         problems += [problem] if problem else []
     for problem in (ssh_key_problem(a["hpc_ssh_key"]), workdir_problem(a["hpc_workdir"], a["hpc_user"])):
         problems += [problem] if problem else []
-    for field in ("slurm_partition", "slurm_account"):
-        if a[field] and not PLAIN.fullmatch(a[field]):
-            problems.append(
-                Problem(
-                    field,
-                    f"{a[field]!r} contains unexpected characters",
-                    "use letters, digits, '_', '.', '-' (or leave it empty)",
-                )
-            )
+    problems += _plain_if_set(a, ("slurm_partition", "slurm_account"))
     return problems
+
+
+def _plain_if_set(a: dict, fields: tuple[str, ...]) -> list[Problem]:
+    """A Problem for each of `fields` that is set and not PLAIN (SLURM and W&B names)."""
+    return [
+        Problem(f, f"{a[f]!r} contains unexpected characters", "use letters, digits, '_', '.', '-' (or leave it empty)")
+        for f in fields
+        if a[f] and not PLAIN.fullmatch(a[f])
+    ]
 
 
 def _contradictions(a: dict) -> list[Problem]:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO, cast
 
+from ..capped import CappedReader, StreamTooLarge
 from ..settings import Collect
 from . import caps as limits
 from .outdir import NO_SPACE, no_space
@@ -36,10 +37,6 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 CHUNK = 1 << 20
 NAME_KEPT = 1024  # characters of a member's name kept for the reports (a name may be a whole header)
-
-
-class StreamTooLarge(Exception):
-    """The decompressed stream passed caps.max_stream_bytes."""
 
 
 @dataclass
@@ -58,21 +55,6 @@ class Extracted:
     def complete(self) -> bool:
         """Every file that was sent was extracted (refused links etc. do not count: they are not data)."""
         return not self.skipped and self.stopped is None
-
-
-class _Capped:
-    """A read-only file object that refuses to give more than `limit` bytes in total."""
-
-    def __init__(self, raw: IO[bytes], limit: int):
-        self.raw, self.limit, self.count = raw, limit, 0
-
-    def read(self, size: int = -1) -> bytes:
-        want = self.limit - self.count + 1 if size is None or size < 0 else min(size, self.limit - self.count + 1)
-        data = self.raw.read(want)
-        self.count += len(data)
-        if self.count > self.limit:
-            raise StreamTooLarge(f"the decompressed stream passed {self.limit:,} bytes (max_total_bytes + headers)")
-        return data
 
 
 def check_name(name: str, caps: Collect) -> tuple[list[str], str | None]:
@@ -202,7 +184,11 @@ def extract(
     tree = _Tree(root_fd)
     members = 0
     try:
-        capped = _Capped(cast(IO[bytes], gzip.GzipFile(fileobj=stream, mode="rb")), limits.max_stream_bytes(caps))
+        capped = CappedReader(
+            gzip.GzipFile(fileobj=stream, mode="rb"),
+            limits.max_stream_bytes(caps),
+            "the decompressed stream (max_total_bytes + headers)",
+        )
         tarinfo = capped_tarinfo(caps)
         with tarfile.open(fileobj=cast(IO[bytes], capped), mode="r|", errorlevel=2, tarinfo=tarinfo) as tar:
             for member in _Members(tar):
