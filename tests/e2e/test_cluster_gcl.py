@@ -137,7 +137,10 @@ CANARY = "glptt-CANARY" + "a1b2c3" * 3
 
 def stored_secret(p) -> dict:
     """What a triggered or scheduled pipeline logs in with: nobody types a code there (collect
-    --unattended skips a cluster without it), so the project stores HPC_TOTP_SECRET (scope hpc/NAME)."""
+    --unattended skips a cluster without it), so the project stores HPC_TOTP_SECRET (scope hpc/NAME).
+    Waits until the codes the test typed (future steps) are past: a person types the current step's code,
+    which the product's retry steps over, but typed future steps could catch both of its codes."""
+    p["codes"].wait_past_handed_out()
     return {"HPC_TOTP_SECRET": p["server"].totp_secret}
 
 

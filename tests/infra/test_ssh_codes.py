@@ -64,7 +64,7 @@ def test_each_secret_goes_into_its_own_prompt(auth, texts, typed, tmp_path):
         with pytest.raises(prompts.PromptRefused, match="asked for the account password") as info:
             s.open()
         message = str(info.value)
-        assert 'cluster.auth = "totp+password"' in message and "HPC_PASSWORD" in message
+        assert 'auth = "totp+password" in the [clusters.NAME] block' in message and "HPC_PASSWORD" in message
         assert srv.totp_secret not in message and srv.password not in message
         assert s.answerers[0].answered == typed[: typed.index(P)] if P in typed else s.answerers[0].answered == []
         time.sleep(0.5)

@@ -250,7 +250,7 @@ def test_known_hosts_decisions_equal_openssh(server, check_project, tmp_path):
             login, why = mlops_login(server, host, known)
             out = check_credentials(check_project, server, host, known)
             online = "[PASS] SSH login" in out
-            offline = re.search(r"\[(\w+)\] known_hosts entry for the cluster", out).group(1)
+            offline = re.search(r"\[(\w+)\] known_hosts entry for the login node ", out).group(1)
             kinds = "" if oracle else f" kind: openssh={kind_of(why_openssh, 0)} mlops={kind_of(why, 1)}"
             rows.append(
                 f"{variant[:12]:12} {case[:52]:52} openssh={oracle!s:5} login={login!s:5} "

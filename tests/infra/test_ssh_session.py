@@ -184,6 +184,7 @@ def test_resolver_variables_cannot_steer_the_login(tmp_path):
                 asked = dns.queries[before:]
         finally:
             stand_in.close()
-        assert re.search(r"\[PASS\] SSH login \S+: logged in and ran a command", cp.stdout), cp.stdout + cp.stderr
+        passed = re.search(r"\[PASS\] SSH login \S+ \(cluster login\): logged in and ran a command", cp.stdout)
+        assert passed, cp.stdout + cp.stderr
         assert stand_in.accepted == [] and srv.count_logins() == 1
         assert "login.hpc.test." in asked and "login.hpc.test.attacker.test." not in asked, asked

@@ -152,7 +152,7 @@ def test_complete_credentials_pass_strict_and_write_the_local_file(project, good
     check = mlops(project, good["env"], "check-credentials", "--strict")
     assert check.returncode == 0, check.stdout + check.stderr
     out = check.stdout
-    assert "[PASS] SSH key, cluster.ssh_key in mlops.toml (~/.ssh/id_ed25519)" in out and "no passphrase" in out
+    assert "[PASS] SSH key, clusters.NAME.ssh_key in mlops.toml (~/.ssh/id_ed25519)" in out and "no passphrase" in out
     assert "matches ~/.ssh/id_ed25519.pub" in out
     assert "[PASS] known_hosts entry for the login node [127.0.0.1]:2222 of cluster 127" in out
     assert "[PASS] TOTP secret" in out and "yields 6-digit codes" in out

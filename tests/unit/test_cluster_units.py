@@ -26,7 +26,7 @@ def image(rt, stage="model"):
 
 
 def test_bad_runtime_and_digest_are_named():
-    with pytest.raises(ValueError, match="cluster.runtime"):
+    with pytest.raises(ValueError, match="clusters.NAME.runtime"):
         _ = image("docker").target
     with pytest.raises(ValueError, match="sha256"):
         _ = Image("model", "md5:zz", STORE, "proj", "podman").key

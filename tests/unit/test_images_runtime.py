@@ -264,7 +264,7 @@ def test_setup_errors_of_deploy_and_prune_exit_2_before_any_remote_command(tmp_p
     with pytest.raises(errors.BadInput, match="images.keep = 0"):
         store.prune(Recording(), cfg, keep=0)
     bad = make_settings(tmp_path, cluster={"runtime": "docker"})
-    with pytest.raises(errors.BadInput, match="cluster.runtime"):
+    with pytest.raises(errors.BadInput, match="clusters.NAME.runtime"):
         deployment.deploy(Recording(), bad, tmp_path / "images.json", out=io.StringIO())
     assert Recording.commands == []
 

@@ -80,7 +80,7 @@ def test_each_secret_goes_only_into_its_prompt():
         ("totp+password", "pw", [("PIN+Token: ", False)], "otppin policy"),
         ("totp+password", "pw", [("PIN: ", False)], "a PIN"),
         ("totp", None, [("Enter your mother's maiden name " + "x" * 500, False)], "neither a one-time code"),
-        ("key", None, [("Verification code: ", False)], "cluster.auth is 'key'"),
+        ("key", None, [("Verification code: ", False)], "clusters.NAME.auth is 'key'"),
         ("totp+password", None, [("Password: ", False)], "HPC_PASSWORD is not set"),
         ("totp+password", "pw", [("New password: ", False)], "password change"),
     ],

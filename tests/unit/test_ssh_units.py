@@ -321,5 +321,5 @@ def test_endpoint_parser_refuses_without_a_traceback():
     assert Endpoint.parse("[::1]:2200", "a") == Endpoint("::1", 2200, "a")
     assert Endpoint("h", 2222).known_hosts_name == "[h]:2222" and Endpoint("H", 22).known_hosts_name == "h"
     for bad in ("jump:ssh", "jump:0", "jump:99999", "@:22", "u@"):
-        with pytest.raises(BadInput, match="cluster.jump_host"):
+        with pytest.raises(BadInput, match="clusters.NAME.jump_host"):
             Endpoint.parse(bad, "a")

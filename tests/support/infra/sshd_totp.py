@@ -568,3 +568,17 @@ class CodeBook:
                     return self.totp.at(step * 30)
             time.sleep(max(0.0, (now + 1) * 30 - time.time()) + 0.2)
         raise InfraError("no fresh one-time code within 90 s")
+
+    def wait_past_handed_out(self) -> None:
+        """Return once every step this book handed out is in the past (waits at most ~90 s). A login that
+        computes its code from the secret (the product's ``SecretCodes``) takes the CURRENT step and, when
+        refused, the next one; ``next(ahead=True)`` hands out future steps, so without this wait both of the
+        product's codes can land on steps a test already typed (DISALLOW_REUSE refuses them twice)."""
+        if not self.used:
+            return
+        last = max(self.used)
+        deadline = time.monotonic() + 95
+        while int(time.time() // 30) <= last:
+            if time.monotonic() > deadline:
+                raise InfraError(f"step {last} still not past after 95 s (clock jumped?)")
+            time.sleep(max(0.0, (int(time.time() // 30) + 1) * 30 - time.time()) + 0.2)

@@ -48,4 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     except errors.MlopsError as exc:
         print(f"mlops {args.verb}: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        problem = errors.missing_extra(exc)
+        if problem is None:
+            raise
+        print(f"mlops {args.verb}: {problem}", file=sys.stderr)
+        return problem.exit_code
     return 0

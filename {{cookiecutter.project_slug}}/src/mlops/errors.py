@@ -56,3 +56,24 @@ class CannotTell(MlopsError):
     """`mlops template check --strict`: no .cruft.json, or the template cannot be reached; exit 4."""
 
     exit_code = 4
+
+
+# An optional dependency's import name -> (its package, the pyproject.toml extra that installs it). The
+# laptop install (`.[dev]`) leaves the cluster and GitLab libraries out; CI installs them from the locks.
+EXTRAS = {
+    "paramiko": ("paramiko", "cluster"),
+    "pyotp": ("pyotp", "cluster"),
+    "wandb": ("wandb", "cluster"),
+    "matplotlib": ("matplotlib", "cluster"),
+    "gitlab": ("python-gitlab", "gitlab"),
+}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> BadInput | None:
+    """The clear error for an optional dependency that is not installed (naming the extra to install),
+    or None when `exc` is about any other module (a bug: it keeps its traceback)."""
+    known = EXTRAS.get((exc.name or "").split(".")[0])
+    if known is None:
+        return None
+    package, extra = known
+    return BadInput(f'{package} is not installed (the [{extra}] extra). Fix: pip install -e ".[{extra}]"')

@@ -61,7 +61,7 @@ def job_environment(environ: Mapping[str, str]) -> dict[str, str]:
                 raise errors.BadInput(
                     f"the CI variable {name} does not look like GitLab's own value (pattern "
                     f"{JOB_DATA[name].pattern}): it was set as a pipeline or manual-job variable. Fix: start "
-                    "the pipeline without it (README: Security model, pipeline variables)"
+                    "the pipeline without it (template README: Security model)"
                 )
             kept[name] = value
     return kept

@@ -19,14 +19,14 @@ def register(verbs: Verbs) -> None:
         default=os.environ.get("MLOPS_BUILDER") or None,
         help="must match mlops.toml build.builder (default: $MLOPS_BUILDER, the CI input)",
     )
-    p.add_argument("--no-push", action="store_true", help="only build and save the archives")
+    p.add_argument("--no-push", action="store_true", help="only build and save the OCI layout (images/oci/)")
     p.add_argument(
         "--registry-image",
         default=None,
         help="push to REF/<name>:TAG (default: $MLOPS_REGISTRY_IMAGE, else $CI_REGISTRY_IMAGE)",
     )
     p.add_argument("--tag", default=None, help="image tag (default: $CI_COMMIT_SHA, else the git commit)")
-    p.add_argument("--out", type=Path, default=None, help="archives + images.json (default: images/)")
+    p.add_argument("--out", type=Path, default=None, help="OCI layout + images.json (default: images/)")
     p.add_argument("--cache", type=Path, default=None, help="build cache (default: .mlops-cache/images/)")
     p.add_argument("--force", action="store_true", help="rebuild even when the cache has the image")
 

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ..errors import MlopsError
+from ..errors import MlopsError, missing_extra
 from ..ssh import sources
 from .result import FAIL, PASS, Result
 
@@ -36,6 +36,10 @@ def check_login(s: Settings, env: Mapping[str, str] = os.environ) -> Result:
         return Result(
             item, FAIL, str(exc), "see the message; `mlops check-credentials` without --online checks the files"
         )
+    except ModuleNotFoundError as exc:
+        problem = missing_extra(exc)
+        detail = str(problem) if problem else f"ModuleNotFoundError: {sources.sanitize(exc, 300)}"
+        return Result(item, FAIL, detail, "as the message says" if problem else "see the message")
     except Exception as exc:  # anything unforeseen: named by type, never a traceback
         return Result(item, FAIL, f"{type(exc).__name__}: {sources.sanitize(exc, 300)}", "see the message")
     return Result(item, PASS, "logged in and ran a command")

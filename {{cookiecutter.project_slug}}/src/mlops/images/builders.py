@@ -31,7 +31,7 @@ def _run(argv: list[str], what: str, stdin: str | None = None, env: dict | None 
     except FileNotFoundError:
         raise BuildError(
             f"{what}: {argv[0]} is not installed in this job image. Fix: use the builder's "
-            f"job image (the builder_image input) or install {argv[0]}"
+            f"job image (override .mlops-builder-<name>'s image: in .gitlab/ci/build.yml) or install {argv[0]}"
         ) from None
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])

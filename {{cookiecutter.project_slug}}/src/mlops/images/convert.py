@@ -79,7 +79,7 @@ def check_tools(session: Remote, rt: str) -> None:
     problems = check_versions(rt, answer)
     if problems:
         raise DeploySetupError(
-            f"mlops.toml cluster.runtime = {rt!r}: " + "; ".join(problems) + ". Fix: load or install it on the "
+            f"mlops.toml clusters.NAME.runtime = {rt!r}: " + "; ".join(problems) + ". Fix: load or install it on the "
             "cluster (e.g. `module load`; a login shell's PATH is what mlops sees), or choose another runtime"
         )
 

@@ -55,7 +55,7 @@ FORMS = {"apptainer": ("sif", "sandbox"), "singularity": ("sif", "sandbox"), "po
 def check_runtime(name: str) -> str:
     """The runtime name, or ValueError naming the choices."""
     if name not in RUNTIMES:
-        raise ValueError(f"mlops.toml cluster.runtime: {name!r} is not one of {', '.join(RUNTIMES)}")
+        raise ValueError(f"mlops.toml clusters.NAME.runtime: {name!r} is not one of {', '.join(RUNTIMES)}")
     return name
 
 

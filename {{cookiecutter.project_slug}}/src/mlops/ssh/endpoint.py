@@ -38,7 +38,7 @@ class Endpoint:
             host, _, port = hostport.partition(":")
         if not host or (port and not (port.isdigit() and 1 <= int(port) <= 65535)):
             raise BadInput(
-                f"cluster.jump_host: {sources.sanitize(spec, 80)!r} is not [user@]host[:port] with a "
+                f"clusters.NAME.jump_host: {sources.sanitize(spec, 80)!r} is not [user@]host[:port] with a "
                 "port from 1 to 65535. Fix: correct it in mlops.toml"
             )
         return cls(host, int(port or 22), user or default_user)

@@ -51,7 +51,7 @@ def source(env: Mapping[str, str] = os.environ, setting: str | None = None) -> K
             return KeySource(label, text=value.replace("\r\n", "\n").strip() + "\n")
         return KeySource(label, path=Path(os.path.expanduser(value.strip())))
     path = setting or DEFAULT_KEY
-    return KeySource(sources.describe_setting("cluster.ssh_key", path), path=Path(os.path.expanduser(path)))
+    return KeySource(sources.describe_setting("clusters.NAME.ssh_key", path), path=Path(os.path.expanduser(path)))
 
 
 def read_text(src: KeySource) -> str:
@@ -62,7 +62,7 @@ def read_text(src: KeySource) -> str:
     if not path.is_file():
         raise KeyProblem(
             f"{src.label}: no private key file there. Fix: set the CI file variable {KEY_VAR} "
-            "(type File) or point cluster.ssh_key at your key"
+            "(type File) or point clusters.NAME.ssh_key in mlops.toml at your key"
         )
     try:
         return path.read_text(encoding="ascii", errors="replace")

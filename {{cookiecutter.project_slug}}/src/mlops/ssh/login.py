@@ -102,8 +102,8 @@ class Login:
             t = _transport(sock or socket.create_connection((endpoint.host, endpoint.port), CONNECT_TIMEOUT))
         except OSError as exc:
             raise LoginFailed(
-                f"cannot reach {where}: {exc.strerror or exc}. Fix: check cluster.host/port, your "
-                "VPN or jump host (cluster.jump_host)"
+                f"cannot reach {where}: {exc.strerror or exc}. Fix: check clusters.NAME.host/port "
+                "in mlops.toml, your VPN or jump host (clusters.NAME.jump_host)"
             ) from None
         self.transports.append(t)
         t.banner_timeout = t.auth_timeout = CONNECT_TIMEOUT

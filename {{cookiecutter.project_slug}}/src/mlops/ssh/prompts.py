@@ -188,15 +188,17 @@ class Answerer:
             )
         if kind in (CODE, PASSWORD_CODE) and self.auth not in options.TOTP_METHODS:
             return (
-                f"{self.where} asked for a one-time code ({quoted!r}) but cluster.auth is {self.auth!r}; "
-                f'{nothing}. Fix: set cluster.auth = "totp" (or "totp+password") in mlops.toml'
+                f"{self.where} asked for a one-time code ({quoted!r}) but clusters.NAME.auth is {self.auth!r}; "
+                f'{nothing}. Fix: set auth = "totp" (or "totp+password") in the [clusters.NAME] block of '
+                "mlops.toml"
             )
         if kind in (PASSWORD, PASSWORD_CODE) and self.auth != "totp+password":
             both = " followed by the one-time code" if kind == PASSWORD_CODE else ""
             return (
                 f"{self.where} asked for the account password{both} ({quoted!r}); {nothing} (the one-time "
-                f'code never goes into a password prompt). Fix: set cluster.auth = "totp+password" in '
-                f"mlops.toml and store the service password as the protected, masked and hidden variable {PASSWORD_VAR}"
+                f'code never goes into a password prompt). Fix: set auth = "totp+password" in the [clusters.NAME] '
+                "block of mlops.toml and store the service password as the protected, masked and hidden variable "
+                f"{PASSWORD_VAR}"
             )
         if kind in (PASSWORD, PASSWORD_CODE) and not self._password:
             return (

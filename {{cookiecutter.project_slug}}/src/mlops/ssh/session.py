@@ -120,14 +120,14 @@ class Session:
         """Everything that can be checked before connecting (no code is spent on bad input)."""
         if self.auth not in options.AUTH_METHODS:
             raise BadInput(
-                f"cluster.auth: {sources.sanitize(self.auth, 40)!r} is not one of {', '.join(options.AUTH_METHODS)}. "
-                "Fix: correct it in mlops.toml"
+                f"clusters.NAME.auth: {sources.sanitize(self.auth, 40)!r} is not one of "
+                f"{', '.join(options.AUTH_METHODS)}. Fix: correct it in mlops.toml"
             )
         if self.auth == "totp+password" and self._password is None:
             self._password = self._env.get(civars.PASSWORD) or None
             if not self._password:
                 raise BadInput(
-                    f'cluster.auth is "totp+password" but {sources.describe(civars.PASSWORD, self._env)}. '
+                    f'clusters.NAME.auth is "totp+password" but {sources.describe(civars.PASSWORD, self._env)}. '
                     f"Fix: store the service password as the protected variable {civars.PASSWORD}"
                 )
         if self.auth in options.TOTP_METHODS and self._code is None:
