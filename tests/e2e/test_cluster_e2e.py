@@ -495,7 +495,7 @@ def wait_until(predicate, timeout: float, what: str):
 
 
 def test_a_time_limit_and_a_requeue_are_reported_as_slurm_says(project, cluster, fixed, slurm_cluster, tmp_path):
-    """A run with `time = "1"` (one minute) whose two window-24 configurations sleep 15 minutes (the run
+    """A run with `time = "2"` (two minutes) whose two window-24 configurations sleep 15 minutes (the run
     id starts with "slow-"): one of them is requeued (and held) by `scontrol requeuehold` while it runs. While it waits
     in the queue again, status says requeued, the run is not final: `collect --all-final` does not
     collect or mark it, `collect --require-final` refuses it. In the end SLURM ends both at their time
@@ -504,19 +504,21 @@ def test_a_time_limit_and_a_requeue_are_reported_as_slurm_says(project, cluster,
     requeued task read as final, so the run was collected and marked before it ran again."""
     variant = tmp_path / project.name
     shutil.copytree(project, variant, ignore=shutil.ignore_patterns(".mlops", "deploy*.json"))
-    set_toml(variant, "cluster", "time", '"1"')  # the same images: deployed by `fixed` already
+    # two minutes: the window-48 configurations must finish well inside it on a busy 2-core machine
+    set_toml(variant, "cluster", "time", '"2"')  # the same images: deployed by `fixed` already
     ok(mlops(variant, cluster, "submit", "--run-id", "slow-1"))
     run_dir = Path(cluster["workdir"]) / project.name / "runs" / "slow-1"
     model_job = json.loads((run_dir / "state" / "jobs.json").read_text())[0]["model"][0]["job"]
 
-    def running_records():
-        found = [json.loads(p.read_text()) for p in (run_dir / "state" / "tasks").glob("*.json")]
-        return [r for r in found if r.get("status") == "running"]
+    def slow_running():  # config id -> task record of the window-24 configurations that run now
+        index = json.loads((run_dir / "envs" / "index.json").read_text())["configurations"]
+        slow_ids = {c["config_id"] for c in index if c["parameters"]["window"] == 24}
+        found = {p.stem: json.loads(p.read_text()) for p in (run_dir / "state" / "tasks").glob("*.json")}
+        return {c: r for c, r in found.items() if c in slow_ids and r.get("status") == "running"}
 
-    slow = wait_until(lambda: len(running_records()) == 2 and running_records(), 600, "both slow tasks to run")
-    requeued = slow[0]["job"]  # "<array job>_<task id>"
-    cid = next(c for c, r in ((p.stem, json.loads(p.read_text())) for p in (run_dir / "state/tasks").glob("*.json"))
-               if r.get("job") == requeued)  # fmt: skip
+    slow = wait_until(lambda: len(slow_running()) == 2 and slow_running(), 600, "both slow tasks to run")
+    cid = sorted(slow)[0]
+    requeued = slow[cid]["job"]  # "<array job>_<task id>"
     # requeue and hold: the task waits in the queue until it is released (a plain requeue waits ~2 min,
     # which the assertions below must not depend on)
     slurm_cluster.run(["scontrol", "requeuehold", requeued])
@@ -536,7 +538,8 @@ def test_a_time_limit_and_a_requeue_are_reported_as_slurm_says(project, cluster,
     wait_until(lambda: (s := slurm_cluster.job_states(model_job)) and set(s.values()) <= final, 900, "the sweep's end")
     status = ok(mlops(variant, cluster, "status", "--run-id", "slow-1"))
     view = json.loads(ok(mlops(variant, cluster, "status", "--run-id", "slow-1", "--json")).stdout)
-    assert view["counts"]["timeout"] == 2 and view["counts"]["completed"] == 2, view["counts"]
+    states = {c: (v["status"], v.get("exit_code")) for c, v in view["configs"].items()}
+    assert view["counts"]["timeout"] == 2 and view["counts"]["completed"] == 2, (states, status.stdout)
     assert "2 timeout: the task hit its time limit: raise `time`" in status.stdout, status.stdout
     record = json.loads((run_dir / "state" / "tasks" / f"{cid}.json").read_text())
     assert record["status"] == "timeout" and record["restarts"] == 1, record
