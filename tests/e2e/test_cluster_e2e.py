@@ -508,7 +508,9 @@ def test_a_time_limit_and_a_requeue_are_reported_as_slurm_says(project, cluster,
     set_toml(variant, "cluster", "time", '"2"')  # the same images: deployed by `fixed` already
     ok(mlops(variant, cluster, "submit", "--run-id", "slow-1"))
     run_dir = Path(cluster["workdir"]) / project.name / "runs" / "slow-1"
-    model_job = json.loads((run_dir / "state" / "jobs.json").read_text())[0]["model"][0]["job"]
+    # 4 configurations, MaxArraySize 3: two model arrays (0-2 and 3), each must end before the checks
+    model_jobs = [chunk["job"] for chunk in json.loads((run_dir / "state" / "jobs.json").read_text())[0]["model"]]
+    assert len(model_jobs) == 2, model_jobs
 
     def slow_running():  # config id -> task record of the window-24 configurations that run now
         index = json.loads((run_dir / "envs" / "index.json").read_text())["configurations"]
@@ -522,7 +524,8 @@ def test_a_time_limit_and_a_requeue_are_reported_as_slurm_says(project, cluster,
     # requeue and hold: the task waits in the queue until it is released (a plain requeue waits ~2 min,
     # which the assertions below must not depend on)
     slurm_cluster.run(["scontrol", "requeuehold", requeued])
-    wait_until(lambda: slurm_cluster.job_states(model_job).get(requeued) == "PENDING", 120, "the requeued task to wait")
+    array_job = requeued.split("_")[0]
+    wait_until(lambda: slurm_cluster.job_states(array_job).get(requeued) == "PENDING", 120, "the requeued task to wait")
     view = json.loads(ok(mlops(variant, cluster, "status", "--run-id", "slow-1", "--json")).stdout)
     assert view["configs"][cid]["status"] == "requeued", view["configs"]
     out = tmp_path / "early"
@@ -535,7 +538,11 @@ def test_a_time_limit_and_a_requeue_are_reported_as_slurm_says(project, cluster,
     slurm_cluster.run(["scontrol", "release", requeued])
 
     final = {"TIMEOUT", "COMPLETED", "FAILED", "CANCELLED"}
-    wait_until(lambda: (s := slurm_cluster.job_states(model_job)) and set(s.values()) <= final, 900, "the sweep's end")
+
+    def ended() -> bool:  # a job SLURM has forgotten (MinJobAge after its end) has no states left: ended too
+        return all(set(slurm_cluster.job_states(job).values()) <= final for job in model_jobs)
+
+    wait_until(ended, 900, "the sweep's end (both arrays)")
     status = ok(mlops(variant, cluster, "status", "--run-id", "slow-1"))
     view = json.loads(ok(mlops(variant, cluster, "status", "--run-id", "slow-1", "--json")).stdout)
     states = {c: (v["status"], v.get("exit_code")) for c, v in view["configs"].items()}
