@@ -53,5 +53,7 @@ for mode in fuse nofuse; do
     chmod 0755 "$PREFIX/user-bin-$mode/$name"
   done
 done
-"$PREFIX/bin/mlops-apptainer-root" fuse apptainer version >"$PREFIX/VERSION"
+# From /: the wrapper cds into the caller's directory inside the root, where only /tmp /var/tmp
+# /home /work are bound, and CI runs this from a clone elsewhere (/check/work/main).
+(cd / && "$PREFIX/bin/mlops-apptainer-root" fuse apptainer version) >"$PREFIX/VERSION"
 echo "apptainer $(cat "$PREFIX/VERSION") in $PREFIX"
